@@ -1,0 +1,34 @@
+# churnlens: `make demo` and `make test` are all a fresh machine needs (Python 3.11 + pip).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := data/demo
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test demo bench lint
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install churnlens with dev tools (quick when done)
+
+test: setup ## run the test suite
+	$(BIN)/python -m pytest -q
+
+demo: setup ## simulate a shop and validate it
+	$(BIN)/churnlens simulate --customers 2000 --seed 1 --out $(DEMO)
+	$(BIN)/churnlens validate -c configs/demo.yaml
+
+bench: setup ## run the benchmarks (large data; minutes)
+	@for script in benchmarks/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+lint: setup ## ruff check and format check
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks

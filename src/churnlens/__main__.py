@@ -1,0 +1,3 @@
+from churnlens.cli import app
+
+app(prog_name="churnlens")

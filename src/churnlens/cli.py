@@ -1,0 +1,90 @@
+"""The `churnlens` command line: thin wrappers that parse options and call the package.
+
+Heavy libraries are imported inside the commands so that `churnlens --help` stays fast.
+A `ChurnlensError` becomes a short message on stderr and its exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from churnlens.errors import ChurnlensError
+
+app = typer.Typer(
+    help="Predict customer churn, explain it, and turn it into a budgeted retention list.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="YAML run configuration.")]
+
+
+def command(fn):
+    """Register `fn` as a subcommand that reports user errors as a message and exit code."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ChurnlensError as error:
+            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(error.exit_code) from None
+
+    return app.command()(run)
+
+
+@command
+def simulate(
+    out: Annotated[Path, typer.Option(help="Folder for the five tables and ground_truth.")],
+    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same shop.")] = 1,
+    start: Annotated[str, typer.Option(help="First day of the simulated period.")] = "2024-01-01",
+    end: Annotated[str, typer.Option(help="Last day of the simulated period.")] = "2025-12-31",
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+) -> None:
+    """Simulate a shop with known churn drivers and write its tables."""
+    from churnlens.data.io import write_csv, write_parquet
+    from churnlens.data.simulate import simulate as simulate_shop
+
+    if fmt not in ("parquet", "csv"):
+        raise ChurnlensError(f"--format must be parquet or csv, not {fmt!r}")
+    write = write_parquet if fmt == "parquet" else write_csv
+    with console.status(f"simulating {customers:,} customers"):
+        tables = simulate_shop(customers, seed=seed, start=start, end=end)
+    for name, frame in tables.items():
+        path = write(frame, out / f"{name}.{fmt}")
+        console.print(f"{name:>13}: {len(frame):>11,} rows -> {path}")
+
+
+@command
+def validate(config: ConfigOption) -> None:
+    """Check the input tables against the data contract and summarise them."""
+    from rich.table import Table
+
+    from churnlens.config import load_config
+    from churnlens.data.contract import load_tables, summarize
+
+    summary = summarize(load_tables(load_config(config).data))
+    table = Table(title="input tables: valid")
+    for column in summary.columns:
+        table.add_column(column, justify="right" if column in ("rows", "customers") else "left")
+    for row in summary.itertuples(index=False):
+        table.add_row(*(_cell(value) for value in row))
+    console.print(table)
+
+
+def _cell(value) -> str:
+    if isinstance(value, int):
+        return f"{value:,}"
+    if hasattr(value, "strftime"):
+        return value.strftime("%Y-%m-%d")
+    return str(value) or "-"

@@ -1,0 +1,175 @@
+"""The run configuration: pydantic models of the YAML file, with every default in one place.
+
+Unknown keys and bad values are errors that name the key, so a typo never silently falls
+back to a default. Relative paths are resolved against the config file's folder, so a run
+behaves the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from churnlens.errors import ChurnlensError
+
+TABLE_NAMES = ("customers", "purchases", "tickets", "surveys", "events")
+REQUIRED_TABLES = ("customers", "purchases")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableConfig(_Strict):
+    """Where one input table lives and how its columns are named in the user's data."""
+
+    path: Path
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="canonical column name -> the name in the file"
+    )
+
+
+class DataConfig(_Strict):
+    dir: Path = Path(".")
+    customers: TableConfig
+    purchases: TableConfig
+    tickets: TableConfig | None = None
+    surveys: TableConfig | None = None
+    events: TableConfig | None = None
+    csat_scale: int = Field(5, ge=2, le=10, description="CSAT answers range from 1 to this")
+    ces_scale: int = Field(7, ge=2, le=10, description="CES answers range from 1 to this")
+
+    def table(self, name: str) -> TableConfig | None:
+        return getattr(self, name)
+
+    def path_of(self, name: str) -> Path:
+        table = self.table(name)
+        return table.path if table.path.is_absolute() else self.dir / table.path
+
+
+class ChurnConfig(_Strict):
+    """What counts as churn (see DESIGN.md, Labels)."""
+
+    type: Literal["non_contractual", "contractual"] = "non_contractual"
+    horizon_days: int = Field(90, gt=0)
+    active_window_days: int = Field(365, gt=0)
+
+
+class CutoffConfig(_Strict):
+    """Training cutoffs: an explicit list, or a schedule from `start` every `step_days`."""
+
+    dates: list[dt.date] = Field(default_factory=list)
+    start: dt.date | None = None
+    end: dt.date | None = None
+    step_days: int = Field(30, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> CutoffConfig:
+        if self.dates and (self.start or self.end):
+            raise ValueError("give either 'dates' or 'start'/'end', not both")
+        if self.start and self.end and self.end < self.start:
+            raise ValueError("'end' is before 'start'")
+        return self
+
+
+class FeatureConfig(_Strict):
+    windows_days: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
+
+    @field_validator("windows_days")
+    @classmethod
+    def _positive_sorted(cls, v: list[int]) -> list[int]:
+        if not v or any(w <= 0 for w in v):
+            raise ValueError("windows must be a non-empty list of positive day counts")
+        return sorted(set(v))
+
+
+class ModelConfig(_Strict):
+    name: str = "churnlens"
+    num_boost_round: int = Field(500, gt=0)
+    early_stopping_rounds: int = Field(50, gt=0)
+    calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
+    seed: int = 0
+    params: dict[str, float | int | str | bool] = Field(
+        default_factory=lambda: {
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "max_depth": 6,
+            "min_data_in_leaf": 50,
+            "feature_fraction": 0.9,
+            "bagging_fraction": 0.9,
+            "bagging_freq": 1,
+            "lambda_l2": 1.0,
+        }
+    )
+
+
+class TrackingConfig(_Strict):
+    uri: str | None = Field(None, description="MLflow tracking URI; MLFLOW_TRACKING_URI overrides")
+    experiment: str = "churnlens"
+
+
+class ScoringConfig(_Strict):
+    high_risk_threshold: float = Field(0.5, gt=0, lt=1)
+    explain: Literal["targets", "all"] = "targets"
+    drift_warn_psi: float = Field(0.1, gt=0)
+    drift_stop_psi: float = Field(0.25, gt=0)
+
+
+class PlaybookConfig(_Strict):
+    path: Path = Path("playbook.yaml")
+    value_window_days: int = Field(365, gt=0)
+    margin_rate: float = Field(0.3, gt=0, le=1)
+
+
+class Config(_Strict):
+    data: DataConfig
+    churn: ChurnConfig = ChurnConfig()
+    cutoffs: CutoffConfig = CutoffConfig()
+    features: FeatureConfig = FeatureConfig()
+    model: ModelConfig = ModelConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    playbook: PlaybookConfig = PlaybookConfig()
+
+
+def _format_validation_error(path: Path, error: ValidationError) -> str:
+    lines = [f"config {path}: {error.error_count()} problem(s)"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"  {key}: {message}")
+    return "\n".join(lines)
+
+
+def _resolve(raw: dict, base: Path) -> dict:
+    """Make data.dir and playbook.path relative to the config file's folder."""
+    data = raw.get("data")
+    if isinstance(data, dict):
+        data["dir"] = str(base / data.get("dir", "."))
+    playbook = raw.get("playbook")
+    if isinstance(playbook, dict) and "path" in playbook:
+        playbook["path"] = str(base / playbook["path"])
+    elif playbook is None:
+        raw["playbook"] = {"path": str(base / PlaybookConfig().path)}
+    return raw
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML run config; every problem names its key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ChurnlensError(f"config {path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ChurnlensError(f"config {path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise ChurnlensError(f"config {path}: expected a mapping of sections at the top level")
+    try:
+        return Config.model_validate(_resolve(raw, path.resolve().parent))
+    except ValidationError as exc:
+        raise ChurnlensError(_format_validation_error(path, exc)) from None

@@ -1,0 +1,95 @@
+"""Reading input files and writing every output atomically.
+
+Readers turn file-level problems (missing, wrong type, bad encoding, empty) into one clear
+error naming the table. Writers go through a temp file in the target folder and `os.replace`,
+so a reader never sees half an output and a failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from churnlens.errors import ChurnlensError
+
+READABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def read_table(path: Path, table: str) -> pd.DataFrame:
+    """Read a CSV (every column as text, UTF-8) or Parquet file as it is stored."""
+    suffix = path.suffix.lower()
+    if suffix not in READABLE_SUFFIXES:
+        raise ChurnlensError(
+            f"table {table}: {path} has file type '{suffix or '(none)'}'; "
+            f"expected one of {', '.join(READABLE_SUFFIXES)}"
+        )
+    if not path.is_file():
+        raise ChurnlensError(f"table {table}: file {path} not found")
+    if path.stat().st_size == 0:
+        raise ChurnlensError(f"table {table}: file {path} is empty")
+    try:
+        if suffix == ".csv":
+            frame = _read_csv_as_text(path)
+        else:
+            frame = pq.read_table(path).to_pandas()
+    except UnicodeDecodeError:
+        raise ChurnlensError(f"table {table}: {path} is not UTF-8 encoded text") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        message = str(exc).splitlines()[0]
+        if "utf8" in message.lower() or "utf-8" in message.lower():
+            message = "not UTF-8 encoded text"
+        raise ChurnlensError(f"table {table}: cannot read {path}: {message}") from None
+    if frame.empty:
+        raise ChurnlensError(f"table {table}: {path} has no rows")
+    return frame
+
+
+def _read_csv_as_text(path: Path) -> pd.DataFrame:
+    """All columns as strings so that the contract, not a type guesser, decides each type."""
+    with pacsv.open_csv(path) as reader:
+        names = reader.schema.names
+    convert = pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in names},
+        strings_can_be_null=True,
+        null_values=[""],
+    )
+    return pacsv.read_csv(path, convert_options=convert).to_pandas()
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success fsync it and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp_path)` and move the finished file to `path`."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return path
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
+    return write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))

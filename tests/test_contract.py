@@ -1,0 +1,172 @@
+"""The data contract: good input loads with fixed dtypes; each broken input names its problem."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from churnlens.cli import app
+from churnlens.config import load_config
+from churnlens.data.contract import ContractError, load_tables
+
+runner = CliRunner()
+
+
+def test_valid_shop_loads_with_contract_dtypes(shop):
+    tables = load_tables(load_config(shop.write()).data)
+    assert tables.purchases["ordered_at"].dtype == "datetime64[us]"
+    assert tables.purchases["amount"].tolist() == [20.0, 35.5, 10.0, 0.0]
+    assert tables.purchases["status"].tolist()[2] == "refunded"  # normalised case
+    assert tables.tickets["first_response_at"].isna().tolist() == [False, True]
+    assert str(tables.tickets["reopened"].dtype) == "Int64"
+    assert tables.attributes == ["region"]
+
+
+def test_optional_tables_may_be_absent(shop):
+    for name in ("tickets", "surveys", "events"):
+        del shop.config["data"][name]
+    tables = load_tables(load_config(shop.write()).data)
+    assert set(tables.present()) == {"customers", "purchases"}
+
+
+def test_column_mapping_renames_user_columns(shop):
+    shop.tables["purchases"] = shop.tables["purchases"].rename(columns={"amount": "total_eur"})
+    shop.config["data"]["purchases"]["columns"] = {"amount": "total_eur"}
+    tables = load_tables(load_config(shop.write()).data)
+    assert tables.purchases["amount"].sum() == pytest.approx(65.5)
+
+
+def test_validate_prints_a_summary(shop):
+    result = runner.invoke(app, ["validate", "-c", str(shop.write())])
+    assert result.exit_code == 0, result.output
+    for name in ("customers", "purchases", "tickets", "surveys", "events"):
+        assert name in result.output
+
+
+def _set(table, column, row, value):
+    def mutate(shop):
+        shop.tables[table].loc[row, column] = value
+    return mutate
+
+
+def _drop_column(table, column):
+    def mutate(shop):
+        shop.tables[table] = shop.tables[table].drop(columns=column)
+    return mutate
+
+
+def _config(update):
+    def mutate(shop):
+        update(shop.config)
+    return mutate
+
+
+def _write_raw(name, content: bytes):
+    def mutate(shop):
+        shop.raw[name] = content
+    return mutate
+
+
+BAD_INPUTS = {
+    "missing column": (_drop_column("purchases", "amount"),
+                       ["purchases.amount", "required column is missing"]),
+    "bad date": (_set("purchases", "ordered_at", 1, "2024-13-45"),
+                 ["purchases.ordered_at", "not a date", "row 2 (order_id o2)"]),
+    "negative amount": (_set("purchases", "amount", 0, "-5"),
+                        ["purchases.amount", "must be >= 0", "row 1 (order_id o1)"]),
+    "amount not a number": (_set("purchases", "amount", 3, "ten"),
+                            ["purchases.amount", "not a number", "row 4"]),
+    "duplicate id": (_set("purchases", "order_id", 1, "o1"),
+                     ["purchases.order_id", "ids must be unique", "row 1", "row 2"]),
+    "unknown customer": (_set("purchases", "customer_id", 2, "c99"),
+                         ["purchases.customer_id", "unknown customer", "row 3 (order_id o3)"]),
+    "response before opening": (
+        _set("tickets", "first_response_at", 0, "2024-01-10 08:00:00"),
+        ["tickets.first_response_at", "must not be before opened_at", "ticket_id t1"]),
+    "resolved before opening": (_set("tickets", "resolved_at", 0, "2024-01-01"),
+                                ["tickets.resolved_at", "must not be before opened_at"]),
+    "nps out of range": (_set("surveys", "score", 0, "11"),
+                         ["surveys.score", "nps scores must be whole numbers in 0..10", "s1"]),
+    "csat out of range": (_set("surveys", "score", 1, "0"),
+                          ["surveys.score", "csat scores", "1..5", "response_id s2"]),
+    "unknown survey kind": (_set("surveys", "kind", 2, "smiley"),
+                            ["surveys.kind", "must be one of nps, csat, ces"]),
+    "unknown purchase status": (_set("purchases", "status", 0, "shipped"),
+                                ["purchases.status", "must be one of completed"]),
+    "missing required value": (_set("events", "kind", 1, None),
+                               ["events.kind", "required value is missing", "row 2"]),
+    "negative reopen count": (_set("tickets", "reopened", 1, "-1"),
+                              ["tickets.reopened", "must be >= 0"]),
+    "fractional reopen count": (_set("tickets", "reopened", 1, "1.5"),
+                                ["tickets.reopened", "not a whole number"]),
+    "duplicate customer": (_set("customers", "customer_id", 2, "c1"),
+                           ["customers.customer_id", "ids must be unique"]),
+    "empty file": (_write_raw("events", b""), ["table events", "is empty"]),
+    "header only": (_write_raw("events", b"customer_id,at,kind\n"), ["table events", "no rows"]),
+    "not utf-8": (_write_raw("customers", "customer_id,signup_at\nc\xe9,2024-01-01\n"
+                             .encode("latin-1")), ["table customers", "UTF-8"]),
+    "wrong extension": (_config(lambda c: c["data"]["events"].update(path="events.xlsx")),
+                        ["table events", "file type '.xlsx'"]),
+    "missing file": (_config(lambda c: c["data"]["events"].update(path="nowhere.csv")),
+                     ["table events", "not found"]),
+    "unknown config key": (_config(lambda c: c.update(churn={"horizon": 90})),
+                           ["churn.horizon", "unknown key"]),
+    "bad config value": (_config(lambda c: c.update(churn={"horizon_days": -3})),
+                         ["churn.horizon_days", "greater than 0"]),
+    "required table absent": (_config(lambda c: c["data"].pop("purchases")),
+                              ["data.purchases", "Field required"]),
+    "unknown mapped column": (
+        _config(lambda c: c["data"]["purchases"].update(columns={"amout": "x"})),
+        ["data.purchases.columns", "unknown column(s) amout"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_exits_2_with_a_message_naming_the_problem(shop, case):
+    mutate, expected = BAD_INPUTS[case]
+    shop.raw = {}
+    mutate(shop)
+    config = shop.write()
+    for name, content in shop.raw.items():
+        (shop.root / f"{name}.csv").write_bytes(content)
+    before = shop.files()
+    result = runner.invoke(app, ["validate", "-c", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    for text in expected:
+        assert text in result.output, f"{text!r} not in:\n{result.output}"
+    assert shop.files() == before
+
+
+def test_all_problems_are_reported_at_once(shop):
+    shop.tables["purchases"].loc[0, "amount"] = "-1"
+    shop.tables["surveys"].loc[0, "score"] = "42"
+    with pytest.raises(ContractError) as caught:
+        load_tables(load_config(shop.write()).data)
+    assert {(p.table, p.column) for p in caught.value.problems} == {
+        ("purchases", "amount"), ("surveys", "score")}
+
+
+def test_at_most_five_offending_rows_are_listed(shop):
+    purchases = pd.concat([shop.tables["purchases"]] * 4, ignore_index=True)
+    purchases["order_id"] = [f"o{i}" for i in range(len(purchases))]
+    purchases["amount"] = "-1"
+    shop.tables["purchases"] = purchases
+    with pytest.raises(ContractError) as caught:
+        load_tables(load_config(shop.write()).data)
+    (problem,) = caught.value.problems
+    assert problem.rows == 16 and len(problem.examples) == 5
+    assert "first 5 shown" in str(problem)
+
+
+def test_parquet_input_and_timezones_are_normalised(shop):
+    shop.write()
+    purchases = shop.tables["purchases"].assign(
+        ordered_at=pd.to_datetime(["2024-01-10T10:00:00+02:00"] * 4, utc=True),
+        amount=[1.0, 2.0, 3.0, 4.0],
+    )
+    purchases.to_parquet(shop.root / "purchases.parquet")
+    shop.config["data"]["purchases"]["path"] = "purchases.parquet"
+    tables = load_tables(load_config(shop.write()).data)
+    assert tables.purchases["ordered_at"].iloc[0] == pd.Timestamp("2024-01-10 08:00:00")
