@@ -9,38 +9,48 @@ import pytest
 import yaml
 
 TINY = {
-    "customers": pd.DataFrame({
-        "customer_id": ["c1", "c2", "c3"],
-        "signup_at": ["2024-01-01", "2024-01-05", "2024-02-01"],
-        "region": ["north", "south", "north"],
-    }),
-    "purchases": pd.DataFrame({
-        "order_id": ["o1", "o2", "o3", "o4"],
-        "customer_id": ["c1", "c1", "c2", "c3"],
-        "ordered_at": ["2024-01-10", "2024-02-10 12:30:00", "2024-01-20", "2024-02-15"],
-        "amount": ["20.0", "35.5", "10", "0"],
-        "status": ["completed", "completed", "Refunded", "completed"],
-    }),
-    "tickets": pd.DataFrame({
-        "ticket_id": ["t1", "t2"],
-        "customer_id": ["c1", "c2"],
-        "opened_at": ["2024-01-11 09:00:00", "2024-01-21 10:00:00"],
-        "first_response_at": ["2024-01-11 15:00:00", ""],
-        "resolved_at": ["2024-01-12 09:00:00", ""],
-        "reopened": ["0", "1"],
-    }),
-    "surveys": pd.DataFrame({
-        "response_id": ["s1", "s2", "s3"],
-        "customer_id": ["c1", "c2", "c3"],
-        "answered_at": ["2024-01-15", "2024-01-25", "2024-02-20"],
-        "kind": ["nps", "csat", "ces"],
-        "score": ["9", "2", "6"],
-    }),
-    "events": pd.DataFrame({
-        "customer_id": ["c1", "c2"],
-        "at": ["2024-01-12", "2024-01-22"],
-        "kind": ["login", "cart_abandoned"],
-    }),
+    "customers": pd.DataFrame(
+        {
+            "customer_id": ["c1", "c2", "c3"],
+            "signup_at": ["2024-01-01", "2024-01-05", "2024-02-01"],
+            "region": ["north", "south", "north"],
+        }
+    ),
+    "purchases": pd.DataFrame(
+        {
+            "order_id": ["o1", "o2", "o3", "o4"],
+            "customer_id": ["c1", "c1", "c2", "c3"],
+            "ordered_at": ["2024-01-10", "2024-02-10 12:30:00", "2024-01-20", "2024-02-15"],
+            "amount": ["20.0", "35.5", "10", "0"],
+            "status": ["completed", "completed", "Refunded", "completed"],
+        }
+    ),
+    "tickets": pd.DataFrame(
+        {
+            "ticket_id": ["t1", "t2"],
+            "customer_id": ["c1", "c2"],
+            "opened_at": ["2024-01-11 09:00:00", "2024-01-21 10:00:00"],
+            "first_response_at": ["2024-01-11 15:00:00", ""],
+            "resolved_at": ["2024-01-12 09:00:00", ""],
+            "reopened": ["0", "1"],
+        }
+    ),
+    "surveys": pd.DataFrame(
+        {
+            "response_id": ["s1", "s2", "s3"],
+            "customer_id": ["c1", "c2", "c3"],
+            "answered_at": ["2024-01-15", "2024-01-25", "2024-02-20"],
+            "kind": ["nps", "csat", "ces"],
+            "score": ["9", "2", "6"],
+        }
+    ),
+    "events": pd.DataFrame(
+        {
+            "customer_id": ["c1", "c2"],
+            "at": ["2024-01-12", "2024-01-22"],
+            "kind": ["login", "cart_abandoned"],
+        }
+    ),
 }
 
 

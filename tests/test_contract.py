@@ -47,78 +47,126 @@ def test_validate_prints_a_summary(shop):
 def _set(table, column, row, value):
     def mutate(shop):
         shop.tables[table].loc[row, column] = value
+
     return mutate
 
 
 def _drop_column(table, column):
     def mutate(shop):
         shop.tables[table] = shop.tables[table].drop(columns=column)
+
     return mutate
 
 
 def _config(update):
     def mutate(shop):
         update(shop.config)
+
     return mutate
 
 
 def _write_raw(name, content: bytes):
     def mutate(shop):
         shop.raw[name] = content
+
     return mutate
 
 
 BAD_INPUTS = {
-    "missing column": (_drop_column("purchases", "amount"),
-                       ["purchases.amount", "required column is missing"]),
-    "bad date": (_set("purchases", "ordered_at", 1, "2024-13-45"),
-                 ["purchases.ordered_at", "not a date", "row 2 (order_id o2)"]),
-    "negative amount": (_set("purchases", "amount", 0, "-5"),
-                        ["purchases.amount", "must be >= 0", "row 1 (order_id o1)"]),
-    "amount not a number": (_set("purchases", "amount", 3, "ten"),
-                            ["purchases.amount", "not a number", "row 4"]),
-    "duplicate id": (_set("purchases", "order_id", 1, "o1"),
-                     ["purchases.order_id", "ids must be unique", "row 1", "row 2"]),
-    "unknown customer": (_set("purchases", "customer_id", 2, "c99"),
-                         ["purchases.customer_id", "unknown customer", "row 3 (order_id o3)"]),
+    "missing column": (
+        _drop_column("purchases", "amount"),
+        ["purchases.amount", "required column is missing"],
+    ),
+    "bad date": (
+        _set("purchases", "ordered_at", 1, "2024-13-45"),
+        ["purchases.ordered_at", "not a date", "row 2 (order_id o2)"],
+    ),
+    "negative amount": (
+        _set("purchases", "amount", 0, "-5"),
+        ["purchases.amount", "must be >= 0", "row 1 (order_id o1)"],
+    ),
+    "amount not a number": (
+        _set("purchases", "amount", 3, "ten"),
+        ["purchases.amount", "not a number", "row 4"],
+    ),
+    "duplicate id": (
+        _set("purchases", "order_id", 1, "o1"),
+        ["purchases.order_id", "ids must be unique", "row 1", "row 2"],
+    ),
+    "unknown customer": (
+        _set("purchases", "customer_id", 2, "c99"),
+        ["purchases.customer_id", "unknown customer", "row 3 (order_id o3)"],
+    ),
     "response before opening": (
         _set("tickets", "first_response_at", 0, "2024-01-10 08:00:00"),
-        ["tickets.first_response_at", "must not be before opened_at", "ticket_id t1"]),
-    "resolved before opening": (_set("tickets", "resolved_at", 0, "2024-01-01"),
-                                ["tickets.resolved_at", "must not be before opened_at"]),
-    "nps out of range": (_set("surveys", "score", 0, "11"),
-                         ["surveys.score", "nps scores must be whole numbers in 0..10", "s1"]),
-    "csat out of range": (_set("surveys", "score", 1, "0"),
-                          ["surveys.score", "csat scores", "1..5", "response_id s2"]),
-    "unknown survey kind": (_set("surveys", "kind", 2, "smiley"),
-                            ["surveys.kind", "must be one of nps, csat, ces"]),
-    "unknown purchase status": (_set("purchases", "status", 0, "shipped"),
-                                ["purchases.status", "must be one of completed"]),
-    "missing required value": (_set("events", "kind", 1, None),
-                               ["events.kind", "required value is missing", "row 2"]),
-    "negative reopen count": (_set("tickets", "reopened", 1, "-1"),
-                              ["tickets.reopened", "must be >= 0"]),
-    "fractional reopen count": (_set("tickets", "reopened", 1, "1.5"),
-                                ["tickets.reopened", "not a whole number"]),
-    "duplicate customer": (_set("customers", "customer_id", 2, "c1"),
-                           ["customers.customer_id", "ids must be unique"]),
+        ["tickets.first_response_at", "must not be before opened_at", "ticket_id t1"],
+    ),
+    "resolved before opening": (
+        _set("tickets", "resolved_at", 0, "2024-01-01"),
+        ["tickets.resolved_at", "must not be before opened_at"],
+    ),
+    "nps out of range": (
+        _set("surveys", "score", 0, "11"),
+        ["surveys.score", "nps scores must be whole numbers in 0..10", "s1"],
+    ),
+    "csat out of range": (
+        _set("surveys", "score", 1, "0"),
+        ["surveys.score", "csat scores", "1..5", "response_id s2"],
+    ),
+    "unknown survey kind": (
+        _set("surveys", "kind", 2, "smiley"),
+        ["surveys.kind", "must be one of nps, csat, ces"],
+    ),
+    "unknown purchase status": (
+        _set("purchases", "status", 0, "shipped"),
+        ["purchases.status", "must be one of completed"],
+    ),
+    "missing required value": (
+        _set("events", "kind", 1, None),
+        ["events.kind", "required value is missing", "row 2"],
+    ),
+    "negative reopen count": (
+        _set("tickets", "reopened", 1, "-1"),
+        ["tickets.reopened", "must be >= 0"],
+    ),
+    "fractional reopen count": (
+        _set("tickets", "reopened", 1, "1.5"),
+        ["tickets.reopened", "not a whole number"],
+    ),
+    "duplicate customer": (
+        _set("customers", "customer_id", 2, "c1"),
+        ["customers.customer_id", "ids must be unique"],
+    ),
     "empty file": (_write_raw("events", b""), ["table events", "is empty"]),
     "header only": (_write_raw("events", b"customer_id,at,kind\n"), ["table events", "no rows"]),
-    "not utf-8": (_write_raw("customers", "customer_id,signup_at\nc\xe9,2024-01-01\n"
-                             .encode("latin-1")), ["table customers", "UTF-8"]),
-    "wrong extension": (_config(lambda c: c["data"]["events"].update(path="events.xlsx")),
-                        ["table events", "file type '.xlsx'"]),
-    "missing file": (_config(lambda c: c["data"]["events"].update(path="nowhere.csv")),
-                     ["table events", "not found"]),
-    "unknown config key": (_config(lambda c: c.update(churn={"horizon": 90})),
-                           ["churn.horizon", "unknown key"]),
-    "bad config value": (_config(lambda c: c.update(churn={"horizon_days": -3})),
-                         ["churn.horizon_days", "greater than 0"]),
-    "required table absent": (_config(lambda c: c["data"].pop("purchases")),
-                              ["data.purchases", "Field required"]),
+    "not utf-8": (
+        _write_raw("customers", "customer_id,signup_at\nc\xe9,2024-01-01\n".encode("latin-1")),
+        ["table customers", "UTF-8"],
+    ),
+    "wrong extension": (
+        _config(lambda c: c["data"]["events"].update(path="events.xlsx")),
+        ["table events", "file type '.xlsx'"],
+    ),
+    "missing file": (
+        _config(lambda c: c["data"]["events"].update(path="nowhere.csv")),
+        ["table events", "not found"],
+    ),
+    "unknown config key": (
+        _config(lambda c: c.update(churn={"horizon": 90})),
+        ["churn.horizon", "unknown key"],
+    ),
+    "bad config value": (
+        _config(lambda c: c.update(churn={"horizon_days": -3})),
+        ["churn.horizon_days", "greater than 0"],
+    ),
+    "required table absent": (
+        _config(lambda c: c["data"].pop("purchases")),
+        ["data.purchases", "Field required"],
+    ),
     "unknown mapped column": (
         _config(lambda c: c["data"]["purchases"].update(columns={"amout": "x"})),
-        ["data.purchases.columns", "unknown column(s) amout"]),
+        ["data.purchases.columns", "unknown column(s) amout"],
+    ),
 }
 
 
@@ -145,7 +193,9 @@ def test_all_problems_are_reported_at_once(shop):
     with pytest.raises(ContractError) as caught:
         load_tables(load_config(shop.write()).data)
     assert {(p.table, p.column) for p in caught.value.problems} == {
-        ("purchases", "amount"), ("surveys", "score")}
+        ("purchases", "amount"),
+        ("surveys", "score"),
+    }
 
 
 def test_at_most_five_offending_rows_are_listed(shop):

@@ -36,7 +36,9 @@ def command(fn):
         try:
             return fn(*args, **kwargs)
         except ChurnlensError as error:
-            err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(error.exit_code) from None
 
     return app.command()(run)
@@ -70,16 +72,49 @@ def validate(config: ConfigOption) -> None:
     """Check the input tables against the data contract and summarise them."""
     from rich.table import Table
 
-    from churnlens.config import load_config
-    from churnlens.data.contract import load_tables, summarize
+    from churnlens.pipeline import validate as validate_tables
 
-    summary = summarize(load_tables(load_config(config).data))
+    summary = validate_tables(config)
     table = Table(title="input tables: valid")
     for column in summary.columns:
         table.add_column(column, justify="right" if column in ("rows", "customers") else "left")
     for row in summary.itertuples(index=False):
         table.add_row(*(_cell(value) for value in row))
     console.print(table)
+
+
+@command
+def features(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option(help="Parquet file for the training set.")],
+) -> None:
+    """Build the point-in-time training set (features + churn label per customer and cutoff)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from churnlens.config import load_config
+    from churnlens.data.contract import load_tables
+    from churnlens.features.engine import write_features
+    from churnlens.pipeline import training_spine
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        step = progress.add_task("reading and validating input tables", total=None)
+        cfg = load_config(config)
+        tables = load_tables(cfg.data)
+        progress.update(step, total=1, completed=1)
+        step = progress.add_task("labelling cutoffs", total=None)
+        spine = training_spine(cfg, tables)
+        cutoffs = spine["cutoff"].nunique()
+        progress.update(
+            step,
+            total=1,
+            completed=1,
+            description=f"labelled {len(spine):,} rows at {cutoffs} cutoffs",
+        )
+        step = progress.add_task("computing features in DuckDB", total=None)
+        rows = write_features(tables, spine, cfg.features, out, cfg.data)
+        progress.update(step, total=1, completed=1, description=f"wrote {rows:,} rows -> {out}")
+    console.print(f"churn rate {spine['churned'].mean():.1%} over {cutoffs} cutoffs")
 
 
 def _cell(value) -> str:

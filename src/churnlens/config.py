@@ -78,6 +78,9 @@ class CutoffConfig(_Strict):
 
 class FeatureConfig(_Strict):
     windows_days: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
+    event_kinds: list[str] | None = Field(
+        None, description="event kinds to count; default: every kind in the events table"
+    )
 
     @field_validator("windows_days")
     @classmethod

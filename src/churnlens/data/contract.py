@@ -263,8 +263,11 @@ def _table_rules(name: str, frame: pd.DataFrame, check: _Checker, data: DataConf
     """Rules specific to one table, on already converted columns."""
     cols = frame.columns
     if name == "customers" and "cancelled_at" in cols:
-        check.add("cancelled_at", "must not be before signup_at",
-                  frame["cancelled_at"] < frame["signup_at"])
+        check.add(
+            "cancelled_at",
+            "must not be before signup_at",
+            frame["cancelled_at"] < frame["signup_at"],
+        )
     if name == "purchases":
         check.add("amount", "must be >= 0", frame["amount"] < 0)
         if "discount" in cols:
@@ -275,20 +278,27 @@ def _table_rules(name: str, frame: pd.DataFrame, check: _Checker, data: DataConf
     if name == "tickets":
         for column in ("first_response_at", "resolved_at"):
             if column in cols:
-                check.add(column, "must not be before opened_at",
-                          frame[column] < frame["opened_at"])
+                check.add(
+                    column, "must not be before opened_at", frame[column] < frame["opened_at"]
+                )
         if "reopened" in cols:
             check.add("reopened", "must be >= 0", (frame["reopened"] < 0).fillna(False))
     if name == "surveys":
         kind = frame["kind"].str.lower()
-        check.add("kind", f"must be one of {', '.join(SURVEY_KINDS)}",
-                  ~kind.isin(SURVEY_KINDS) & frame["kind"].notna())
+        check.add(
+            "kind",
+            f"must be one of {', '.join(SURVEY_KINDS)}",
+            ~kind.isin(SURVEY_KINDS) & frame["kind"].notna(),
+        )
         ranges = {"nps": (0, 10), "csat": (1, data.csat_scale), "ces": (1, data.ces_scale)}
         for survey_kind, (low, high) in ranges.items():
             score = frame["score"].where(kind == survey_kind)
             outside = (score < low) | (score > high) | (score % 1 != 0)
-            check.add("score", f"{survey_kind} scores must be whole numbers in {low}..{high}",
-                      outside & score.notna())
+            check.add(
+                "score",
+                f"{survey_kind} scores must be whole numbers in {low}..{high}",
+                outside & score.notna(),
+            )
 
 
 def _normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -318,7 +328,8 @@ def load_tables(data: DataConfig) -> Tables:
         for name, frame in frames.items():
             if name != "customers" and "customer_id" in frame.columns:
                 _Checker(SCHEMAS[name], frame, problems).add(
-                    "customer_id", "unknown customer (not in customers)",
+                    "customer_id",
+                    "unknown customer (not in customers)",
                     ~frame["customer_id"].isin(known) & frame["customer_id"].notna(),
                 )
     if problems:
@@ -334,12 +345,16 @@ def summarize(tables: Tables) -> pd.DataFrame:
     for name, frame in tables.present().items():
         time = frame[SCHEMAS[name].time_column]
         missing = frame.isna().mean()
-        rows.append({
-            "table": name,
-            "rows": len(frame),
-            "customers": frame["customer_id"].nunique(),
-            "from": time.min(),
-            "to": time.max(),
-            "missing": ", ".join(f"{c} {share:.0%}" for c, share in missing.items() if share > 0),
-        })
+        rows.append(
+            {
+                "table": name,
+                "rows": len(frame),
+                "customers": frame["customer_id"].nunique(),
+                "from": time.min(),
+                "to": time.max(),
+                "missing": ", ".join(
+                    f"{c} {share:.0%}" for c, share in missing.items() if share > 0
+                ),
+            }
+        )
     return pd.DataFrame(rows)

@@ -1,0 +1,199 @@
+"""The feature engine: one DuckDB statement computes every feature for every (customer, cutoff).
+
+Each source is joined to the spine on customer_id with `ts < cutoff`, so a row at or after a
+cutoff can never reach that cutoff's features, and aggregated per (customer, cutoff) with the
+registry's SQL; the per-source results are left-joined back to the spine. No Python loop runs
+over customers or cutoffs. The result streams straight to Parquet (`write_features`) or
+comes back as a DataFrame with fixed dtypes (`build_features`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pyarrow.parquet as pq
+
+from churnlens.config import DataConfig, FeatureConfig
+from churnlens.data.contract import Tables
+from churnlens.data.io import atomic_path
+from churnlens.errors import ChurnlensError
+from churnlens.features.registry import Feature, feature_registry
+from churnlens.labels import SPINE_COLUMNS
+
+SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "category": "VARCHAR"}
+
+# Each source's rows, with `ts` as the row's time and the helper columns the registry uses.
+PREPARED = {
+    "purchases": """
+        SELECT customer_id, ordered_at AS ts, {columns}, completed,
+               CASE WHEN completed
+                    THEN (epoch(ordered_at) - epoch(lag(ordered_at) OVER w)) / 86400.0
+               END AS gap_days,
+               row_number() OVER w AS seq
+        FROM (SELECT *, {completed} AS completed FROM purchases_in)
+        WINDOW w AS (PARTITION BY customer_id, completed ORDER BY ordered_at, order_id)""",
+    "tickets": "SELECT customer_id, opened_at AS ts, {columns} FROM tickets_in",
+    "surveys": """
+        SELECT customer_id, answered_at AS ts, kind, score,
+               row_number() OVER w AS seq, lag(score) OVER w AS prev_score
+        FROM surveys_in
+        WINDOW w AS (PARTITION BY customer_id, kind ORDER BY answered_at, response_id)""",
+    "events": 'SELECT customer_id, "at" AS ts, kind FROM events_in',
+}
+HELPER_COLUMNS = {
+    "purchases": ("amount", "status", "discount", "category", "channel"),
+    "tickets": ("first_response_at", "resolved_at", "reopened"),
+}
+
+
+def active_features(tables: Tables, config: FeatureConfig, ces_scale: int = 7) -> list[Feature]:
+    """The registry's features whose source table and columns exist, plus the attributes."""
+    kinds = config.event_kinds
+    if kinds is None:
+        kinds = sorted(tables.events["kind"].unique()) if tables.events is not None else []
+    present = tables.present()
+    chosen: list[Feature] = []
+    for feature in feature_registry(config.windows_days, kinds, ces_scale):
+        if feature.source == "derived":
+            names = {f.name for f in chosen}
+            ok = all(name in names for name in feature.requires)
+        else:
+            frame = present.get(feature.source)
+            ok = frame is not None and all(col in frame.columns for col in feature.requires)
+        if ok:
+            chosen.append(feature)
+    return chosen + _attribute_features(tables, {f.name for f in chosen})
+
+
+def _attribute_features(tables: Tables, taken: set[str]) -> list[Feature]:
+    clash = sorted(taken.intersection(tables.attributes))
+    if clash:
+        raise ChurnlensError(
+            f"table customers: attribute column(s) {', '.join(clash)} have the name of a "
+            "built-in feature; rename them in the file or the column mapping"
+        )
+    return [
+        Feature(
+            name,
+            "customers",
+            f'"{name}"',
+            f"{name}: {{{name}}}",
+            "float64" if pd.api.types.is_float_dtype(tables.customers[name]) else "category",
+        )
+        for name in tables.attributes
+    ]
+
+
+def _register(con: duckdb.DuckDBPyConnection, tables: Tables, spine: pd.DataFrame) -> None:
+    for name, frame in tables.present().items():
+        con.register(f"{name}_in", frame)
+    con.register("spine_in", spine)
+
+
+def _source_cte(source: str, features: list[Feature], tables: Tables) -> str:
+    frame = tables.present()[source]
+    helpers = [c for c in HELPER_COLUMNS.get(source, ()) if c in frame.columns]
+    completed = "status = 'completed'" if "status" in frame.columns else "TRUE"
+    prepared = PREPARED[source].format(
+        columns=", ".join(helpers) or "NULL AS _none", completed=completed
+    )
+    aggregates = ",\n    ".join(f"{f.sql} AS {_quote(f.name)}" for f in features)
+    return f"""{source}_p AS ({prepared}),
+agg_{source} AS (
+    SELECT s.customer_id, s.cutoff,
+    {aggregates}
+    FROM spine s JOIN {source}_p x ON x.customer_id = s.customer_id AND x.ts < s.cutoff
+    GROUP BY s.customer_id, s.cutoff)"""
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _joined_column(feature: Feature) -> str:
+    """A feature as read from its source's aggregate (or the customer row), with its fill."""
+    expr = feature.sql if feature.source == "customers" else _quote(feature.name)
+    value = f"coalesce({expr}, {feature.fill})" if feature.fill else expr
+    return f"{value} AS {_quote(feature.name)}"
+
+
+def _output_column(feature: Feature) -> str:
+    expr = feature.sql if feature.source == "derived" else _quote(feature.name)
+    return f"CAST({expr} AS {SQL_TYPES[feature.dtype]}) AS {_quote(feature.name)}"
+
+
+def feature_sql(tables: Tables, features: list[Feature], spine_extra: list[str]) -> str:
+    """The one statement: prepared sources, per-source aggregates, joined to the spine."""
+    by_source: dict[str, list[Feature]] = {}
+    for feature in features:
+        by_source.setdefault(feature.source, []).append(feature)
+    aggregated = [s for s in by_source if s not in ("customers", "derived")]
+    ctes = ["spine AS (SELECT * FROM spine_in)"]
+    ctes += [_source_cte(source, by_source[source], tables) for source in aggregated]
+    joined = [_joined_column(f) for f in features if f.source != "derived"]
+    joined += [f"s.{_quote(c)}" for c in spine_extra]
+    joins = "\n".join(f"LEFT JOIN agg_{s} USING (customer_id, cutoff)" for s in aggregated)
+    outputs = [_output_column(f) for f in features] + [_quote(c) for c in spine_extra]
+    ctes.append(f"""joined AS (
+    SELECT customer_id, cutoff, {", ".join(joined)}
+    FROM spine s {joins}
+    LEFT JOIN customers_in c USING (customer_id))""")
+    with_clause = ",\n".join(ctes)
+    return f"""WITH {with_clause}
+SELECT customer_id, cutoff, {", ".join(outputs)}
+FROM joined
+ORDER BY cutoff, customer_id"""
+
+
+def _check_spine(spine: pd.DataFrame) -> list[str]:
+    missing = [c for c in SPINE_COLUMNS if c not in spine.columns]
+    if missing:
+        raise ChurnlensError(f"spine: missing column(s) {', '.join(missing)}")
+    return [c for c in spine.columns if c not in SPINE_COLUMNS]
+
+
+def _relation(tables: Tables, spine: pd.DataFrame, config: FeatureConfig, data: DataConfig | None):
+    features = active_features(tables, config, data.ces_scale if data else 7)
+    con = duckdb.connect()
+    _register(con, tables, spine)
+    return con, con.sql(feature_sql(tables, features, _check_spine(spine))), features
+
+
+def build_features(
+    tables: Tables, spine: pd.DataFrame, config: FeatureConfig, data: DataConfig | None = None
+) -> pd.DataFrame:
+    """Features for each (customer_id, cutoff) row of `spine`; other spine columns ride along."""
+    con, relation, features = _relation(tables, spine, config, data)
+    frame = relation.df()
+    con.close()
+    return apply_dtypes(frame, features)
+
+
+def apply_dtypes(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFrame:
+    """Fixed dtypes: ids as str, cutoff as datetime64[us], categoricals with sorted levels."""
+    frame["customer_id"] = frame["customer_id"].astype("str")
+    frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
+    for feature in features:
+        if feature.dtype == "category":
+            levels = sorted(frame[feature.name].dropna().unique())
+            frame[feature.name] = pd.Categorical(frame[feature.name], categories=levels)
+        else:
+            frame[feature.name] = frame[feature.name].astype(feature.dtype)
+    return frame
+
+
+def write_features(
+    tables: Tables,
+    spine: pd.DataFrame,
+    config: FeatureConfig,
+    path: Path,
+    data: DataConfig | None = None,
+) -> int:
+    """Stream the features to a Parquet file atomically; return the number of rows."""
+    con, relation, _ = _relation(tables, spine, config, data)
+    with atomic_path(path) as tmp:
+        relation.write_parquet(str(tmp))
+    con.close()
+    return pq.ParquetFile(path).metadata.num_rows

@@ -1,0 +1,42 @@
+"""The steps as plain Python functions, one per CLI command, taking a config path or object.
+
+The CLI only parses options and calls these; notebooks call them directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from churnlens.config import Config, load_config
+from churnlens.data.contract import Tables, load_tables, summarize
+from churnlens.features.engine import build_features, write_features
+from churnlens.labels import labels, training_cutoffs
+
+
+def _config(config: Config | str | Path) -> Config:
+    return config if isinstance(config, Config) else load_config(config)
+
+
+def validate(config: Config | str | Path) -> pd.DataFrame:
+    """Load and check every input table; return one summary row per table."""
+    return summarize(load_tables(_config(config).data))
+
+
+def training_spine(config: Config, tables: Tables) -> pd.DataFrame:
+    """(customer_id, cutoff, churned) for every configured training cutoff."""
+    return labels(tables, training_cutoffs(tables, config.cutoffs, config.churn), config.churn)
+
+
+def features(config: Config | str | Path, out: Path | None = None) -> pd.DataFrame | int:
+    """The point-in-time training set: features and label per (customer, cutoff).
+
+    Returns the DataFrame, or with `out` streams it to Parquet and returns the row count.
+    """
+    config = _config(config)
+    tables = load_tables(config.data)
+    spine = training_spine(config, tables)
+    if out is not None:
+        return write_features(tables, spine, config.features, out, config.data)
+    return build_features(tables, spine, config.features, config.data)

@@ -1,0 +1,318 @@
+"""Point-in-time features: hand-computed values per family, missing sources, and no leakage."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from churnlens.config import FeatureConfig
+from churnlens.features.engine import active_features, build_features
+from shops import make_tables
+
+CUTOFF = pd.Timestamp("2024-04-01")
+CONFIG = FeatureConfig(windows_days=[30, 90])
+
+
+def literal_shop(**drop):
+    tables = dict(
+        customers={
+            "customer_id": ["a", "b", "z"],
+            "signup_at": ["2024-01-01", "2024-02-01", "2024-03-01"],
+            "region": ["north", "south", "north"],
+        },
+        purchases={
+            "order_id": ["o1", "o2", "o3", "o4", "o5", "o6"],
+            "customer_id": ["a", "a", "a", "a", "a", "b"],
+            "ordered_at": [
+                "2024-01-01",
+                "2024-01-31",
+                "2024-03-01",
+                "2024-03-15",
+                "2024-04-01",
+                "2024-03-21",
+            ],
+            "amount": [10, 20, 30, 40, 999, 50],
+            "status": ["completed", "completed", "completed", "refunded", "completed", "completed"],
+            "discount": [0, 5, 0, 0, 0, 0],
+            "category": ["books", "music", "books", "toys", "games", "books"],
+            "channel": ["web", "app", "app", "web", "store", "web"],
+        },
+        tickets={
+            "ticket_id": ["t1", "t2", "t3"],
+            "customer_id": ["a", "a", "a"],
+            "opened_at": ["2024-03-10", "2024-03-25", "2024-03-30"],
+            "first_response_at": ["2024-03-10 10:00", "2024-03-25 04:00", "2024-04-01"],
+            "resolved_at": ["2024-03-12", "2024-04-02", None],
+            "reopened": [1, 0, 0],
+        },
+        surveys={
+            "response_id": ["s1", "s2", "s3", "s4", "s5", "s6"],
+            "customer_id": ["a"] * 6,
+            "answered_at": [
+                "2024-02-01",
+                "2024-03-20",
+                "2024-03-21",
+                "2024-03-22",
+                "2024-03-23",
+                "2024-04-05",
+            ],
+            "kind": ["nps", "nps", "csat", "csat", "ces", "nps"],
+            "score": [8, 4, 2, 4, 6, 10],
+        },
+        events={
+            "customer_id": ["a", "a", "a", "a"],
+            "at": ["2024-03-20", "2024-01-15", "2024-03-28", "2024-04-02"],
+            "kind": ["login", "login", "cart_abandoned", "newsletter_unsubscribe"],
+        },
+    )
+    for name in drop:
+        tables[name] = None
+    return make_tables(**tables)
+
+
+def spine(customers=("a", "b", "z"), cutoff=CUTOFF):
+    return pd.DataFrame({"customer_id": list(customers), "cutoff": [cutoff] * len(customers)})
+
+
+@pytest.fixture(scope="module")
+def features():
+    return build_features(literal_shop(), spine(), CONFIG).set_index("customer_id")
+
+
+EXPECTED_A = {
+    # purchases: o5 at the cutoff and the refunded o4 never count as orders
+    "tenure_days": 91,
+    "recency_days": 31,
+    "days_since_first_purchase": 91,
+    "orders_total": 3,
+    "spend_total": 60,
+    "orders_30d": 0,
+    "spend_30d": 0,
+    "orders_90d": 2,
+    "spend_90d": 50,
+    "orders_trend_30d": -1,
+    "spend_trend_30d": -30,
+    "gap_mean_days": 30,
+    "gap_std_days": 0,
+    "discount_share": 1 / 3,
+    "refund_rate": 1 / 4,
+    "categories_bought": 2,
+    "channels_used": 2,
+    "last_channel": "app",
+    "overdue_ratio": 31 / 30,
+    "avg_order_value": 20,
+    # support: t2 is resolved only after the cutoff and t3 answered at it
+    "tickets_total": 3,
+    "tickets_30d": 3,
+    "open_tickets": 2,
+    "awaiting_first_response": 1,
+    "first_response_hours_mean": 7,
+    "resolution_hours_mean": 48,
+    "reopen_rate": 1 / 3,
+    "days_since_last_ticket": 2,
+    "tickets_per_order": 1,
+    # surveys: the NPS 10 after the cutoff is unseen
+    "last_nps": 4,
+    "nps_category": "detractor",
+    "nps_change": -4,
+    "csat_mean": 3,
+    "last_ces": 6,
+    "high_effort": 1,
+    "days_since_last_answer": 9,
+    "survey_answers": 5,
+    # events: the unsubscribe after the cutoff is unseen
+    "login_30d": 1,
+    "login_90d": 2,
+    "days_since_login": 12,
+    "cart_abandoned_30d": 1,
+    "days_since_cart_abandoned": 4,
+    "newsletter_unsubscribe_90d": 0,
+    "days_since_newsletter_unsubscribe": math.nan,
+    "region": "north",
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_A))
+def test_hand_computed_values(features, name):
+    actual, expected = features.loc["a", name], EXPECTED_A[name]
+    if isinstance(expected, str):
+        assert actual == expected
+    elif math.isnan(expected):
+        assert pd.isna(actual)
+    else:
+        assert actual == pytest.approx(expected)
+
+
+def test_customer_without_tickets_or_surveys_gets_zero_counts_and_nan_measures(features):
+    b = features.loc["b"]
+    assert (b["tickets_total"], b["open_tickets"], b["survey_answers"], b["login_30d"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    for name in (
+        "first_response_hours_mean",
+        "last_nps",
+        "days_since_last_ticket",
+        "nps_category",
+        "gap_mean_days",
+        "overdue_ratio",
+    ):
+        assert pd.isna(b[name]), name
+    assert b["tickets_per_order"] == 0 and b["tenure_days"] == 60
+
+
+def test_customer_without_purchases_has_nan_ratios(features):
+    z = features.loc["z"]
+    assert z["orders_total"] == 0 and z["spend_total"] == 0
+    assert pd.isna(z["recency_days"]) and pd.isna(z["avg_order_value"])
+    assert pd.isna(z["tickets_per_order"])
+
+
+def test_fixed_dtypes_and_column_order(features):
+    assert features["orders_total"].dtype == "int64"
+    assert features["recency_days"].dtype == "float64"
+    assert isinstance(features["nps_category"].dtype, pd.CategoricalDtype)
+    assert isinstance(features["region"].dtype, pd.CategoricalDtype)
+    names = [f.name for f in active_features(literal_shop(), CONFIG)]
+    assert list(features.columns) == ["cutoff", *names]
+
+
+def test_optional_tables_absent_means_their_features_absent():
+    tables = literal_shop(tickets=True, surveys=True, events=True)
+    frame = build_features(tables, spine(), CONFIG)
+    for name in ("tickets_total", "last_nps", "login_30d", "tickets_per_order", "high_effort"):
+        assert name not in frame.columns
+    assert frame.set_index("customer_id").loc["a", "orders_total"] == 3
+
+
+def test_extra_spine_columns_ride_along_and_rows_are_sorted():
+    frame = spine(("z", "a"), CUTOFF)
+    frame = pd.concat([frame, spine(("a",), pd.Timestamp("2024-03-01"))], ignore_index=True)
+    frame["churned"] = [True, False, True]
+    out = build_features(literal_shop(), frame, CONFIG)
+    assert list(out[["customer_id", "churned"]].itertuples(index=False, name=None)) == [
+        ("a", True),
+        ("a", False),
+        ("z", True),
+    ]
+    assert out.columns[-1] == "churned"
+    assert out["orders_total"].tolist() == [2, 3, 0]  # o3 is on 2024-03-01 itself
+
+
+# --- property: nothing at or after the cutoff reaches that cutoff's features -----------------
+
+DAYS = 120
+CUSTOMERS = ["c0", "c1", "c2", "c3"]
+BASE = pd.Timestamp("2024-01-01")
+
+
+def _day(offset_hours: int) -> pd.Timestamp:
+    return BASE + pd.Timedelta(hours=offset_hours)
+
+
+hours = st.integers(0, DAYS * 24)
+purchase = st.tuples(
+    st.sampled_from(CUSTOMERS),
+    hours,
+    st.floats(0, 500),
+    st.sampled_from(["completed", "completed", "refunded", "returned"]),
+    st.sampled_from([0.0, 5.0]),
+    st.sampled_from(["x", "y", "z"]),
+    st.sampled_from(["web", "app"]),
+)
+ticket = st.tuples(
+    st.sampled_from(CUSTOMERS),
+    hours,
+    st.one_of(st.none(), st.integers(0, 200)),
+    st.one_of(st.none(), st.integers(0, 400)),
+    st.integers(0, 2),
+)
+survey = st.tuples(
+    st.sampled_from(CUSTOMERS), hours, st.sampled_from(["nps", "csat", "ces"]), st.integers(1, 5)
+)
+event = st.tuples(st.sampled_from(CUSTOMERS), hours, st.sampled_from(["login", "cart_abandoned"]))
+
+
+def _tables(purchases, tickets, surveys, events):
+    return make_tables(
+        customers={"customer_id": CUSTOMERS, "signup_at": [BASE] * len(CUSTOMERS)},
+        purchases={
+            "order_id": [f"o{i}" for i in range(len(purchases))],
+            "customer_id": [p[0] for p in purchases],
+            "ordered_at": [_day(p[1]) for p in purchases],
+            "amount": [p[2] for p in purchases],
+            "status": [p[3] for p in purchases],
+            "discount": [p[4] for p in purchases],
+            "category": [p[5] for p in purchases],
+            "channel": [p[6] for p in purchases],
+        },
+        tickets={
+            "ticket_id": [f"t{i}" for i in range(len(tickets))],
+            "customer_id": [t[0] for t in tickets],
+            "opened_at": [_day(t[1]) for t in tickets],
+            "first_response_at": [None if t[2] is None else _day(t[1] + t[2]) for t in tickets],
+            "resolved_at": [None if t[3] is None else _day(t[1] + t[3]) for t in tickets],
+            "reopened": [t[4] for t in tickets],
+        },
+        surveys={
+            "response_id": [f"s{i}" for i in range(len(surveys))],
+            "customer_id": [s[0] for s in surveys],
+            "answered_at": [_day(s[1]) for s in surveys],
+            "kind": [s[2] for s in surveys],
+            "score": [s[3] for s in surveys],
+        },
+        events={
+            "customer_id": [e[0] for e in events],
+            "at": [_day(e[1]) for e in events],
+            "kind": [e[2] for e in events],
+        },
+    )
+
+
+def _after(rows, cutoff_hours, keep, new_rows, shift):
+    """Rows before the cutoff stay; later ones are dropped, moved or added."""
+    before = [r for r in rows if r[1] < cutoff_hours]
+    later = [r for i, r in enumerate(rows) if r[1] >= cutoff_hours and keep[i % len(keep)]]
+    later = [(r[0], r[1] + shift) + tuple(r[2:]) for r in later]
+    moved = [(r[0], cutoff_hours + r[1] % 500) + tuple(r[2:]) for r in new_rows]
+    return before + later + moved
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    purchases=st.lists(purchase, min_size=1, max_size=25),
+    tickets=st.lists(ticket, max_size=10),
+    surveys=st.lists(survey, max_size=10),
+    events=st.lists(event, max_size=10),
+    new=st.tuples(
+        st.lists(purchase, max_size=5),
+        st.lists(ticket, max_size=3),
+        st.lists(survey, max_size=3),
+        st.lists(event, max_size=3),
+    ),
+    cutoff_day=st.integers(1, DAYS),
+    keep=st.lists(st.booleans(), min_size=1, max_size=4),
+    shift=st.integers(0, 300),
+)
+def test_rows_at_or_after_the_cutoff_never_change_its_features(
+    purchases, tickets, surveys, events, new, cutoff_day, keep, shift
+):
+    cutoff_hours = cutoff_day * 24
+    config = FeatureConfig(windows_days=[7, 30], event_kinds=["login", "cart_abandoned"])
+    frame = spine(CUSTOMERS, _day(cutoff_hours))
+    original = build_features(_tables(purchases, tickets, surveys, events), frame, config)
+    sources = (purchases, tickets, surveys, events)
+    changed = _tables(
+        *(_after(rows, cutoff_hours, keep, new[i], shift) for i, rows in enumerate(sources))
+    )
+    # tickets opened before the cutoff may get their reply or resolution later: move those too
+    for column in ("first_response_at", "resolved_at"):
+        late = changed.tickets[column] >= _day(cutoff_hours)
+        changed.tickets.loc[late, column] += pd.Timedelta(hours=shift)
+    pd.testing.assert_frame_equal(original, build_features(changed, frame, config))
