@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from shops import make_tables
 
 from churnlens.config import ChurnConfig, CutoffConfig
 from churnlens.errors import ChurnlensError
 from churnlens.labels import labels, population, training_cutoffs
+from shops import make_tables
 
 T = pd.Timestamp("2024-06-01")
 NON_CONTRACTUAL = ChurnConfig(type="non_contractual", horizon_days=30, active_window_days=60)
@@ -113,7 +115,7 @@ def test_cutoff_schedule_keeps_label_windows_inside_the_data():
     assert cutoffs[0] == pd.Timestamp("2024-03-01")
     assert cutoffs[-1] + pd.Timedelta(days=90) <= pd.Timestamp("2024-12-31")
     assert cutoffs[-1] + pd.Timedelta(days=120) > pd.Timestamp("2024-12-31")
-    assert all(b - a == pd.Timedelta(days=30) for a, b in zip(cutoffs, cutoffs[1:]))
+    assert all(b - a == pd.Timedelta(days=30) for a, b in itertools.pairwise(cutoffs))
 
 
 def test_explicit_cutoff_too_late_is_refused_with_the_last_usable_date():
@@ -133,7 +135,7 @@ day = st.integers(0, 200)
     cutoff_day=st.integers(61, 170),
 )
 def test_labels_depend_only_on_the_label_window(history, outside, cutoff_day):
-    """Rows after t + horizon never change labels; rows before t only for who is in the population."""
+    """Rows after t + horizon never change labels; rows before t only decide membership."""
     base = pd.Timestamp("2024-01-01")
     cutoff = base + pd.Timedelta(days=cutoff_day)
 
