@@ -117,6 +117,76 @@ def features(
     console.print(f"churn rate {spine['churned'].mean():.1%} over {cutoffs} cutoffs")
 
 
+@command
+def train(config: ConfigOption) -> None:
+    """Train the calibrated LightGBM model and baselines, log the run to MLflow, register it."""
+    from rich.table import Table
+
+    from churnlens.pipeline import train as train_model
+    from churnlens.tracking import tracking_uri
+
+    with console.status("building the training set, training and logging to MLflow"):
+        result, registered = train_model(config)
+    test = result.test_metrics()
+    table = Table(
+        title=f"out-of-time test cutoff {result.split.test:%Y-%m-%d} "
+        f"({int(test['n'].iloc[0]):,} customers, "
+        f"{test['base_rate'].iloc[0]:.1%} churned)"
+    )
+    metrics = [
+        "roc_auc",
+        "pr_auc",
+        "brier",
+        "log_loss",
+        "ece",
+        "lift_top_decile",
+        "capture_top_decile",
+        "profit_top_k",
+    ]
+    table.add_column("model")
+    for metric in metrics:
+        table.add_column(metric, justify="right")
+    for model, row in test.iterrows():
+        table.add_row(
+            model, *(f"{row[m]:,.0f}" if m == "profit_top_k" else f"{row[m]:.3f}" for m in metrics)
+        )
+    console.print(table)
+    console.print(f"run {registered.run_id} in {tracking_uri(_load(config))}")
+    console.print(f"registered {registered.name} version {registered.version} as challenger")
+
+
+@command
+def promote(
+    config: ConfigOption,
+    force: Annotated[
+        bool, typer.Option(help="Promote even if it does not beat the champion.")
+    ] = False,
+) -> None:
+    """Make the challenger the champion if it beats it on the same test cutoff."""
+    from churnlens.tracking import promote as promote_challenger
+
+    console.print(promote_challenger(_load(config), force=force))
+
+
+@command
+def export(
+    config: ConfigOption,
+    out: Annotated[Path | None, typer.Option(help="Folder; default models/<name>.")] = None,
+) -> None:
+    """Copy the champion model to a folder, for scoring without a tracking store."""
+    from churnlens.tracking import export as export_champion
+
+    cfg = _load(config)
+    folder = export_champion(cfg, out or Path("models") / cfg.model.name)
+    console.print(f"exported the champion of {cfg.model.name} to {folder}")
+
+
+def _load(config: Path):
+    from churnlens.config import load_config
+
+    return load_config(config)
+
+
 def _cell(value) -> str:
     if isinstance(value, int):
         return f"{value:,}"

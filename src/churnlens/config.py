@@ -123,9 +123,13 @@ class ScoringConfig(_Strict):
 
 
 class PlaybookConfig(_Strict):
+    """Actions and the economics of contacting a customer (value, cost, save rate)."""
+
     path: Path = Path("playbook.yaml")
-    value_window_days: int = Field(365, gt=0)
+    value_window_days: int = Field(365, gt=0, description="customer value = margin over this")
     margin_rate: float = Field(0.3, gt=0, le=1)
+    contact_cost: float = Field(2.0, ge=0)
+    save_rate: float = Field(0.2, gt=0, le=1)
 
 
 class Config(_Strict):

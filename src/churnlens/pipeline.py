@@ -40,3 +40,22 @@ def features(config: Config | str | Path, out: Path | None = None) -> pd.DataFra
     if out is not None:
         return write_features(tables, spine, config.features, out, config.data)
     return build_features(tables, spine, config.features, config.data)
+
+
+def train(config: Config | str | Path):
+    """Build the training set, fit and evaluate the model and baselines, log and register it.
+
+    Returns (TrainingResult, RegisteredRun): the new version carries the `challenger` alias.
+    """
+    from churnlens import tracking
+    from churnlens.modeling.plots import training_figures
+    from churnlens.modeling.train import train_model
+
+    config_path = None if isinstance(config, Config) else Path(config)
+    config = _config(config)
+    training_set = features(config)
+    result = train_model(training_set, config)
+    test = result.split.part(result.scored, "test")
+    scores = {name: test[name].to_numpy() for name in result.metrics["model"].unique()}
+    figures = training_figures(result.model, test, scores)
+    return result, tracking.log_training(result, training_set, config, config_path, figures)

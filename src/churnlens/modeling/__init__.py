@@ -1,0 +1,1 @@
+"""Model training, calibration and evaluation."""

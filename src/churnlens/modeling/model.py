@@ -1,0 +1,216 @@
+"""The churn model: LightGBM on the feature table, calibrated so a score of 0.3 means 30 %.
+
+The fitted model knows its feature list, dtypes and the categorical levels seen in training.
+At predict time it checks the columns the way scikit-learn does (missing names are an error,
+extra columns such as ids are ignored) and re-applies the frozen levels, so a batch where a
+category has fewer levels cannot shift codes; an unseen level is treated as missing.
+It saves as a folder with no pickles: the booster as text and the rest as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss
+from sklearn.model_selection import StratifiedKFold
+
+from churnlens.errors import ChurnlensError
+
+NOT_FEATURES = ("customer_id", "cutoff", "as_of", "churned")
+BOOSTER_FILE, SPEC_FILE = "booster.txt", "model.json"
+
+
+class Calibrator:
+    """Maps LightGBM's raw margin to a probability: Platt (sigmoid) or isotonic."""
+
+    def __init__(self, method: str = "auto"):
+        self.method = method
+
+    def fit(self, margin: np.ndarray, y: np.ndarray) -> Calibrator:
+        method = self.method if self.method != "auto" else _pick_method(margin, y)
+        self.method_, self.params_ = method, _fit_method(method, margin, y)
+        return self
+
+    def predict(self, margin: np.ndarray) -> np.ndarray:
+        if self.method_ == "sigmoid":
+            return 1.0 / (1.0 + np.exp(-(self.params_["a"] * margin + self.params_["b"])))
+        return np.interp(margin, self.params_["x"], self.params_["y"])
+
+    def to_dict(self) -> dict:
+        return {"method": self.method_, "params": self.params_}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> Calibrator:
+        calibrator = cls(state["method"])
+        calibrator.method_, calibrator.params_ = state["method"], state["params"]
+        return calibrator
+
+
+def _fit_method(method: str, margin: np.ndarray, y: np.ndarray) -> dict:
+    if method == "sigmoid":
+        lr = LogisticRegression(C=1e6).fit(margin.reshape(-1, 1), y)
+        return {"a": float(lr.coef_[0, 0]), "b": float(lr.intercept_[0])}
+    iso = IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4).fit(margin, y)
+    return {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()}
+
+
+def _pick_method(margin: np.ndarray, y: np.ndarray) -> str:
+    """Isotonic or sigmoid, whichever has the lower Brier score in 5-fold CV on validation."""
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    scores = {}
+    for method in ("sigmoid", "isotonic"):
+        losses = []
+        for fit_idx, held_idx in folds.split(margin.reshape(-1, 1), y):
+            calibrator = Calibrator(method).fit(margin[fit_idx], y[fit_idx])
+            losses.append(brier_score_loss(y[held_idx], calibrator.predict(margin[held_idx])))
+        scores[method] = float(np.mean(losses))
+    return min(scores, key=lambda m: (scores[m], m != "sigmoid"))
+
+
+class ChurnModel:
+    """A calibrated LightGBM binary classifier over a frozen feature spec."""
+
+    def __init__(
+        self,
+        params: dict | None = None,
+        num_boost_round: int = 500,
+        early_stopping_rounds: int = 50,
+        calibration: str = "auto",
+        seed: int = 0,
+    ):
+        self.params = params or {}
+        self.num_boost_round = num_boost_round
+        self.early_stopping_rounds = early_stopping_rounds
+        self.calibration = calibration
+        self.seed = seed
+
+    # --- fitting -------------------------------------------------------------------------
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame, label: str = "churned") -> ChurnModel:
+        """Fit on `train`, stop early and calibrate on `valid` (both carry `label`)."""
+        names = [c for c in train.columns if c not in NOT_FEATURES]
+        self.feature_names_ = names
+        self.dtypes_ = {n: "category" if _is_categorical(train[n]) else "float64" for n in names}
+        self.categories_ = {
+            n: sorted(str(v) for v in train[n].dropna().unique())
+            for n, kind in self.dtypes_.items()
+            if kind == "category"
+        }
+        x_train, x_valid = self.prepare(train), self.prepare(valid)
+        y_train, y_valid = train[label].to_numpy(int), valid[label].to_numpy(int)
+        params = {
+            "objective": "binary",
+            "metric": "binary_logloss",
+            "verbosity": -1,
+            "seed": self.seed,
+            "deterministic": True,
+            "num_threads": 2,
+            **self.params,
+        }
+        categorical = [n for n, kind in self.dtypes_.items() if kind == "category"]
+        dtrain = lgb.Dataset(x_train, y_train, categorical_feature=categorical or "auto")
+        dvalid = lgb.Dataset(x_valid, y_valid, reference=dtrain)
+        self.booster_ = lgb.train(
+            params,
+            dtrain,
+            num_boost_round=self.num_boost_round,
+            valid_sets=[dvalid],
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+        )
+        self.calibrator_ = Calibrator(self.calibration).fit(self._margin(x_valid), y_valid)
+        return self
+
+    # --- predicting ----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "feature_names_"):
+            raise ChurnlensError("this ChurnModel is not fitted yet: call fit() or load()")
+
+    def prepare(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The feature columns in training order and dtypes, with the frozen levels."""
+        self._check_fitted()
+        missing = [n for n in self.feature_names_ if n not in frame.columns]
+        if missing:
+            raise ChurnlensError(
+                f"features: {len(missing)} column(s) the model was trained on are missing: "
+                f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}"
+            )
+        out = {}
+        for name in self.feature_names_:
+            values = frame[name]
+            if self.dtypes_[name] == "category":
+                text = values.astype("str").where(values.notna())
+                out[name] = pd.Categorical(text, categories=self.categories_[name])
+            else:
+                if not (
+                    pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
+                ):
+                    raise ChurnlensError(
+                        f"features: column {name} must be numeric (the model was trained on "
+                        f"numbers), got {values.dtype}"
+                    )
+                out[name] = values.astype("float64")
+        return pd.DataFrame(out, index=frame.index)
+
+    def _margin(self, prepared: pd.DataFrame) -> np.ndarray:
+        return self.booster_.predict(
+            prepared, raw_score=True, num_iteration=self.booster_.best_iteration or None
+        )
+
+    def predict_margin(self, frame: pd.DataFrame) -> np.ndarray:
+        return self._margin(self.prepare(frame))
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Calibrated churn probability per row."""
+        margin = self.predict_margin(frame)
+        return self.calibrator_.predict(margin)
+
+    def contributions(self, frame: pd.DataFrame) -> np.ndarray:
+        """Exact TreeSHAP contributions to the raw margin; the last column is the base value."""
+        return self.booster_.predict(
+            self.prepare(frame),
+            pred_contrib=True,
+            num_iteration=self.booster_.best_iteration or None,
+        )
+
+    # --- persistence ---------------------------------------------------------------------
+    def spec(self) -> dict:
+        return {
+            "feature_names": self.feature_names_,
+            "dtypes": self.dtypes_,
+            "categories": self.categories_,
+            "calibration": self.calibrator_.to_dict(),
+            "best_iteration": self.booster_.best_iteration,
+            "params": self.params,
+            "lightgbm_version": lgb.__version__,
+        }
+
+    def save(self, folder: Path) -> Path:
+        """Write booster.txt and model.json into `folder` (no pickles)."""
+        self._check_fitted()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster_.save_model(str(folder / BOOSTER_FILE))
+        (folder / SPEC_FILE).write_text(json.dumps(self.spec(), indent=1, sort_keys=True))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> ChurnModel:
+        folder = Path(folder)
+        if not (folder / BOOSTER_FILE).is_file() or not (folder / SPEC_FILE).is_file():
+            raise ChurnlensError(f"model folder {folder}: {BOOSTER_FILE} or {SPEC_FILE} missing")
+        spec = json.loads((folder / SPEC_FILE).read_text())
+        model = cls(params=spec["params"])
+        model.booster_ = lgb.Booster(model_file=str(folder / BOOSTER_FILE))
+        model.booster_.best_iteration = spec["best_iteration"]
+        model.feature_names_, model.dtypes_ = spec["feature_names"], spec["dtypes"]
+        model.categories_ = spec["categories"]
+        model.calibrator_ = Calibrator.from_dict(spec["calibration"])
+        return model
+
+
+def _is_categorical(values: pd.Series) -> bool:
+    return isinstance(values.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(values)

@@ -1,0 +1,79 @@
+"""Training: split by time, fit the calibrated model and the baselines, evaluate them all.
+
+Pure computation on a training-set DataFrame; tracking and registration live in tracking.py.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from churnlens.config import Config
+from churnlens.modeling.baselines import BASELINES
+from churnlens.modeling.evaluate import evaluate_by_cutoff
+from churnlens.modeling.model import ChurnModel
+from churnlens.modeling.split import TimeSplit, time_split
+
+MODEL = "lightgbm"
+
+
+@dataclass
+class TrainingResult:
+    model: ChurnModel
+    split: TimeSplit
+    scored: pd.DataFrame  # validation and test rows with every model's probability
+    metrics: pd.DataFrame  # evaluate_by_cutoff over `scored`
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def test_metrics(self) -> pd.DataFrame:
+        """One row per model on the out-of-time test cutoff."""
+        test = self.metrics[self.metrics["cutoff"] == self.split.test]
+        return test.drop(columns="cutoff").set_index("model")
+
+
+def customer_value(frame: pd.DataFrame, config: Config) -> pd.Series:
+    """Margin over the value window: spend in the closest feature window times margin rate."""
+    windows = config.features.windows_days
+    window = min(windows, key=lambda w: abs(w - config.playbook.value_window_days))
+    return frame[f"spend_{window}d"] * config.playbook.margin_rate
+
+
+def train_model(training_set: pd.DataFrame, config: Config) -> TrainingResult:
+    """Fit and evaluate on the out-of-time split of a stacked training set."""
+    split = time_split(training_set["cutoff"], config.churn.horizon_days, training_set["churned"])
+    train, valid = split.part(training_set, "train"), split.part(training_set, "valid")
+    scored = pd.concat([valid, split.part(training_set, "test")])
+    seconds = {}
+    started = time.perf_counter()
+    settings = config.model
+    model = ChurnModel(
+        settings.params,
+        settings.num_boost_round,
+        settings.early_stopping_rounds,
+        settings.calibration,
+        settings.seed,
+    ).fit(train, valid)
+    seconds[MODEL] = time.perf_counter() - started
+    columns = {MODEL: model.predict_proba(scored)}
+    for baseline in BASELINES:
+        started = time.perf_counter()
+        columns[baseline.name] = baseline().fit(train, valid).predict_proba(scored)
+        seconds[baseline.name] = time.perf_counter() - started
+    scored = scored.assign(**columns, value=customer_value(scored, config).to_numpy())
+    metrics = evaluate_by_cutoff(
+        scored,
+        list(columns),
+        value="value",
+        contact_cost=config.playbook.contact_cost,
+        save_rate=config.playbook.save_rate,
+    )
+    return TrainingResult(model, split, scored, metrics, seconds)
+
+
+def mean_abs_shap(model: ChurnModel, frame: pd.DataFrame) -> pd.Series:
+    """Global importance: mean |TreeSHAP contribution| per feature, largest first."""
+    contributions = np.abs(model.contributions(frame)[:, :-1]).mean(axis=0)
+    return pd.Series(contributions, index=model.feature_names_).sort_values(ascending=False)
