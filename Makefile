@@ -22,13 +22,14 @@ setup: $(STAMP) ## create .venv and install churnlens with dev tools (quick when
 test: setup ## run the test suite
 	$(BIN)/python -m pytest -q
 
-demo: setup ## simulate a shop, validate it, train, register and promote a model
+demo: setup ## simulate a shop, train, promote, score: prints the top customers to contact
 	$(BIN)/churnlens simulate --customers 2000 --seed 1 --out $(DEMO)
 	$(BIN)/churnlens validate -c configs/demo.yaml
 	$(BIN)/churnlens features -c configs/demo.yaml --out out/training_set.parquet
 	$(BIN)/churnlens train -c configs/demo.yaml
 	$(BIN)/churnlens promote -c configs/demo.yaml || test $$? -eq 1
 	$(BIN)/churnlens export -c configs/demo.yaml
+	$(BIN)/churnlens score -c configs/demo.yaml --as-of 2025-12-31 --budget 200 --out out/scores
 	@echo "MLflow store: ./mlflow.db  (view: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db)"
 
 bench: setup ## run the benchmarks (large data; minutes)

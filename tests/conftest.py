@@ -8,6 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from churnlens import pipeline
+from churnlens.data.io import write_parquet
+from churnlens.data.simulate import simulate
+
 TINY = {
     "customers": pd.DataFrame(
         {
@@ -79,3 +83,34 @@ class Shop:
 @pytest.fixture
 def shop(tmp_path: Path) -> Shop:
     return Shop(tmp_path)
+
+
+SHOP_TABLES = ("customers", "purchases", "tickets", "surveys", "events")
+
+
+def make_config(root: Path, **model) -> Path:
+    """A config for the simulated shop under root/data with its own SQLite MLflow store."""
+    config = {
+        "data": {"dir": "data", **{t: {"path": f"{t}.parquet"} for t in SHOP_TABLES}},
+        "cutoffs": {"start": "2024-07-01", "step_days": 30},
+        "model": {"name": "shop", **model},
+        "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
+        "playbook": {"path": str(Path(__file__).parents[1] / "configs" / "playbook.yaml")},
+    }
+    path = root / f"config{len(model)}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_shop(tmp_path_factory):
+    """A simulated shop of 4,000 customers with one trained, registered model (version 1).
+
+    Returns (root, config path, TrainingResult, RegisteredRun).
+    """
+    root = tmp_path_factory.mktemp("trained")
+    for name, frame in simulate(4000, seed=7).items():
+        write_parquet(frame, root / "data" / f"{name}.parquet")
+    path = make_config(root)
+    result, registered = pipeline.train(path)
+    return root, path, result, registered

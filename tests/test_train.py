@@ -19,15 +19,13 @@ from typer.testing import CliRunner
 from churnlens import pipeline, tracking
 from churnlens.cli import app
 from churnlens.config import load_config
-from churnlens.data.io import write_parquet
-from churnlens.data.simulate import simulate
 from churnlens.errors import ChurnlensError
 from churnlens.modeling.model import ChurnModel
 from churnlens.modeling.split import time_split
 from churnlens.modeling.train import mean_abs_shap
+from conftest import make_config
 
 runner = CliRunner()
-TABLES = ("customers", "purchases", "tickets", "surveys", "events")
 
 
 # --- split ---------------------------------------------------------------------------------
@@ -63,26 +61,9 @@ def test_split_refuses_too_few_cutoffs_and_positives():
 # --- a trained shop --------------------------------------------------------------------------
 
 
-def make_config(root: Path, **model) -> Path:
-    config = {
-        "data": {"dir": "data", **{t: {"path": f"{t}.parquet"} for t in TABLES}},
-        "cutoffs": {"start": "2024-07-01", "step_days": 30},
-        "model": {"name": "shop", **model},
-        "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
-    }
-    path = root / f"config{len(model)}.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    root = tmp_path_factory.mktemp("trained")
-    for name, frame in simulate(4000, seed=7).items():
-        write_parquet(frame, root / "data" / f"{name}.parquet")
-    path = make_config(root)
-    result, registered = pipeline.train(path)
-    return root, path, result, registered
+def shop(trained_shop):
+    return trained_shop
 
 
 def test_lightgbm_beats_every_baseline_out_of_time(shop):

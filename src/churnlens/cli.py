@@ -181,6 +181,73 @@ def export(
     console.print(f"exported the champion of {cfg.model.name} to {folder}")
 
 
+@command
+def score(
+    config: ConfigOption,
+    as_of: Annotated[str, typer.Option("--as-of", help="Score date (YYYY-MM-DD).")],
+    out: Annotated[Path, typer.Option(help="Folder for risk_list.parquet/.csv, drift, manifest.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="models:/NAME@ALIAS, models:/NAME/VERSION or an exported folder; "
+            "default: the champion."
+        ),
+    ] = None,
+    budget: Annotated[int | None, typer.Option(min=1, help="Most customers to contact.")] = None,
+    budget_money: Annotated[
+        float | None, typer.Option(min=0, help="Most money to spend on contacts.")
+    ] = None,
+    explain: Annotated[
+        str | None, typer.Option(help="'targets' (default: targets and high tier) or 'all'.")
+    ] = None,
+    top: Annotated[int, typer.Option(help="Rows of the target list to print.")] = 10,
+) -> None:
+    """Score customers at a date: risk, reasons, actions and a budgeted target list."""
+    from rich.table import Table
+
+    from churnlens.scoring.score import score as score_customers
+    from churnlens.scoring.score import write_outputs
+
+    if explain not in (None, "targets", "all"):
+        raise ChurnlensError(f"--explain must be 'targets' or 'all', not {explain!r}")
+    cfg = _load(config)
+    with console.status(f"scoring customers at {as_of}"):
+        result = score_customers(cfg, as_of, model, budget, budget_money, explain)
+        write_outputs(result, out)
+    summary = result.summary
+    for feature in summary["drift_warnings"]:
+        err_console.print(
+            f"[yellow]warning:[/] feature {feature} drifted (PSI above "
+            f"{cfg.scoring.drift_warn_psi}); see {out / 'drift.csv'}"
+        )
+    table = Table(title=f"top {top} customers to contact at {summary['as_of']}")
+    for column in ("rank", "customer", "churn p", "value", "net gain", "why", "action"):
+        table.add_column(
+            column,
+            justify="right" if column in ("rank", "churn p", "value", "net gain") else "left",
+        )
+    for row in result.risk_list[result.risk_list["target"]].head(top).itertuples():
+        why = "; ".join(r for r in (row.reason_1, row.reason_2, row.reason_3) if isinstance(r, str))
+        table.add_row(
+            str(row.rank),
+            row.customer_id,
+            f"{row.churn_probability:.0%}",
+            f"{row.value:,.0f}",
+            f"{row.expected_net_gain:,.0f}",
+            why,
+            str(row.recommended_action),
+        )
+    console.print(table)
+    console.print(
+        f"{summary['targets']:,} of {summary['customers']:,} customers targeted "
+        f"(contact cost {summary['contact_cost']:,.0f}, expected net gain "
+        f"{summary['expected_net_gain']:,.0f}); they hold "
+        f"{summary['value_at_risk_covered'] / max(summary['value_at_risk_total'], 1e-9):.0%} of "
+        f"the value at risk. Model {summary['model_name']} v{summary['model_version']}."
+    )
+    console.print(f"risk list: {out / 'risk_list.parquet'} and {out / 'risk_list.csv'}")
+
+
 def _load(config: Path):
     from churnlens.config import load_config
 

@@ -116,10 +116,19 @@ class TrackingConfig(_Strict):
 
 
 class ScoringConfig(_Strict):
-    high_risk_threshold: float = Field(0.5, gt=0, lt=1)
-    explain: Literal["targets", "all"] = "targets"
+    high_risk_threshold: float = Field(0.5, gt=0, lt=1, description="risk tier 'high' from here")
+    medium_risk_threshold: float = Field(0.2, gt=0, lt=1, description="tier 'medium' from here")
+    explain: Literal["targets", "all"] = Field(
+        "targets", description="reasons for possible targets and the high tier, or for all"
+    )
+    budget_contacts: int | None = Field(None, gt=0)
+    budget_money: float | None = Field(None, gt=0)
     drift_warn_psi: float = Field(0.1, gt=0)
     drift_stop_psi: float = Field(0.25, gt=0)
+    drift_exempt: list[str] = Field(
+        default_factory=lambda: ["tenure_days", "days_since_first_purchase"],
+        description="features that grow with the calendar: reported and warned, never a stop",
+    )
 
 
 class PlaybookConfig(_Strict):

@@ -209,6 +209,23 @@ def load_registered(config: Config, alias: str = CHAMPION, name: str | None = No
     return pyfunc.unwrap_python_model().model, found
 
 
+def load_model_uri(config: Config, uri: str) -> tuple[ChurnModel, dict]:
+    """A model from `models:/<name>@<alias>` or `models:/<name>/<version>`, with its lineage."""
+    reference = uri.removeprefix("models:/")
+    name, alias = reference.split("@", 1) if "@" in reference else (reference, None)
+    if alias is None:
+        name, _, number = reference.rpartition("/")
+        client = _client(config)
+        try:
+            found = client.get_model_version(name, number)
+        except MlflowException:
+            raise ChurnlensError(f"model registry: no version {number} of model '{name}'") from None
+        model = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+    else:
+        model, found = load_registered(config, alias, name)
+    return model, {"model_name": name, "model_version": str(found.version), "run_id": found.run_id}
+
+
 def promote(config: Config, force: bool = False) -> str:
     """Move `champion` to the challenger if it beats the champion on the challenger's test set."""
     from churnlens.modeling.evaluate import evaluate

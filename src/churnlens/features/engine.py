@@ -28,11 +28,12 @@ SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "category": "VARCHAR"}
 PREPARED = {
     "purchases": """
         SELECT customer_id, ordered_at AS ts, {columns}, completed,
-               CASE WHEN completed
-                    THEN (epoch(ordered_at) - epoch(lag(ordered_at) OVER w)) / 86400.0
-               END AS gap_days,
+               CASE WHEN completed THEN epoch_us(ordered_at) - epoch_us(lag(ordered_at) OVER w)
+               END AS gap_us,
                row_number() OVER w AS seq
-        FROM (SELECT *, {completed} AS completed FROM purchases_in)
+        FROM (SELECT * REPLACE (CAST(amount AS DECIMAL(38, 6)) AS amount),
+                     {completed} AS completed
+              FROM purchases_in)
         WINDOW w AS (PARTITION BY customer_id, completed ORDER BY ordered_at, order_id)""",
     "tickets": "SELECT customer_id, opened_at AS ts, {columns} FROM tickets_in",
     "surveys": """

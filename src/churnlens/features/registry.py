@@ -1,6 +1,8 @@
 """Every feature in one place: name, source, window, SQL, dtype, fill and reason sentence.
 
-Adding a feature is one `Feature` entry. `sql` is an aggregate over the source's rows before
+Adding a feature is one `Feature` entry. Aggregates run on exact types (DECIMAL money,
+integer microseconds and counts) so that parallel aggregation in any order gives the same
+bits: outputs are byte-identical from run to run. `sql` is an aggregate over the source's rows before
 the cutoff (columns: `ts` = the row's time, `cutoff`, and the source's prepared columns); a
 `derived` feature is an expression over other features' names. `template` is the sentence a
 reason shows, filled from the customer's own feature values.
@@ -15,6 +17,7 @@ from typing import Literal
 Source = Literal["customers", "purchases", "tickets", "surveys", "events", "derived"]
 Dtype = Literal["int64", "float64", "category"]
 DAY = 86400.0
+DAY_US, HOUR_US = 86_400_000_000, 3_600_000_000
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "recency_days",
             "purchases",
             _days_since(f"max(ts) {done}"),
-            "No purchase for {recency_days:.0f} days",
+            "Last purchase {recency_days:.0f} days ago",
         ),
         Feature(
             "days_since_first_purchase",
@@ -123,26 +126,28 @@ def _purchases(windows: list[int]) -> list[Feature]:
         Feature(
             "gap_mean_days",
             "purchases",
-            f"avg(gap_days) {done}",
+            f"avg(gap_us) {done} / {DAY_US}",
             "Usually buys every {gap_mean_days:.0f} days",
         ),
         Feature(
             "gap_std_days",
             "purchases",
-            f"stddev_samp(gap_days) {done}",
+            f"sqrt((count(gap_us) {done} * sum(gap_us::HUGEINT * gap_us) {done} "
+            f"- sum(gap_us::HUGEINT) {done} ** 2)::DOUBLE "
+            f"/ nullif(count(gap_us) {done} * (count(gap_us) {done} - 1), 0)) / {DAY_US}",
             "Irregular buyer: gaps vary by {gap_std_days:.0f} days",
         ),
         Feature(
             "discount_share",
             "purchases",
-            f"avg((discount > 0)::DOUBLE) {done}",
+            f"avg((discount > 0)::INTEGER) {done}",
             "{discount_share:.0%} of orders used a discount",
             requires=("discount",),
         ),
         Feature(
             "refund_rate",
             "purchases",
-            "avg((status IN ('refunded', 'returned'))::DOUBLE)",
+            "avg((status IN ('refunded', 'returned'))::INTEGER)",
             "{refund_rate:.0%} of orders refunded or returned",
             requires=("status",),
         ),
@@ -211,22 +216,23 @@ def _tickets(windows: list[int]) -> list[Feature]:
         Feature(
             "first_response_hours_mean",
             "tickets",
-            "avg((epoch(first_response_at) - epoch(ts)) / 3600) "
-            "FILTER (WHERE first_response_at < cutoff)",
+            "avg(epoch_us(first_response_at) - epoch_us(ts)) "
+            f"FILTER (WHERE first_response_at < cutoff) / {HOUR_US}",
             "First reply took {first_response_hours_mean:.0f} hours on average",
             requires=("first_response_at",),
         ),
         Feature(
             "resolution_hours_mean",
             "tickets",
-            "avg((epoch(resolved_at) - epoch(ts)) / 3600) FILTER (WHERE resolved_at < cutoff)",
+            f"avg(epoch_us(resolved_at) - epoch_us(ts)) FILTER (WHERE resolved_at < cutoff) "
+            f"/ {HOUR_US}",
             "Tickets took {resolution_hours_mean:.0f} hours to resolve on average",
             requires=("resolved_at",),
         ),
         Feature(
             "reopen_rate",
             "tickets",
-            "avg((reopened > 0)::DOUBLE)",
+            "avg((reopened > 0)::INTEGER)",
             "{reopen_rate:.0%} of tickets were reopened",
             requires=("reopened",),
         ),
@@ -258,7 +264,7 @@ def _surveys(ces_scale: int) -> list[Feature]:
         Feature(
             "csat_mean",
             "surveys",
-            "avg(score) FILTER (WHERE kind = 'csat')",
+            "avg(score::BIGINT) FILTER (WHERE kind = 'csat')",
             "Average CSAT {csat_mean:.1f}",
         ),
         Feature(
@@ -298,14 +304,14 @@ def _surveys(ces_scale: int) -> list[Feature]:
 def _events(windows: list[int], kinds: list[str]) -> list[Feature]:
     feats = []
     for kind in kinds:
-        col = _column_name(kind)
+        col, label = _column_name(kind), kind.replace("_", " ")
         is_kind = f"kind = '{kind.replace(chr(39), chr(39) * 2)}'"
         feats += [
             Feature(
                 f"{col}_{w}d",
                 "events",
                 f"count(*) FILTER (WHERE {is_kind} AND {_in_window(w)})",
-                f"{{{col}_{w}d:.0f}} {kind} event(s) in the last {w} days",
+                f"{{{col}_{w}d:.0f}} {label} event(s) in the last {w} days",
                 "int64",
                 w,
             )
@@ -316,7 +322,7 @@ def _events(windows: list[int], kinds: list[str]) -> list[Feature]:
                 f"days_since_{col}",
                 "events",
                 _days_since(f"max(ts) FILTER (WHERE {is_kind})"),
-                f"Last {kind} {{days_since_{col}:.0f}} days ago",
+                f"Last {label} {{days_since_{col}:.0f}} days ago",
             )
         )
     return feats

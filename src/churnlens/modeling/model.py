@@ -4,7 +4,8 @@ The fitted model knows its feature list, dtypes and the categorical levels seen 
 At predict time it checks the columns the way scikit-learn does (missing names are an error,
 extra columns such as ids are ignored) and re-applies the frozen levels, so a batch where a
 category has fewer levels cannot shift codes; an unseen level is treated as missing.
-It saves as a folder with no pickles: the booster as text and the rest as JSON.
+It keeps a profile of the training features for drift checks (PSI) at scoring time, and
+saves as a folder with no pickles: the booster as text and the rest as JSON.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedKFold
 
 from churnlens.errors import ChurnlensError
+from churnlens.scoring.drift import reference_profile
 
 NOT_FEATURES = ("customer_id", "cutoff", "as_of", "churned")
 BOOSTER_FILE, SPEC_FILE = "booster.txt", "model.json"
@@ -123,6 +125,15 @@ class ChurnModel:
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         )
         self.calibrator_ = Calibrator(self.calibration).fit(self._margin(x_valid), y_valid)
+        return self.set_reference(valid)
+
+    def set_reference(self, frame: pd.DataFrame) -> ChurnModel:
+        """Profile `frame` as the population scoring runs are compared with (drift, PSI).
+
+        fit() uses the validation cutoff; the latest labelled cutoff is a closer match for
+        the populations the model will score next.
+        """
+        self.reference_ = reference_profile(self.prepare(frame), self.dtypes_)
         return self
 
     # --- predicting ----------------------------------------------------------------------
@@ -184,6 +195,7 @@ class ChurnModel:
             "dtypes": self.dtypes_,
             "categories": self.categories_,
             "calibration": self.calibrator_.to_dict(),
+            "reference": self.reference_,
             "best_iteration": self.booster_.best_iteration,
             "params": self.params,
             "lightgbm_version": lgb.__version__,
@@ -209,6 +221,7 @@ class ChurnModel:
         model.feature_names_, model.dtypes_ = spec["feature_names"], spec["dtypes"]
         model.categories_ = spec["categories"]
         model.calibrator_ = Calibrator.from_dict(spec["calibration"])
+        model.reference_ = spec["reference"]
         return model
 
 

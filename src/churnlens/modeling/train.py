@@ -57,6 +57,7 @@ def train_model(training_set: pd.DataFrame, config: Config) -> TrainingResult:
         settings.seed,
     ).fit(train, valid)
     seconds[MODEL] = time.perf_counter() - started
+    model.set_reference(split.part(training_set, "test"))
     columns = {MODEL: model.predict_proba(scored)}
     for baseline in BASELINES:
         started = time.perf_counter()

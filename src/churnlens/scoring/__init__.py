@@ -1,0 +1,1 @@
+"""Scoring-time checks and outputs for a trained churn model."""

@@ -1,0 +1,124 @@
+"""The retention playbook: from a customer's strongest reason and value to an action.
+
+The mapping lives in YAML (configs/playbook.yaml) so a retention team can change actions,
+costs and save rates without touching code; this module validates it and applies it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from churnlens.errors import ChurnlensError
+
+DEFAULT = "default"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Action(_Strict):
+    action: str
+    cost: float = Field(ge=0)
+    save_rate: float = Field(ge=0, le=1)
+
+
+class TopValueRule(_Strict):
+    min_value_quantile: float = Field(ge=0, le=1)
+    action: Action
+
+
+class NoIncentiveRule(_Strict):
+    max_value_quantile: float = Field(ge=0, le=1)
+    min_discount_share: float = Field(ge=0, le=1)
+    min_tickets_per_order: float = Field(ge=0)
+    action: Action
+
+
+class Playbook(_Strict):
+    families: dict[str, list[str]]
+    actions: dict[str, Action]
+    top_value: TopValueRule | None = None
+    no_incentive: NoIncentiveRule | None = None
+
+    def family_of(self, feature: str) -> str:
+        """The first family with a pattern matching `feature`, else 'default'."""
+        for family, patterns in self.families.items():
+            if any(fnmatch.fnmatchcase(feature, pattern) for pattern in patterns):
+                return family
+        return DEFAULT
+
+    def action_for(self, family: str) -> Action:
+        return self.actions.get(family, self.actions[DEFAULT])
+
+    @property
+    def best_case(self) -> tuple[float, float]:
+        """(highest save rate, lowest cost) over every action: bounds any customer's gain."""
+        actions = list(self.actions.values())
+        actions += [rule.action for rule in (self.top_value, self.no_incentive) if rule]
+        return max(a.save_rate for a in actions), min(a.cost for a in actions)
+
+
+def load_playbook(path: Path) -> Playbook:
+    if not path.is_file():
+        raise ChurnlensError(f"playbook {path}: file not found (config playbook.path)")
+    try:
+        playbook = Playbook.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except yaml.YAMLError as error:
+        raise ChurnlensError(f"playbook {path}: not valid YAML ({error})") from None
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: "
+            + ("unknown key" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in error.errors()
+        )
+        raise ChurnlensError(f"playbook {path}: {problems}") from None
+    unknown = sorted(set(playbook.actions) - set(playbook.families) - {DEFAULT})
+    if DEFAULT not in playbook.actions or unknown:
+        raise ChurnlensError(
+            f"playbook {path}: actions need a '{DEFAULT}' entry and one per family"
+            + (f"; no family named {', '.join(unknown)}" if unknown else "")
+        )
+    return playbook
+
+
+def recommend(
+    playbook: Playbook, family: pd.Series, features: pd.DataFrame, value: pd.Series
+) -> pd.DataFrame:
+    """Action, cost and save rate per customer from their reason family and value rules.
+
+    `family` is each customer's strongest reason family (missing: none, so 'default').
+    Value rules use quantiles of `value` in this scoring population; the top-value rule wins.
+    """
+    family = family.fillna(DEFAULT)
+    actions = {name: playbook.action_for(name) for name in set(family)}
+    chosen = family.astype("object")
+    cheap, top = playbook.no_incentive, playbook.top_value
+    if cheap is not None:
+        costly = _column(features, "discount_share") >= cheap.min_discount_share
+        costly |= _column(features, "tickets_per_order") >= cheap.min_tickets_per_order
+        chosen[(value <= value.quantile(cheap.max_value_quantile)) & costly] = "no_incentive"
+        actions["no_incentive"] = cheap.action
+    if top is not None:
+        chosen[value >= value.quantile(top.min_value_quantile)] = "top_value"
+        actions["top_value"] = top.action
+    return pd.DataFrame(
+        {
+            "recommended_action": chosen.map(lambda k: actions[k].action).astype("str"),
+            "contact_cost": chosen.map(lambda k: actions[k].cost).astype("float64"),
+            "save_rate": chosen.map(lambda k: actions[k].save_rate).astype("float64"),
+        },
+        index=family.index,
+    )
+
+
+def _column(features: pd.DataFrame, name: str) -> pd.Series:
+    if name in features.columns:
+        return features[name].astype("float64").fillna(0.0)
+    return pd.Series(np.zeros(len(features)), index=features.index)

@@ -1,0 +1,207 @@
+"""Batch scoring on the trained simulated shop: reasons, actions, budget, determinism, drift."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import shap
+import yaml
+from typer.testing import CliRunner
+
+from churnlens.cli import app
+from churnlens.config import load_config
+from churnlens.data.contract import load_tables
+from churnlens.labels import data_end
+from churnlens.scoring.playbook import load_playbook
+from churnlens.scoring.score import score, spreadsheet_safe
+
+runner = CliRunner()
+FILES = ("risk_list.parquet", "risk_list.csv", "drift.csv", "manifest.json")
+
+
+@pytest.fixture(scope="module")
+def setting(trained_shop):
+    root, path, result, registered = trained_shop
+    config = load_config(path)
+    as_of = data_end(load_tables(config.data)).normalize() - pd.Timedelta(days=60)
+    model_uri = f"models:/shop/{registered.version}"
+    return root, path, config, as_of, model_uri
+
+
+@pytest.fixture(scope="module")
+def scored(setting):
+    _, _, config, as_of, model_uri = setting
+    return score(config, as_of, model_uri, explain="all")
+
+
+def digests(folder):
+    return {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in FILES}
+
+
+def run_score(path, as_of, model_uri, out, *extra):
+    return runner.invoke(
+        app,
+        [
+            "score",
+            "-c",
+            str(path),
+            "--as-of",
+            f"{as_of:%Y-%m-%d}",
+            "--model",
+            model_uri,
+            "--out",
+            str(out),
+            *map(str, extra),
+        ],
+    )
+
+
+def test_reasons_are_exact_treeshap(trained_shop, scored):
+    model = trained_shop[2].model
+    features = trained_shop[2].split.part(trained_shop[2].scored, "test").head(300)
+    contributions = model.contributions(features)
+    explainer = shap.TreeExplainer(model.booster_)
+    values = explainer.shap_values(model.prepare(features))
+    np.testing.assert_allclose(contributions[:, :-1], values, atol=1e-6)
+    np.testing.assert_allclose(contributions[:, -1], explainer.expected_value, atol=1e-6)
+    np.testing.assert_allclose(contributions.sum(axis=1), model.predict_margin(features), atol=1e-6)
+
+
+def test_reasons_are_the_top_positive_contributions_with_sentences(scored):
+    risk = scored.risk_list
+    first, second = risk["reason_1_contribution"], risk["reason_2_contribution"]
+    assert (first.dropna() > 0).all() and (first >= second).where(second.notna(), True).all()
+    with_reason = risk[risk["reason_1_feature"].notna()]
+    assert len(with_reason) > 0.9 * len(risk)
+    assert with_reason["reason_1"].notna().all()
+    assert not with_reason["reason_1"].str.contains("{", regex=False).any()
+    sentence = with_reason.loc[with_reason["reason_1_feature"] == "recency_days", "reason_1"]
+    assert sentence.str.match(r"Last purchase \d+ days ago").all()
+
+
+def test_support_driven_customers_get_support_reasons_and_service_recovery(setting, scored):
+    root, _, config, as_of, _ = setting
+    truth = pd.read_parquet(root / "data" / "ground_truth.parquet")
+    risk = scored.risk_list.merge(truth, on="customer_id")
+    churning = risk[risk["churned_at"] >= as_of]  # drivers active now, churn still ahead
+    support = churning["driver_support"] & ~churning["driver_detractor"]
+    others = ~churning["driver_support"] & ~churning["driver_detractor"]
+    playbook = load_playbook(config.playbook.path)
+
+    def support_rate(rows):
+        families = rows[[f"reason_{i}_feature" for i in (1, 2, 3)]].map(
+            lambda name: playbook.family_of(name) if isinstance(name, str) else None
+        )
+        return (families == "support").any(axis=1).mean()
+
+    service = churning["recommended_action"] == "proactive service recovery"
+    agreement = support_rate(churning[support])
+    print(
+        f"support-driven: {support.sum()} customers, support reason in top 3: {agreement:.0%} "
+        f"(others {support_rate(churning[others]):.0%}); service recovery "
+        f"{service[support].mean():.0%} (others {service[others].mean():.0%})"
+    )
+    assert support.sum() >= 20
+    assert agreement > 0.4
+    assert agreement > 1.2 * support_rate(churning[others])
+    assert service[support].mean() > 1.5 * service[others].mean()
+
+
+def test_budget_is_respected_and_no_negative_gain_is_selected(setting):
+    _, _, config, as_of, model_uri = setting
+    by_contacts = score(config, as_of, model_uri, budget_contacts=25).risk_list
+    assert by_contacts["target"].sum() == 25
+    assert (by_contacts.loc[by_contacts["target"], "expected_net_gain"] > 0).all()
+    assert by_contacts["target"].iloc[:25].all()  # the best 25 by expected net gain
+    by_money = score(config, as_of, model_uri, budget_money=40.0).risk_list
+    spent = by_money.loc[by_money["target"], "contact_cost"].sum()
+    assert 0 < spent <= 40.0
+    unlimited = score(config, as_of, model_uri).risk_list
+    assert unlimited["target"].sum() == (unlimited["expected_net_gain"] > 0).sum()
+    assert unlimited["rank"].tolist() == list(range(1, len(unlimited) + 1))
+
+
+def test_rerun_is_byte_identical_and_manifest_matches(setting, tmp_path):
+    _, path, _, as_of, model_uri = setting
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert run_score(path, as_of, model_uri, first, "--budget", 30).exit_code == 0
+    assert run_score(path, as_of, model_uri, second, "--budget", 30).exit_code == 0
+    assert digests(first) == digests(second)
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert manifest["files"]["risk_list.csv"] == digests(first)["risk_list.csv"]
+    assert manifest["targets"] == 30 and manifest["model_name"] == "shop"
+    risk = pd.read_parquet(first / "risk_list.parquet")
+    assert risk.columns[:9].tolist() == [
+        "customer_id",
+        "as_of",
+        "churn_probability",
+        "risk_tier",
+        "value",
+        "value_at_risk",
+        "expected_net_gain",
+        "rank",
+        "target",
+    ]
+    assert {
+        "reason_1",
+        "reason_3_contribution",
+        "recommended_action",
+        "model_version",
+        "run_id",
+    } <= set(risk.columns)
+
+
+def test_drift_stop_writes_nothing_and_keeps_the_previous_list(setting, tmp_path):
+    root, path, _, as_of, model_uri = setting
+    out = tmp_path / "out"
+    assert run_score(path, as_of, model_uri, out).exit_code == 0
+    before = digests(out)
+    config = yaml.safe_load(path.read_text())
+    config["data"]["dir"] = str(root / "data")
+    config["scoring"] = {"drift_stop_psi": 0.0001}
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump(config))
+    result = run_score(strict, as_of, model_uri, out)
+    assert result.exit_code == 3, result.output
+    assert "drift: feature" in result.output and "nothing written" in result.output
+    assert digests(out) == before
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+
+
+def test_scoring_after_the_data_end_is_refused(setting, tmp_path):
+    _, path, _, as_of, model_uri = setting
+    result = run_score(path, as_of + pd.Timedelta(days=400), model_uri, tmp_path / "o")
+    assert result.exit_code == 2 and "after the data end" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_champion_is_a_clear_error_for_scoring(setting, tmp_path):
+    root, path, _, as_of, _ = setting
+    config = yaml.safe_load(path.read_text())
+    config["data"]["dir"] = str(root / "data")
+    config["tracking"]["uri"] = f"sqlite:///{tmp_path / 'empty.db'}"
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            "-c",
+            str(tmp_path / "c.yaml"),
+            "--as-of",
+            f"{as_of:%Y-%m-%d}",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert result.exit_code == 2 and "no 'champion' version" in result.output
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised():
+    frame = pd.DataFrame({"customer_id": ["=HYPERLINK(1)", "plain", "-2"], "p": [0.5, -1.0, 2]})
+    safe = spreadsheet_safe(frame)
+    assert safe["customer_id"].tolist() == ["'=HYPERLINK(1)", "plain", "'-2"]
+    assert safe["p"].tolist() == [0.5, -1.0, 2]  # numbers stay numbers
