@@ -1,11 +1,13 @@
 """Every feature in one place: name, source, window, SQL, dtype, fill and reason sentence.
 
-Adding a feature is one `Feature` entry. Aggregates run on exact types (DECIMAL money,
-integer microseconds and counts) so that parallel aggregation in any order gives the same
-bits: outputs are byte-identical from run to run. `sql` is an aggregate over the source's rows before
+Adding a feature is one `Feature` entry. `sql` is an aggregate over the source's rows before
 the cutoff (columns: `ts` = the row's time, `cutoff`, and the source's prepared columns); a
 `derived` feature is an expression over other features' names. `template` is the sentence a
 reason shows, filled from the customer's own feature values.
+
+Aggregates run on exact types (DECIMAL money, integer microseconds, integer counts) so that
+DuckDB's parallel aggregation gives the same bits in any order: outputs are byte-identical
+from run to run.
 """
 
 from __future__ import annotations
