@@ -1,0 +1,87 @@
+"""Training cost: churnlens's ChurnModel.fit against a raw `lightgbm.train` on the same data.
+
+ChurnModel.fit adds the feature-spec freeze, frozen categorical levels, calibration (with a
+5-fold choice between sigmoid and isotonic) and the drift reference on top of LightGBM; this
+measures what that costs. Both use the config's parameters and early stopping on the same
+validation cutoff. Run: .venv/bin/python benchmarks/bench_training.py [--customers N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import lightgbm as lgb
+import pandas as pd
+
+from churnlens.config import ChurnConfig, Config, CutoffConfig, DataConfig, TableConfig
+from churnlens.data.contract import Tables
+from churnlens.data.simulate import simulate
+from churnlens.features.engine import build_features
+from churnlens.labels import labels, training_cutoffs
+from churnlens.modeling.model import ChurnModel
+from churnlens.modeling.split import time_split
+
+
+def training_set(customers: int) -> pd.DataFrame:
+    shop = simulate(customers, seed=0)
+    shop["surveys"]["score"] = shop["surveys"]["score"].astype("float64")
+    shop["tickets"]["reopened"] = shop["tickets"]["reopened"].astype("Int64")
+    attributes = ["region", "acquisition_channel", "segment"]
+    tables = Tables(**{k: v for k, v in shop.items() if k != "ground_truth"}, attributes=attributes)
+    config = Config(
+        data=DataConfig(customers=TableConfig(path="c"), purchases=TableConfig(path="p")),
+        cutoffs=CutoffConfig(start="2024-07-01", step_days=30),
+    )
+    cutoffs = training_cutoffs(tables, config.cutoffs, ChurnConfig())
+    return build_features(tables, labels(tables, cutoffs, ChurnConfig()), config.features), config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=50_000)
+    args = parser.parse_args()
+    frame, config = training_set(args.customers)
+    split = time_split(frame["cutoff"], config.churn.horizon_days, frame["churned"])
+    train, valid = split.part(frame, "train"), split.part(frame, "valid")
+    settings = config.model
+    started = time.perf_counter()
+    model = ChurnModel(
+        settings.params,
+        settings.num_boost_round,
+        settings.early_stopping_rounds,
+        settings.calibration,
+        settings.seed,
+    ).fit(train, valid)
+    ours = time.perf_counter() - started
+    x_train, x_valid = model.prepare(train), model.prepare(valid)
+    params = {
+        "objective": "binary",
+        "verbosity": -1,
+        "seed": 0,
+        "deterministic": True,
+        "num_threads": 2,
+        **settings.params,
+    }
+    started = time.perf_counter()
+    raw = lgb.train(
+        params,
+        lgb.Dataset(x_train, train["churned"].astype(int)),
+        settings.num_boost_round,
+        valid_sets=[lgb.Dataset(x_valid, valid["churned"].astype(int))],
+        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
+    )
+    bare = time.perf_counter() - started
+    print(
+        f"training rows {len(train):,}, validation rows {len(valid):,}, "
+        f"{len(model.feature_names_)} features"
+    )
+    print(
+        f"ChurnModel.fit {ours:.2f} s ({model.booster_.best_iteration} trees, "
+        f"{model.calibrator_.method_}) | raw lightgbm.train {bare:.2f} s "
+        f"({raw.best_iteration} trees) | ratio {ours / bare:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
