@@ -61,6 +61,12 @@ def test_split_refuses_too_few_cutoffs_and_positives():
 # --- a trained shop --------------------------------------------------------------------------
 
 
+def store(root: Path) -> MlflowClient:
+    """A client on the shop's store for runs and registry (the registry URI is process-global)."""
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 @pytest.fixture(scope="module")
 def shop(trained_shop):
     return trained_shop
@@ -107,7 +113,7 @@ def test_planted_drivers_rank_among_top_features(shop):
 
 def test_run_is_tracked_with_params_metrics_and_artifacts(shop):
     root, _, result, registered = shop
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    client = store(root)
     run = client.get_run(registered.run_id)
     assert run.data.params["test_cutoff"] == f"{result.split.test:%Y-%m-%d}"
     assert run.data.params["calibration"] in ("sigmoid", "isotonic")
@@ -200,7 +206,7 @@ def test_promote_moves_champion_only_for_a_better_challenger(shop):
     refused = runner.invoke(app, ["promote", "-c", str(worse_config)])
     assert refused.exit_code == 1, refused.output
     assert "not promoted" in refused.output and "ROC-AUC" in refused.output
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    client = store(root)
     assert str(client.get_model_version_by_alias("shop", "champion").version) == first.version
     forced = runner.invoke(app, ["promote", "-c", str(worse_config), "--force"])
     assert forced.exit_code == 0 and "forced" in forced.output
