@@ -19,8 +19,8 @@ from churnlens.data.contract import Tables
 from churnlens.data.simulate import simulate
 from churnlens.features.engine import build_features
 from churnlens.labels import labels, training_cutoffs
-from churnlens.modeling.model import ChurnModel
 from churnlens.modeling.split import time_split
+from churnlens.modeling.train import configured_model
 
 
 def training_set(customers: int) -> pd.DataFrame:
@@ -46,13 +46,7 @@ def main() -> None:
     train, valid = split.part(frame, "train"), split.part(frame, "valid")
     settings = config.model
     started = time.perf_counter()
-    model = ChurnModel(
-        settings.params,
-        settings.num_boost_round,
-        settings.early_stopping_rounds,
-        settings.calibration,
-        settings.seed,
-    ).fit(train, valid)
+    model = configured_model(settings).fit(train, valid)
     ours = time.perf_counter() - started
     x_train, x_valid = model.prepare(train), model.prepare(valid)
     params = {

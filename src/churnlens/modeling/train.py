@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from churnlens.config import Config
+from churnlens.config import Config, ModelConfig
 from churnlens.modeling.baselines import BASELINES
 from churnlens.modeling.evaluate import evaluate_by_cutoff
 from churnlens.modeling.model import ChurnModel
@@ -34,6 +34,17 @@ class TrainingResult:
         return test.drop(columns="cutoff").set_index("model")
 
 
+def configured_model(settings: ModelConfig) -> ChurnModel:
+    """An unfitted ChurnModel with the config's parameters."""
+    return ChurnModel(
+        settings.params,
+        settings.num_boost_round,
+        settings.early_stopping_rounds,
+        settings.calibration,
+        settings.seed,
+    )
+
+
 def customer_value(frame: pd.DataFrame, config: Config) -> pd.Series:
     """Margin over the value window: spend in the closest feature window times margin rate."""
     windows = config.features.windows_days
@@ -48,14 +59,7 @@ def train_model(training_set: pd.DataFrame, config: Config) -> TrainingResult:
     scored = pd.concat([valid, split.part(training_set, "test")])
     seconds = {}
     started = time.perf_counter()
-    settings = config.model
-    model = ChurnModel(
-        settings.params,
-        settings.num_boost_round,
-        settings.early_stopping_rounds,
-        settings.calibration,
-        settings.seed,
-    ).fit(train, valid)
+    model = configured_model(config.model).fit(train, valid)
     seconds[MODEL] = time.perf_counter() - started
     model.set_reference(split.part(training_set, "test"))
     columns = {MODEL: model.predict_proba(scored)}
