@@ -153,8 +153,8 @@ def score(
     contacts = budget_contacts or config.scoring.budget_contacts
     money = budget_money or config.scoring.budget_money
     risk.insert(8, "target", _select_targets(risk, contacts, money))
-    for key, value_ in lineage.items():
-        risk[key] = value_
+    for column, text in lineage.items():
+        risk[column] = text
     targets = risk[risk["target"]]
     summary = {
         "as_of": f"{as_of:%Y-%m-%d}",
