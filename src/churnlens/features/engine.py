@@ -31,7 +31,7 @@ PREPARED = {
                CASE WHEN completed THEN epoch_us(ordered_at) - epoch_us(lag(ordered_at) OVER w)
                END AS gap_us,
                row_number() OVER w AS seq
-        FROM (SELECT * REPLACE (CAST(amount AS DECIMAL(38, 6)) AS amount),
+        FROM (SELECT * REPLACE (CAST(amount AS DECIMAL(18, 4)) AS amount),
                      {completed} AS completed
               FROM purchases_in)
         WINDOW w AS (PARTITION BY customer_id, completed ORDER BY ordered_at, order_id)""",
@@ -43,9 +43,17 @@ PREPARED = {
         WINDOW w AS (PARTITION BY customer_id, kind ORDER BY answered_at, response_id)""",
     "events": 'SELECT customer_id, "at" AS ts, kind FROM events_in',
 }
+# Optional input columns -> what crosses the join: flags rather than text, so the joined
+# rows (one per purchase and later cutoff) stay narrow.
 HELPER_COLUMNS = {
-    "purchases": ("amount", "status", "discount", "category", "channel"),
-    "tickets": ("first_response_at", "resolved_at", "reopened"),
+    "purchases": {
+        "amount": "amount",
+        "status": "status IN ('refunded', 'returned') AS refunded",
+        "discount": "discount > 0 AS discounted",
+        "category": "category",
+        "channel": "channel",
+    },
+    "tickets": {c: c for c in ("first_response_at", "resolved_at", "reopened")},
 }
 
 
@@ -95,7 +103,7 @@ def _register(con: duckdb.DuckDBPyConnection, tables: Tables, spine: pd.DataFram
 
 def _source_cte(source: str, features: list[Feature], tables: Tables) -> str:
     frame = tables.present()[source]
-    helpers = [c for c in HELPER_COLUMNS.get(source, ()) if c in frame.columns]
+    helpers = [sql for c, sql in HELPER_COLUMNS.get(source, {}).items() if c in frame.columns]
     completed = "status = 'completed'" if "status" in frame.columns else "TRUE"
     prepared = PREPARED[source].format(
         columns=", ".join(helpers) or "NULL AS _none", completed=completed

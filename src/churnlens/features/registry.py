@@ -5,9 +5,9 @@ the cutoff (columns: `ts` = the row's time, `cutoff`, and the source's prepared 
 `derived` feature is an expression over other features' names. `template` is the sentence a
 reason shows, filled from the customer's own feature values.
 
-Aggregates run on exact types (DECIMAL money, integer microseconds, integer counts) so that
-DuckDB's parallel aggregation gives the same bits in any order: outputs are byte-identical
-from run to run.
+Aggregates run on exact types (DECIMAL money to 1/10,000, integer microseconds and counts)
+so that DuckDB's parallel aggregation gives the same bits in any order: outputs are
+byte-identical from run to run.
 """
 
 from __future__ import annotations
@@ -142,14 +142,14 @@ def _purchases(windows: list[int]) -> list[Feature]:
         Feature(
             "discount_share",
             "purchases",
-            f"avg((discount > 0)::INTEGER) {done}",
+            f"avg(discounted::INTEGER) {done}",
             "{discount_share:.0%} of orders used a discount",
             requires=("discount",),
         ),
         Feature(
             "refund_rate",
             "purchases",
-            "avg((status IN ('refunded', 'returned'))::INTEGER)",
+            "avg(refunded::INTEGER)",
             "{refund_rate:.0%} of orders refunded or returned",
             requires=("status",),
         ),
