@@ -87,7 +87,7 @@ def _attribute_features(tables: Tables, taken: set[str]) -> list[Feature]:
         Feature(
             name,
             "customers",
-            f'"{name}"',
+            _quote(name),
             f"{name}: {{{name}}}",
             "float64" if pd.api.types.is_float_dtype(tables.customers[name]) else "category",
         )
