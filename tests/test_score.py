@@ -216,3 +216,19 @@ def test_an_exported_folder_scores_like_the_registry(setting, scored, trained_sh
     (folder / "champion.json").write_text(json.dumps(lineage))
     from_folder = score(config, as_of, str(folder), explain="all").risk_list
     pd.testing.assert_frame_equal(from_folder, scored.risk_list)
+
+
+def test_explaining_only_what_the_budget_needs_gives_the_same_targets(setting, monkeypatch):
+    _, _, config, as_of, model_uri = setting
+    everyone = score(config, as_of, model_uri, budget_contacts=25, explain="all").risk_list
+    monkeypatch.setattr("churnlens.scoring.score.EXPLAIN_CHUNK", 40)  # small rounds
+    lean = score(config, as_of, model_uri, budget_contacts=25).risk_list
+    chosen = lean[lean["target"]]
+    assert chosen["customer_id"].tolist() == everyone[everyone["target"]]["customer_id"].tolist()
+    assert chosen["expected_net_gain"].tolist() == pytest.approx(
+        everyone[everyone["target"]]["expected_net_gain"].tolist()
+    )
+    explained = lean["reason_1_feature"].notna().sum()
+    assert explained < 0.8 * everyone["reason_1_feature"].notna().sum()
+    unexplained = lean[lean["reason_1_feature"].isna()]
+    assert unexplained["expected_net_gain"].isna().all() and not unexplained["target"].any()

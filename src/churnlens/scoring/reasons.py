@@ -18,6 +18,14 @@ from churnlens.features.registry import Feature
 from churnlens.modeling.model import ChurnModel
 
 TOP_K = 3
+REASON_COLUMNS = [
+    *(
+        f"reason_{i}{part}"
+        for i in range(1, TOP_K + 1)
+        for part in ("_feature", "_contribution", "")
+    ),
+    "reason_family",
+]
 
 
 def _sentence(template: str | None, name: str, row: dict) -> str:
