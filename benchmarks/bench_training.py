@@ -37,6 +37,9 @@ def training_set(customers: int) -> pd.DataFrame:
     return build_features(tables, labels(tables, cutoffs, ChurnConfig()), config.features), config
 
 
+ROUNDS = 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=50_000)
@@ -45,27 +48,29 @@ def main() -> None:
     split = time_split(frame["cutoff"], config.churn.horizon_days, frame["churned"])
     train, valid = split.part(frame, "train"), split.part(frame, "valid")
     settings = config.model
-    started = time.perf_counter()
-    model = configured_model(settings).fit(train, valid)
-    ours = time.perf_counter() - started
-    x_train, x_valid = model.prepare(train), model.prepare(valid)
-    params = {
-        "objective": "binary",
-        "verbosity": -1,
-        "seed": 0,
-        "deterministic": True,
-        "num_threads": 2,
-        **settings.params,
-    }
-    started = time.perf_counter()
-    raw = lgb.train(
-        params,
-        lgb.Dataset(x_train, train["churned"].astype(int)),
-        settings.num_boost_round,
-        valid_sets=[lgb.Dataset(x_valid, valid["churned"].astype(int))],
-        callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
-    )
-    bare = time.perf_counter() - started
+    ours, bare = [], []
+    for _ in range(ROUNDS):  # alternate, keep the best: the machine is shared
+        started = time.perf_counter()
+        model = configured_model(settings).fit(train, valid)
+        ours.append(time.perf_counter() - started)
+        x_train, x_valid = model.prepare(train), model.prepare(valid)
+        started = time.perf_counter()
+        raw = lgb.train(
+            {
+                "objective": "binary",
+                "verbosity": -1,
+                "seed": 0,
+                "deterministic": True,
+                "num_threads": 2,
+                **settings.params,
+            },
+            lgb.Dataset(x_train, train["churned"].astype(int)),
+            settings.num_boost_round,
+            valid_sets=[lgb.Dataset(x_valid, valid["churned"].astype(int))],
+            callbacks=[lgb.early_stopping(settings.early_stopping_rounds, verbose=False)],
+        )
+        bare.append(time.perf_counter() - started)
+    ours, bare = min(ours), min(bare)
     print(
         f"training rows {len(train):,}, validation rows {len(valid):,}, "
         f"{len(model.feature_names_)} features"
