@@ -91,7 +91,6 @@ def features(
     """Build the point-in-time training set (features + churn label per customer and cutoff)."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from churnlens.config import load_config
     from churnlens.data.contract import load_tables
     from churnlens.features.engine import write_features
     from churnlens.pipeline import training_spine
@@ -99,7 +98,7 @@ def features(
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         step = progress.add_task("reading and validating input tables", total=None)
-        cfg = load_config(config)
+        cfg = _load(config)
         tables = load_tables(cfg.data)
         progress.update(step, total=1, completed=1)
         step = progress.add_task("labelling cutoffs", total=None)
