@@ -109,7 +109,8 @@ def _explain_and_target(
     upper = p * value * best_save - least_cost
     order = np.argsort(-upper, kind="stable")
     queue = order[(upper[order] > 0) & ~explained[order]]
-    chunk = max(EXPLAIN_CHUNK, 2 * (contacts or 0))
+    unlimited = contacts is None and money is None  # every positive gain is a target
+    chunk = len(queue) if unlimited else max(EXPLAIN_CHUNK, 2 * (contacts or 0))
     values = pd.Series(value, index=features.index)
     parts, new = [], np.flatnonzero(explained)
     while True:
