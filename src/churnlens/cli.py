@@ -132,19 +132,20 @@ def train(config: ConfigOption) -> None:
         f"({int(test['n'].iloc[0]):,} customers, "
         f"{test['base_rate'].iloc[0]:.1%} churned)"
     )
-    metrics = [
-        "roc_auc",
-        "pr_auc",
-        "brier",
-        "log_loss",
-        "ece",
-        "lift_top_decile",
-        "capture_top_decile",
-        "profit_top_k",
-    ]
+    labels = {
+        "roc_auc": "ROC-AUC",
+        "pr_auc": "PR-AUC",
+        "brier": "Brier",
+        "log_loss": "log loss",
+        "ece": "ECE",
+        "lift_top_decile": "lift@10%",
+        "capture_top_decile": "capture@10%",
+        "profit_top_k": "profit",
+    }
+    metrics = list(labels)
     table.add_column("model")
     for metric in metrics:
-        table.add_column(metric, justify="right")
+        table.add_column(labels[metric], justify="right")
     for model, row in test.iterrows():
         table.add_row(
             model, *(f"{row[m]:,.0f}" if m == "profit_top_k" else f"{row[m]:.3f}" for m in metrics)
