@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import types
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,19 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, optimize
 
+from churnlens.datasets import load_cdnow, load_cdnow_summary
 from churnlens.errors import ChurnlensError
 from churnlens.modeling import bgnbd
 from churnlens.modeling.bgnbd import BGNBD, rfm_summary
 
-# /work/main/tests/test_bgnbd.py -> /work/shared/data/cdnow. Missing files fail, never skip.
-CDNOW = Path(__file__).parents[2] / "shared" / "data" / "cdnow"
 PUBLISHED = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}  # Fader, Hardie & Lee 2005
 PUBLISHED_LOG_LIKELIHOOD = -9582.4
 
 
 @pytest.fixture(scope="module")
 def cdnow_summary() -> pd.DataFrame:
-    return pd.read_csv(CDNOW / "cdnow_customers_summary.csv", index_col="ID")
+    return load_cdnow_summary()
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +32,12 @@ def cdnow_model(cdnow_summary: pd.DataFrame) -> BGNBD:
 
 
 def _cdnow_purchases() -> pd.DataFrame:
-    raw = pd.read_csv(
-        CDNOW / "CDNOW_sample.txt",
-        sep=r"\s+",
-        header=None,
-        names=["customer_id", "sample_customer_id", "date", "number_of_cds", "dollar_value"],
-        dtype={"customer_id": str, "date": str},
-    )
     # The summary csv's ID is the sample customer number as an integer.
+    purchases = load_cdnow("sample")["purchases"]
     return pd.DataFrame(
         {
-            "customer_id": raw["sample_customer_id"].astype(int),
-            "ordered_at": pd.to_datetime(raw["date"], format="%Y%m%d"),
+            "customer_id": purchases["customer_id"].astype(int),
+            "ordered_at": purchases["ordered_at"],
         }
     )
 

@@ -52,7 +52,7 @@ class DataConfig(_Strict):
 
 
 class ChurnConfig(_Strict):
-    """What counts as churn (see DESIGN.md, Labels)."""
+    """What counts as churn (see docs/concepts.md, Labels)."""
 
     type: Literal["non_contractual", "contractual"] = "non_contractual"
     horizon_days: int = Field(90, gt=0)

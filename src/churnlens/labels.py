@@ -1,4 +1,4 @@
-"""Churn labels and populations at cutoffs (see DESIGN.md, Labels).
+"""Churn labels and populations at cutoffs (see docs/concepts.md, Labels).
 
 A cutoff `t` splits past from future: who is in the population depends only on rows before
 `t`, whether they churned only on rows in `[t, t + horizon)`. A label window that runs past

@@ -36,6 +36,7 @@ _LOG_BOUND = 20.0
 # log-parameters, not on the optimiser's status flag (BFGS in lifetimes stops with "precision
 # loss" at the optimum of CDNOW).
 _GRAD_TOL = 1e-5
+_RUNAWAY_LOG = 9.0  # e^9 ~ 8,100: no plausible BG/NBD parameter in any time unit
 
 
 class BGNBD:
@@ -165,7 +166,12 @@ class BGNBD:
             n_iter += int(simplex.nit) + int(polished.nit)
             log_params = np.asarray(polished.x, dtype=float)
 
+        value, grad = objective(log_params)
+        converged = np.isfinite(value) and np.max(np.abs(grad)) <= _GRAD_TOL
+        # Parameters at the box, or beyond e^±9 while the optimiser still climbs: running away.
         at_bound = np.abs(np.abs(log_params) - _LOG_BOUND) < 1e-6
+        if not converged:
+            at_bound |= np.abs(log_params) >= _RUNAWAY_LOG
         if np.any(at_bound):
             names = ", ".join(
                 f"{name} -> {'inf' if v > 0 else '0'} ({np.exp(v):.3g})"
@@ -182,8 +188,7 @@ class BGNBD:
                 "data do not identify the model (a -> 0 or b -> inf: no sign of dropout; r and "
                 f"alpha -> inf: no spread in purchase rates){hint}"
             )
-        value, grad = objective(log_params)
-        if not np.isfinite(value) or np.max(np.abs(grad)) > _GRAD_TOL:
+        if not converged:
             raise ChurnlensError(
                 "BGNBD fit did not converge: the likelihood gradient is still "
                 f"{np.max(np.abs(grad)):.2g} (tolerance {_GRAD_TOL:g}) after {n_iter} "

@@ -1,4 +1,4 @@
-"""Out-of-time split of a stacked training set (see DESIGN.md, Labels).
+"""Out-of-time split of a stacked training set (see docs/concepts.md, Labels).
 
 The test cutoff is the latest labelled one. Validation is the latest cutoff whose label window
 `[v, v + horizon)` ends at or before the test cutoff, and training uses the cutoffs whose

@@ -152,7 +152,7 @@ def score(
     budget_money: float | None = None,
     explain: str | None = None,
 ) -> ScoreResult:
-    """Score the population at `as_of`; see DESIGN.md (Scoring, reasons, targeting)."""
+    """Score the population at `as_of`; see docs/concepts.md (Scoring)."""
     as_of = pd.Timestamp(as_of)
     model, lineage = load_model(config, model_reference)
     playbook = load_playbook(config.playbook.path)

@@ -1,0 +1,44 @@
+"""The repository stands alone: nothing tracked points outside it, shipped data loads."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from churnlens.datasets import load_cdnow
+
+ROOT = Path(__file__).parents[1]
+OUTSIDE = re.compile(r"\.\./shared|/work/|/home/\w+|/Users/\w+|/tmp/\w")
+
+
+def test_no_tracked_file_points_outside_the_repository():
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    offenders = []
+    for name in files:
+        path = ROOT / name
+        if path.suffix in (".gz", ".png", ".parquet") or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if OUTSIDE.search(line) and name != "tests/test_repository.py":
+                offenders.append(f"{name}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_cdnow_ships_with_the_package():
+    master = load_cdnow()
+    assert len(master["purchases"]) == 69_659
+    assert master["customers"]["customer_id"].nunique() == 23_570
+    assert master["purchases"]["order_id"].is_unique
+    first = master["purchases"].groupby("customer_id")["ordered_at"].min()
+    signup = master["customers"].set_index("customer_id")["signup_at"]
+    pd.testing.assert_series_equal(first.sort_index(), signup.sort_index(), check_names=False)
+    span = master["purchases"]["ordered_at"]
+    assert span.min() == pd.Timestamp("1997-01-01") and span.max() == pd.Timestamp("1998-06-30")
+    sample = load_cdnow("sample")
+    assert len(sample["purchases"]) == 6_919
+    assert sample["customers"]["customer_id"].nunique() == 2_357
