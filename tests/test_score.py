@@ -29,6 +29,8 @@ def score(config, as_of, model_uri, **options):
     model, lineage = load_model(config, model_uri)
     tables = load_tables(config.data)
     return score_tables(model, tables, as_of, config, lineage=lineage, **options)
+
+
 FILES = ("risk_list.parquet", "risk_list.csv", "drift.csv", "manifest.json")
 
 

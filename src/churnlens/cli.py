@@ -166,7 +166,9 @@ def train(config: ConfigOption) -> None:
         f"({int(test['n'].iloc[0]):,} customers, {test['base_rate'].iloc[0]:.1%} churned)"
     )
     shown = test[list(METRIC_LABELS)].rename(columns=METRIC_LABELS)
-    shown = shown.apply(lambda c: c.map("{:,.0f}".format if c.name == "profit" else "{:.3f}".format))
+    shown = shown.apply(
+        lambda c: c.map("{:,.0f}".format if c.name == "profit" else "{:.3f}".format)
+    )
     console.print(_text_table(shown.reset_index()), highlight=False, soft_wrap=True)
     if registered.reused:
         console.print(

@@ -41,7 +41,9 @@ def simulate(
         raise ChurnlensError(f"--format must be parquet or csv, not {fmt!r}")
     write = write_parquet if fmt == "parquet" else write_csv
     tables = simulate_shop(customers, seed=seed, start=start, end=end)
-    return {name: (len(frame), write(frame, out / f"{name}.{fmt}")) for name, frame in tables.items()}
+    return {
+        name: (len(frame), write(frame, out / f"{name}.{fmt}")) for name, frame in tables.items()
+    }
 
 
 def validate(config: Config | str | Path) -> pd.DataFrame:

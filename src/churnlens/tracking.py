@@ -22,7 +22,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import AnyType, ColSpec, Schema
 
 import churnlens
 from churnlens.config import Config
@@ -116,9 +118,23 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
 
 def _signature_frame(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
     """Features as the package's own frames hold them, categoricals as strings (MLflow has no
-    category type): counts stay integers, so `build_features` output passes the signature."""
+    category type) and counts as integers."""
     sample = frame[model.feature_names_].head(5)
     return sample.astype({n: "str" for n, k in model.dtypes_.items() if k == "category"})
+
+
+def _signature(model: ChurnModel, example: pd.DataFrame) -> ModelSignature:
+    """The inferred signature with categorical features as MLflow's `AnyType`: MLflow has no
+    category type and refuses a category column where a string is declared, so without this
+    the package's own feature frame fails schema enforcement; the model checks their levels."""
+    inferred = mlflow.models.infer_signature(
+        example, pd.DataFrame({"churn_probability": [0.5] * len(example)})
+    )
+    columns = [
+        ColSpec(AnyType(), spec.name) if model.dtypes_[spec.name] == "category" else spec
+        for spec in inferred.inputs.inputs
+    ]
+    return ModelSignature(Schema(columns), inferred.outputs)
 
 
 def _digest(frame: pd.DataFrame) -> str:
@@ -211,7 +227,7 @@ def log_training(
                 targets="churned",
                 digest=_digest(training_set)[:16],
             )
-        mlflow.log_input(dataset, context="training")
+            mlflow.log_input(dataset, context="training")
         if config_path is not None:
             mlflow.log_artifact(str(config_path), "config")
         mlflow.log_text(result.metrics.to_csv(index=False), "evaluation/metrics_by_cutoff.csv")
@@ -233,15 +249,16 @@ def log_training(
                     python_model=str(script),
                     artifacts={MODEL_ARTIFACT: str(folder)},
                     code_paths=[str(Path(churnlens.__file__).parent)],
-                    signature=mlflow.models.infer_signature(
-                        example, pd.DataFrame({"churn_probability": [0.5] * len(example)})
-                    ),
+                    signature=_signature(result.model, example),
                     input_example=example,
                     pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS],
                 )
         registered = mlflow.register_model(info.model_uri, name)
         client.set_registered_model_alias(name, CHALLENGER, registered.version)
-        for key, value in (("test_cutoff", f"{result.split.test:%Y-%m-%d}"), ("fingerprint", print_)):
+        for key, value in (
+            ("test_cutoff", f"{result.split.test:%Y-%m-%d}"),
+            ("fingerprint", print_),
+        ):
             client.set_model_version_tag(name, registered.version, key, value)
         return RegisteredRun(run.info.run_id, name, str(registered.version), info.model_uri)
 

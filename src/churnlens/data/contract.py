@@ -250,6 +250,14 @@ def _conform(schema: TableSchema, raw: pd.DataFrame, problems: list[Problem]) ->
     return frame
 
 
+def _blank_as_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """An empty text cell is a missing value, in a DataFrame as in a CSV file."""
+    text = [c for c in frame.columns if frame[c].dtype == object or frame[c].dtype == "str"]
+    if not text:
+        return frame
+    return frame.assign(**{c: frame[c].mask(frame[c].eq("")) for c in text})
+
+
 def _attribute(values: pd.Series) -> pd.Series:
     """A customer attribute is numeric when every present value is a number, else text."""
     if pd.api.types.is_bool_dtype(values):
@@ -345,7 +353,8 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
         if raw.empty:
             raise ChurnlensError(f"table {name}: has no rows")
         mapping = data.table(name).columns if data.table(name) else {}
-        frame = _conform(schema, _rename(schema, raw.reset_index(drop=True), mapping), problems)
+        raw = _blank_as_missing(_rename(schema, raw.reset_index(drop=True), mapping))
+        frame = _conform(schema, raw, problems)
         if all(c.name in frame.columns for c in schema.columns if c.required):
             _table_rules(name, frame, _Checker(schema, frame, problems), data)
         frames[name] = frame

@@ -161,7 +161,12 @@ def score(
     if explain not in ("targets", "all"):
         raise ChurnlensError(f"explain must be 'targets' or 'all', not {explain!r}")
     check_contract(model, config)
-    lineage = {"model_name": config.model.name, "model_version": "", "run_id": "", **(lineage or {})}
+    lineage = {
+        "model_name": config.model.name,
+        "model_version": "",
+        "run_id": "",
+        **(lineage or {}),
+    }
     playbook = load_playbook(config.playbook.path)
     _check_as_of(tables, as_of)
     spine = population(tables, [as_of], config.churn)
