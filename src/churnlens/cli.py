@@ -253,6 +253,16 @@ def score(
     console.print(f"risk list: {out / 'risk_list.parquet'} and {out / 'risk_list.csv'}")
 
 
+@command
+def verify(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `churnlens score --out`.")],
+) -> None:
+    """Check that a scoring run's files are complete and match its manifest's sha256."""
+    from churnlens.pipeline import verify as verify_set
+
+    console.print(f"{folder}: {verify_set(folder)} files match manifest.json")
+
+
 def _text_table(frame) -> str:
     """A plain fixed-width table: never cut to the terminal's width, readable in logs."""
     text = frame.astype("object").where(frame.notna(), "-")

@@ -161,3 +161,14 @@ def score(
     )
     write_outputs(result, out)
     return result
+
+
+def verify(folder: Path) -> int:
+    """Check a scoring run's files against its manifest; the number of files checked."""
+    from churnlens.data.output_set import MANIFEST
+    from churnlens.data.output_set import verify as problems_of
+
+    problems = problems_of(Path(folder))
+    if problems:
+        raise ChurnlensError(f"{folder}: the output set is not intact: " + "; ".join(problems))
+    return len(json.loads((Path(folder) / MANIFEST).read_text())["files"])
