@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install churnlens with dev tools (quick when done)
+setup: $(STAMP) ## create .venv, install churnlens with dev tools, and chromium for the report test
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 test: setup ## run the test suite
 	$(BIN)/python -m pytest -q
