@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from churnlens.errors import ChurnlensError
-from churnlens.scoring.drift import (
+from churnlens.drift import (
     EPSILON,
     population_stability_index,
     psi_table,
