@@ -36,12 +36,14 @@ def model_card(
     `lineage` names the model (model_name, model_version, run_id); `params`, the metrics table
     and the test rows are what the training run logged (`tracking.training_record`).
     """
+    contract = getattr(model, "contract_", {})
     test_cutoff = params.get("test_cutoff", "")
     train_cutoffs = [c for c in params.get("train_cutoffs", "").split(",") if c]
     facts = {
         "model": f"{lineage['model_name']} v{lineage['model_version']}",
         "run id": lineage["run_id"],
-        "churn": f"{params.get('churn_type', '?')}, horizon {params.get('horizon_days', '?')} days",
+        "churn": f"{contract.get('churn_type', '?')}, horizon {contract.get('horizon_days', '?')} "
+        "days",
         "training cutoffs": f"{train_cutoffs[0]} to {train_cutoffs[-1]}" if train_cutoffs else "?",
         "test cutoff": test_cutoff or "?",
         "training rows": params.get("training_rows", "?"),

@@ -315,8 +315,8 @@ def cohort_retention(tables: Tables, churn: ChurnConfig) -> pd.DataFrame:
     """Cohort retention matrix (%): rows are first-purchase months (contractual: signup months),
     column k is the share of the cohort that bought in its k-th month after the first
     (contractual: was still subscribed at the end of that month). Month 0 is 100 % for
-    non-contractual cohorts; months after the data end are missing, not 0."""
-    last_month = data_end(tables).to_period("M")
+    non-contractual cohorts; months not wholly inside the data are missing, not 0."""
+    last_month = (data_end(tables).normalize() + pd.Timedelta(days=1)).to_period("M") - 1
     if churn.type == "contractual":
         customers = tables.customers
         cohort = customers["signup_at"].dt.to_period("M")

@@ -106,6 +106,8 @@ def _tiles(kpis: pd.DataFrame, currency: str) -> tuple[str, list[dict]]:
             delta = float(now[column] - before[column])
             unit = " pp" if kind == "pct" else ""
             shown = _format(abs(delta), "number" if kind == "pct" else kind, currency) + unit
+            if not any(digit in shown for digit in "123456789"):
+                delta = 0.0  # a change that rounds to nothing is shown as none
             tile["change"] = ("▲ " if delta > 0 else "▼ " if delta < 0 else "= ") + shown
             tile["tone"] = (
                 "flat" if delta == 0 else "good" if (delta > 0) == rise_is_good else "bad"
