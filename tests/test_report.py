@@ -60,6 +60,10 @@ def test_budget_figures_by_hand():
     assert re.search(r"value at risk they hold</th><td class=\"num\">98 %<", html)
 
 
+def test_same_input_same_bytes():
+    assert render(report_input()) == render(report_input())
+
+
 def test_every_text_is_escaped():
     html = render(report_input())
     assert "<script" not in html
@@ -123,3 +127,7 @@ def test_chromium_renders_the_report_offline(tmp_path):
     shot = tmp_path / "report.png"
     _chromium(tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,2400", url)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    pdf = tmp_path / "report.pdf"  # printable: the print stylesheet lays it out on pages
+    _chromium(tmp_path / "profile", f"--print-to-pdf={pdf}", "--no-pdf-header-footer", url)
+    pages = re.findall(rb"/Type\s*/Page[^s]", pdf.read_bytes())
+    assert pdf.read_bytes()[:5] == b"%PDF-" and len(pages) >= 2
