@@ -395,10 +395,10 @@ def stage_components(p: dict) -> dict:
     import pandas as pd
 
     from churnlens.config import ChurnConfig, FeatureConfig, PlaybookConfig
+    from churnlens.drift import psi_table
     from churnlens.features.engine import active_features, build_features
     from churnlens.labels import population
     from churnlens.modeling.model import ChurnModel
-    from churnlens.drift import psi_table
     from churnlens.scoring.playbook import load_playbook
     from churnlens.scoring.reasons import top_reasons
 
@@ -568,7 +568,6 @@ def _time_parts() -> dict:
 def stage_score(p: dict) -> dict:
     """The whole score() from an exported model folder and the Parquet tables; before it, and
     apart, the table loading and validation it starts with (load_tables)."""
-    import pandas as pd
 
     from churnlens.config import ChurnConfig, Config, DataConfig, TableConfig
     from churnlens.data.contract import load_tables

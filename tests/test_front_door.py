@@ -11,7 +11,6 @@ import sys
 import matplotlib.pyplot as plt
 import mlflow
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -133,10 +132,20 @@ def test_shap_summary_is_its_own_figure_with_feature_names(trained, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    config, _, result, _ = trained
+def exported(trained_shop, tmp_path_factory):
+    """The trained model exported through a copy of the store (the shared one keeps no
+    champion, as other tests expect)."""
+    root, path, _, _ = trained_shop
+    folder = tmp_path_factory.mktemp("export")
+    shutil.copy(root / "mlflow.db", folder / "mlflow.db")
+    config = load_config(path)
+    config = config.model_copy(
+        update={
+            "tracking": config.tracking.model_copy(update={"uri": f"sqlite:///{folder}/mlflow.db"})
+        }
+    )
     pipeline.promote(config, force=True)
-    return pipeline.export(config, tmp_path_factory.mktemp("export") / "model")
+    return pipeline.export(config, folder / "model")
 
 
 @pytest.mark.parametrize(

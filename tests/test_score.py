@@ -16,8 +16,8 @@ from churnlens.cli import app
 from churnlens.config import load_config
 from churnlens.data.contract import load_tables
 from churnlens.labels import data_end
-from churnlens.scoring.playbook import load_playbook
 from churnlens.pipeline import load_model
+from churnlens.scoring.playbook import load_playbook
 from churnlens.scoring.score import score as score_tables
 from churnlens.scoring.score import spreadsheet_safe
 

@@ -24,8 +24,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedKFold
 
-from churnlens.errors import ChurnlensError
 from churnlens.drift import reference_profile
+from churnlens.errors import ChurnlensError
 
 NOT_FEATURES = ("customer_id", "cutoff", "as_of", "churned")
 BOOSTER_FILE, SPEC_FILE = "booster.txt", "model.json"
