@@ -150,11 +150,10 @@ def _in(times: pd.Series, start, end) -> pd.Series:
     return (times >= start) & (times < end)
 
 
-def _order_kpis(tables: Tables, start, end) -> tuple[dict, int]:
+def _order_kpis(tables: Tables, completed: pd.DataFrame, start, end) -> tuple[dict, int]:
     """Order KPIs over completed orders in the period, and the orders placed (any status)."""
     placed = tables.purchases[_in(tables.purchases["ordered_at"], start, end)]
-    done = completed_purchases(tables)
-    done = done[_in(done["ordered_at"], start, end)]
+    done = completed[_in(completed["ordered_at"], start, end)]
     per_buyer = done.groupby("customer_id").size()
     revenue = float(done["amount"].sum())
     returns = int(placed["status"].isin(RETURN_STATUSES).sum()) if "status" in placed else 0
@@ -216,9 +215,9 @@ def period_kpis(
     bounds = period_bounds(tables, period)
     if bounds.empty:
         raise ChurnlensError(f"the data cover no whole {period}: no KPI can be computed")
-    rows = []
+    completed, rows = completed_purchases(tables), []
     for start, end in zip(bounds["start"], bounds["end"], strict=True):
-        orders, placed = _order_kpis(tables, start, end)
+        orders, placed = _order_kpis(tables, completed, start, end)
         rows.append(
             {
                 **orders,
