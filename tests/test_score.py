@@ -146,9 +146,10 @@ def test_rerun_is_byte_identical_and_manifest_matches(setting, tmp_path):
     assert manifest["files"]["risk_list.csv"] == digests(first)["risk_list.csv"]
     assert manifest["targets"] == 30 and manifest["model_name"] == "shop"
     risk = pd.read_parquet(first / "risk_list.parquet")
-    assert risk.columns[:9].tolist() == [
+    assert risk.columns[:10].tolist() == [
         "customer_id",
         "as_of",
+        "status",
         "churn_probability",
         "risk_tier",
         "value",

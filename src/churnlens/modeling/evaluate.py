@@ -147,12 +147,14 @@ def expected_profit(
     contact_cost: Any,
     save_rate: Any,
     k: int | None = None,
+    eligible: Any = None,
 ) -> float:
     """Realised expected profit of a retention campaign chosen from the scores.
 
     Who is contacted: customers ranked by their expected gain (`churnlens.economics`:
     `p * value * save_rate - contact_cost`; ties by input order), keeping only those with a
-    positive expected gain, at most `k` of them (`k=None`: no cap). `value`, `contact_cost`
+    positive expected gain (and `eligible`, when given: scoring leaves lapsed customers out),
+    at most `k` of them (`k=None`: no cap). `value`, `contact_cost`
     and `save_rate` are scalars or one entry per row (the playbook's action per customer), so
     training measures the campaign that scoring would run.
 
@@ -170,6 +172,8 @@ def expected_profit(
     if k is not None and k < 0:
         raise ChurnlensError(f"k must be >= 0 or None, got {k}")
     gain = expected_gain(scores, values, rate, cost)
+    if eligible is not None:
+        gain = np.where(np.asarray(eligible, bool), gain, -np.inf)
     order = _ranking(gain)
     chosen = order[gain[order] > 0][:k]
     return float(expected_gain(y[chosen], values[chosen], rate[chosen], cost[chosen]).sum())
@@ -184,6 +188,7 @@ def evaluate(
     save_rate: Any = 0.2,
     top_fraction: float = 0.1,
     k: int | None = None,
+    eligible: Any = None,
 ) -> dict[str, float]:
     """Every metric for one set of scores.
 
@@ -206,7 +211,9 @@ def evaluate(
         "capture_top_decile": capture,
     }
     if value is not None:
-        metrics["profit_top_k"] = expected_profit(y, scores, value, contact_cost, save_rate, k)
+        metrics["profit_top_k"] = expected_profit(
+            y, scores, value, contact_cost, save_rate, k, eligible
+        )
     metrics["n"] = len(y)
     metrics["positives"] = int(y.sum())
     metrics["base_rate"] = float(y.mean())
@@ -239,14 +246,16 @@ def evaluate_by_cutoff(
     if frame[cutoff].isna().any():
         raise ChurnlensError(f"column {cutoff!r} has missing values")
     per_row = {}  # money arguments given per row: a column name or an aligned array
-    for name in ("value", "contact_cost", "save_rate"):
+    for name in ("value", "contact_cost", "save_rate", "eligible"):
         given = kwargs.get(name)
         if isinstance(given, str):
             if given not in frame.columns:
                 raise ChurnlensError(f"{name} column {given!r} is not in the frame")
             per_row[name] = frame[given].to_numpy()
         elif given is not None and np.ndim(given) > 0:
-            per_row[name] = _values(given, len(frame), name)
+            per_row[name] = (
+                np.asarray(given) if name == "eligible" else _values(given, len(frame), name)
+            )
 
     groups = frame.groupby(cutoff, sort=True).indices
     keys = sorted(groups)

@@ -18,6 +18,7 @@ from churnlens.modeling.evaluate import evaluate_by_cutoff
 from churnlens.modeling.model import ChurnModel
 from churnlens.modeling.split import TimeSplit, time_split
 from churnlens.scoring.playbook import Playbook, load_playbook, planned_actions
+from churnlens.scoring.status import customer_status
 
 MODEL = "lightgbm"
 
@@ -63,17 +64,22 @@ def model_contract(config: Config, split: TimeSplit) -> dict:
 def campaign(
     model: ChurnModel, frame: pd.DataFrame, config: Config, playbook: Playbook
 ) -> pd.DataFrame:
-    """Value and the playbook's action (cost, save rate) per row, as scoring prices them.
+    """Status, value and the playbook's action (cost, save rate) per row, as scoring prices
+    them, and whether the row may be a retention target.
 
     Each cutoff is one population, as at a scoring date: the playbook's value rules use
     quantiles within it.
     """
     value = customer_value(frame, config.features.windows_days, config.playbook)
+    status = pd.Series(customer_status(frame, config.scoring.status), index=frame.index)
     parts = [
-        planned_actions(model, part, playbook, value.loc[part.index])
+        planned_actions(model, part, playbook, value.loc[part.index], status.loc[part.index])
         for _, part in frame.groupby("cutoff", sort=True)
     ]
-    return pd.concat(parts).reindex(frame.index).assign(value=value)
+    eligible = (status != "lapsed") | config.scoring.status.target_lapsed
+    return (
+        pd.concat(parts).reindex(frame.index).assign(value=value, status=status, eligible=eligible)
+    )
 
 
 def fit(training_set: pd.DataFrame, config: Config | None = None) -> TrainingResult:
@@ -106,6 +112,7 @@ def fit(training_set: pd.DataFrame, config: Config | None = None) -> TrainingRes
         value="value",
         contact_cost="contact_cost",
         save_rate="save_rate",
+        eligible="eligible",
     )
     return TrainingResult(model, split, scored, metrics, seconds)
 
