@@ -150,7 +150,10 @@ def train(config: ConfigOption) -> None:
         table.add_row(
             model, *(f"{row[m]:,.0f}" if m == "profit_top_k" else f"{row[m]:.3f}" for m in metrics)
         )
+    console.print(f"split: {result.split.reason}")
     console.print(table)
+    for name, why in result.failed.items():
+        console.print(f"[yellow]baseline {name} failed, not compared:[/] {why}")
     console.print(f"run {registered.run_id} in {tracking_uri(_load(config))}")
     console.print(f"registered {registered.name} version {registered.version} as challenger")
 

@@ -125,7 +125,8 @@ def log_training(
                 "horizon_days": config.churn.horizon_days,
                 "churn_type": config.churn.type,
                 "train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.train),
-                "valid_cutoff": f"{result.split.valid:%Y-%m-%d}",
+                "valid_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.valid),
+                "validation": result.split.validation,
                 "test_cutoff": f"{result.split.test:%Y-%m-%d}",
                 "n_features": len(result.model.feature_names_),
                 "training_rows": len(training_set),
@@ -142,6 +143,8 @@ def log_training(
             }
         )
         mlflow.log_metrics({f"fit_seconds_{k}": v for k, v in result.seconds.items()})
+        mlflow.set_tag("split", result.split.reason)
+        mlflow.set_tags({f"baseline_failed.{name}": why for name, why in result.failed.items()})
         with warnings.catch_warnings():  # its hint about int columns is meant for models
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(

@@ -5,6 +5,7 @@ Pure computation on a training-set DataFrame; tracking and registration live in 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -12,12 +13,14 @@ import numpy as np
 import pandas as pd
 
 from churnlens.config import Config, ModelConfig
-from churnlens.modeling.baselines import BASELINES
+from churnlens.errors import ChurnlensError
+from churnlens.modeling.baselines import baselines
 from churnlens.modeling.evaluate import evaluate_by_cutoff
 from churnlens.modeling.model import ChurnModel
 from churnlens.modeling.split import TimeSplit, time_split
 
 MODEL = "lightgbm"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,6 +30,7 @@ class TrainingResult:
     scored: pd.DataFrame  # validation and test rows with every model's probability
     metrics: pd.DataFrame  # evaluate_by_cutoff over `scored`
     seconds: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # baseline -> why it has no scores
 
     def test_metrics(self) -> pd.DataFrame:
         """One row per model on the out-of-time test cutoff."""
@@ -54,7 +58,15 @@ def customer_value(frame: pd.DataFrame, config: Config) -> pd.Series:
 
 def train_model(training_set: pd.DataFrame, config: Config) -> TrainingResult:
     """Fit and evaluate on the out-of-time split of a stacked training set."""
-    split = time_split(training_set["cutoff"], config.churn.horizon_days, training_set["churned"])
+    split = time_split(
+        training_set["cutoff"],
+        config.churn.horizon_days,
+        training_set["churned"],
+        customers=training_set["customer_id"],
+        validation=config.cutoffs.validation,
+        min_train_cutoffs=config.cutoffs.min_train_cutoffs,
+        holdout_share=config.cutoffs.holdout_share,
+    )
     train, valid = split.part(training_set, "train"), split.part(training_set, "valid")
     scored = pd.concat([valid, split.part(training_set, "test")])
     seconds = {}
@@ -63,9 +75,16 @@ def train_model(training_set: pd.DataFrame, config: Config) -> TrainingResult:
     seconds[MODEL] = time.perf_counter() - started
     model.set_reference(split.part(training_set, "test"))
     columns = {MODEL: model.predict_proba(scored)}
-    for baseline in BASELINES:
+    failed = {}
+    for baseline in baselines(config.churn.horizon_days):
         started = time.perf_counter()
-        columns[baseline.name] = baseline().fit(train, valid).predict_proba(scored)
+        try:
+            columns[baseline.name] = baseline.fit(train, valid).predict_proba(scored)
+        except (ChurnlensError, ArithmeticError, ValueError, np.linalg.LinAlgError) as error:
+            # a reference that cannot be fitted on these data is reported, not fatal
+            failed[baseline.name] = str(error)
+            log.warning("baseline %s failed: %s", baseline.name, error)
+            continue
         seconds[baseline.name] = time.perf_counter() - started
     scored = scored.assign(**columns, value=customer_value(scored, config).to_numpy())
     metrics = evaluate_by_cutoff(
@@ -75,7 +94,7 @@ def train_model(training_set: pd.DataFrame, config: Config) -> TrainingResult:
         contact_cost=config.playbook.contact_cost,
         save_rate=config.playbook.save_rate,
     )
-    return TrainingResult(model, split, scored, metrics, seconds)
+    return TrainingResult(model, split, scored, metrics, seconds, failed)
 
 
 def mean_abs_shap(model: ChurnModel, frame: pd.DataFrame) -> pd.Series:
