@@ -111,7 +111,7 @@ def features(
             description=f"labelled {len(spine):,} rows at {cutoffs} cutoffs",
         )
         step = progress.add_task("computing features in DuckDB", total=None)
-        rows = write_features(tables, spine, cfg.features, out, cfg.data)
+        rows = write_features(tables, spine, cfg.features, out, cfg.data, cfg.churn.horizon_days)
         progress.update(step, total=1, completed=1, description=f"wrote {rows:,} rows -> {out}")
     console.print(f"churn rate {spine['churned'].mean():.1%} over {cutoffs} cutoffs")
 

@@ -97,6 +97,7 @@ class FeatureConfig(_Strict):
     event_kinds: list[str] | None = Field(
         None, description="event kinds to count; default: every kind in the events table"
     )
+    btyd: bool = Field(True, description="add BG/NBD features fitted at each cutoff")
 
     @field_validator("windows_days")
     @classmethod

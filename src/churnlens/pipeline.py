@@ -37,9 +37,10 @@ def features(config: Config | str | Path, out: Path | None = None) -> pd.DataFra
     config = _config(config)
     tables = load_tables(config.data)
     spine = training_spine(config, tables)
+    horizon = config.churn.horizon_days
     if out is not None:
-        return write_features(tables, spine, config.features, out, config.data)
-    return build_features(tables, spine, config.features, config.data)
+        return write_features(tables, spine, config.features, out, config.data, horizon)
+    return build_features(tables, spine, config.features, config.data, horizon)
 
 
 def train(config: Config | str | Path):

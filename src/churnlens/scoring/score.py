@@ -161,7 +161,9 @@ def score(
     spine = population(tables, [as_of], config.churn)
     if spine.empty:
         raise ChurnlensError(f"no customer is in the population at {as_of:%Y-%m-%d}")
-    features = build_features(tables, spine, config.features, config.data)
+    features = build_features(
+        tables, spine, config.features, config.data, config.churn.horizon_days
+    )
     drift = psi_table(model.reference_, features)
     worst = drift[~drift["feature"].isin(config.scoring.drift_exempt)].iloc[0]
     if worst["psi"] > config.scoring.drift_stop_psi:
