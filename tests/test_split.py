@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -9,8 +10,9 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
-from churnlens import pipeline
+from churnlens.cli import app
 from churnlens.config import ChurnConfig, CutoffConfig
 from churnlens.data.contract import Tables
 from churnlens.data.io import write_parquet
@@ -146,8 +148,11 @@ def test_twelve_months_of_history_train_with_the_default_config(tmp_path):
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    result, _ = pipeline.train(path)
-    assert len(result.split.train) >= 3
-    assert result.split.test + pd.Timedelta(days=90) <= purchases["ordered_at"].max()
-    test = result.test_metrics()
-    assert test.loc["lightgbm", "roc_auc"] > 0.6
+    out = CliRunner().invoke(app, ["train", "-c", str(path)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "split: validation on 20% of customers held out" in out.output
+    assert "95 % paired bootstrap intervals" in out.output
+    for model in ("lightgbm", "recency_rule", "rfm_logistic", "bgnbd"):
+        assert re.search(rf"{model} +│ 0\.\d{{4}} \[0\.\d{{4}}, 0\.\d{{4}}\]", out.output), model
+    # the test cutoff: the last purchase day minus the horizon, back from which the schedule runs
+    assert "test cutoff 1997-10-02" in out.output

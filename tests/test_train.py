@@ -245,3 +245,22 @@ def test_missing_feature_and_wrong_dtype_are_clear_errors(shop):
         model.predict_proba(test.assign(orders_total="three"))
     with pytest.raises(ChurnlensError, match="not fitted"):
         ChurnModel().predict_proba(test)
+
+
+def test_run_logs_intervals_best_baseline_and_metrics_per_cutoff(shop):
+    root, _, result, registered = shop
+    client = store(root)
+    run = client.get_run(registered.run_id)
+    reference = run.data.tags["best_baseline"]
+    assert reference in ("recency_rule", "rfm_logistic", "bgnbd")
+    metrics = run.data.metrics
+    assert metrics["test_roc_auc_low"] <= metrics["test_roc_auc"] <= metrics["test_roc_auc_high"]
+    assert metrics["test_roc_auc_diff"] == pytest.approx(
+        metrics["test_roc_auc"] - metrics[f"test_{reference}_roc_auc"]
+    )
+    assert metrics["test_roc_auc_diff_low"] <= metrics["test_roc_auc_diff"]
+    assert run.data.params["validation"] == result.split.validation
+    history = client.get_metric_history(registered.run_id, "cutoff_roc_auc")
+    scored = sorted(result.scored["cutoff"].unique())
+    assert len(history) == len(scored)
+    assert sorted(m.step for m in history)[-1] > sorted(m.step for m in history)[0] >= 0

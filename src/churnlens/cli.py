@@ -7,6 +7,7 @@ A `ChurnlensError` becomes a short message on stderr and its exit code, never a 
 from __future__ import annotations
 
 import functools
+import math
 from pathlib import Path
 from typing import Annotated
 
@@ -152,6 +153,7 @@ def train(config: ConfigOption) -> None:
         )
     console.print(f"split: {result.split.reason}")
     console.print(table)
+    console.print(_interval_table(result.intervals))
     for name, why in result.failed.items():
         console.print(f"[yellow]baseline {name} failed, not compared:[/] {why}")
     console.print(f"run {registered.run_id} in {tracking_uri(_load(config))}")
@@ -263,3 +265,28 @@ def _cell(value) -> str:
     if hasattr(value, "strftime"):
         return value.strftime("%Y-%m-%d")
     return str(value) or "-"
+
+
+def _interval_table(intervals):
+    """Test metrics with 95 % paired bootstrap intervals and differences to the best baseline."""
+    from rich.table import Table
+
+    reference = intervals["reference"].iloc[0]
+    table = Table(title=f"95 % paired bootstrap intervals; differences against {reference}")
+    table.add_column("model")
+    for metric in ("ROC-AUC", "difference", "PR-AUC", "Brier", "difference"):
+        table.add_column(metric, justify="right")
+    wide = intervals.set_index(["model", "metric"])
+    for model in intervals["model"].unique():
+        cells = []
+        for metric, with_diff in (("roc_auc", True), ("pr_auc", False), ("brier", True)):
+            row = wide.loc[(model, metric)]
+            cells.append(f"{row['value']:.4f} [{row['low']:.4f}, {row['high']:.4f}]")
+            if with_diff:
+                cells.append(
+                    "-"
+                    if math.isnan(row["diff"])
+                    else f"{row['diff']:+.4f} [{row['diff_low']:+.4f}, {row['diff_high']:+.4f}]"
+                )
+        table.add_row(model, *cells)
+    return table

@@ -142,8 +142,11 @@ def log_training(
                 if pd.notna(value)
             }
         )
+        mlflow.log_metrics(_interval_metrics(result.intervals))
+        _log_metrics_by_cutoff(result, training_set)
         mlflow.log_metrics({f"fit_seconds_{k}": v for k, v in result.seconds.items()})
         mlflow.set_tag("split", result.split.reason)
+        mlflow.set_tag("best_baseline", str(result.intervals["reference"].iloc[0]))
         mlflow.set_tags({f"baseline_failed.{name}": why for name, why in result.failed.items()})
         with warnings.catch_warnings():  # its hint about int columns is meant for models
             warnings.simplefilter("ignore", UserWarning)
@@ -297,3 +300,32 @@ def export(config: Config, folder: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _metric_prefix(model: str, scope: str) -> str:
+    return scope if model == MODEL else f"{scope}_{model}"
+
+
+def _interval_metrics(intervals: pd.DataFrame) -> dict[str, float]:
+    """test_<metric>_low/_high and, against the best baseline, _diff, _diff_low, _diff_high."""
+    out = {}
+    for row in intervals.itertuples():
+        prefix = f"{_metric_prefix(row.model, 'test')}_{row.metric}"
+        for part in ("low", "high", "diff", "diff_low", "diff_high"):
+            if pd.notna(getattr(row, part)):
+                out[f"{prefix}_{part}"] = float(getattr(row, part))
+    return out
+
+
+def _log_metrics_by_cutoff(result: TrainingResult, training_set: pd.DataFrame) -> None:
+    """Each scored cutoff's metrics as a series: step = the cutoff's index in the training set."""
+    steps = {c: i for i, c in enumerate(sorted(training_set["cutoff"].unique()))}
+    by_cutoff = result.metrics[result.metrics["cutoff"] != "overall"]
+    for cutoff, rows in by_cutoff.groupby("cutoff"):
+        values = {
+            f"{_metric_prefix(row['model'], 'cutoff')}_{metric}": float(row[metric])
+            for _, row in rows.iterrows()
+            for metric in ("roc_auc", "pr_auc", "brier", "ece", "base_rate")
+            if pd.notna(row[metric])
+        }
+        mlflow.log_metrics(values, step=steps[pd.Timestamp(cutoff)])

@@ -15,7 +15,7 @@ import pandas as pd
 from churnlens.config import Config, ModelConfig
 from churnlens.errors import ChurnlensError
 from churnlens.modeling.baselines import baselines
-from churnlens.modeling.evaluate import evaluate_by_cutoff
+from churnlens.modeling.evaluate import evaluate_by_cutoff, paired_bootstrap
 from churnlens.modeling.model import ChurnModel
 from churnlens.modeling.split import TimeSplit, time_split
 
@@ -31,6 +31,7 @@ class TrainingResult:
     metrics: pd.DataFrame  # evaluate_by_cutoff over `scored`
     seconds: dict[str, float] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # baseline -> why it has no scores
+    intervals: pd.DataFrame | None = None  # paired bootstrap on the test cutoff, see below
 
     def test_metrics(self) -> pd.DataFrame:
         """One row per model on the out-of-time test cutoff."""
@@ -94,7 +95,21 @@ def train_model(training_set: pd.DataFrame, config: Config) -> TrainingResult:
         contact_cost=config.playbook.contact_cost,
         save_rate=config.playbook.save_rate,
     )
-    return TrainingResult(model, split, scored, metrics, seconds, failed)
+    result = TrainingResult(model, split, scored, metrics, seconds, failed)
+    result.intervals = bootstrap_intervals(result, list(columns))
+    return result
+
+
+def bootstrap_intervals(result: TrainingResult, models: list[str]) -> pd.DataFrame:
+    """95 % paired bootstrap intervals on the test cutoff, differences against the baseline
+    with the best test ROC-AUC (the `reference` column): is LightGBM reliably above it?"""
+    test = result.split.part(result.scored, "test")
+    roc = result.test_metrics()["roc_auc"]
+    reference = roc.drop(MODEL).idxmax() if len(models) > 1 else None
+    intervals = paired_bootstrap(
+        test["churned"].to_numpy(int), {name: test[name].to_numpy() for name in models}, reference
+    )
+    return intervals.assign(reference=reference)
 
 
 def mean_abs_shap(model: ChurnModel, frame: pd.DataFrame) -> pd.Series:
