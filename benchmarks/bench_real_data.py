@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from churnlens import pipeline
 from churnlens.config import load_config
+from churnlens.data.contract import load_tables
 from churnlens.data.io import write_parquet
 from churnlens.datasets import load_cdnow
 from churnlens.features.btyd import BTYD_FEATURES
+from churnlens.features.engine import training_set as build_training_set
 from churnlens.modeling.evaluate import evaluate, paired_bootstrap
 from churnlens.modeling.model import Calibrator
-from churnlens.modeling.train import MODEL, configured_model, train_model
+from churnlens.modeling.train import MODEL, configured_model, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / ".data" / "cdnow"
@@ -124,8 +125,8 @@ def main() -> None:
     for setting, path in SETTINGS.items():
         config = _config(path)
         started = time.perf_counter()
-        training_set = pipeline.features(config)
-        result = train_model(training_set, config)
+        training_set = build_training_set(load_tables(config.data), config)
+        result = fit(training_set, config)
         seconds = time.perf_counter() - started
         test = result.test_metrics()
         reference = result.intervals["reference"].iloc[0]

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from churnlens import pipeline
 from churnlens.config import load_config
+from churnlens.data.contract import load_tables
+from churnlens.features.engine import training_set as build_training_set
 from churnlens.modeling.baselines import baselines
 from churnlens.modeling.bgnbd import BGNBD
-from churnlens.modeling.train import train_model
+from churnlens.modeling.train import fit
 
 
 def _fitted(r, alpha, a, b) -> BGNBD:
@@ -68,11 +69,11 @@ def test_every_baseline_keeps_its_ranking_when_mapped_to_probabilities(shop_part
 def test_a_failing_baseline_is_reported_and_training_goes_on(trained_shop):
     _, path, _, _ = trained_shop
     config = load_config(path)
-    training_set = pipeline.features(config)
+    training_set = build_training_set(load_tables(config.data), config)
     # nobody has a repeat purchase at the last training cutoff: BG/NBD cannot be fitted there
     last = max(trained_shop[2].split.train)
     training_set.loc[training_set["cutoff"] == last, "orders_total"] = 1
-    result = train_model(training_set, config)
+    result = fit(training_set, config)
     assert "repeat purchases" in result.failed["bgnbd"]
     test = result.test_metrics()
     assert set(test.index) == {"lightgbm", "recency_rule", "rfm_logistic"}

@@ -1,22 +1,49 @@
-"""The steps as plain Python functions, one per CLI command, taking a config path or object.
+"""The steps behind the CLI, one function per command: they read and write files and the
+MLflow registry, and call the DataFrame API (`churnlens.validate`, `fit`, `score`, ...).
 
-The CLI only parses options and calls these; notebooks call them directly.
+Each takes a config (a path or a `Config`); the CLI only parses options, calls one of these
+and prints what it returns. Notebooks may call them too.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from churnlens.config import Config, load_config
-from churnlens.data.contract import Tables, load_tables, summarize
-from churnlens.features.engine import build_features, write_features
-from churnlens.labels import labels, training_cutoffs
+from churnlens.data.contract import load_tables, summarize
+from churnlens.errors import ChurnlensError
+
+log = logging.getLogger(__name__)
 
 
 def _config(config: Config | str | Path) -> Config:
     return config if isinstance(config, Config) else load_config(config)
+
+
+def simulate(
+    out: Path,
+    customers: int = 2000,
+    seed: int = 1,
+    start: str = "2024-01-01",
+    end: str = "2025-12-31",
+    fmt: str = "parquet",
+) -> dict[str, tuple[int, Path]]:
+    """Simulate a shop and write its tables (and ground truth); {table: (rows, path)}."""
+    from churnlens.data.io import write_csv, write_parquet
+    from churnlens.data.simulate import simulate as simulate_shop
+
+    if fmt not in ("parquet", "csv"):
+        raise ChurnlensError(f"--format must be parquet or csv, not {fmt!r}")
+    write = write_parquet if fmt == "parquet" else write_csv
+    tables = simulate_shop(customers, seed=seed, start=start, end=end)
+    return {
+        name: (len(frame), write(frame, out / f"{name}.{fmt}")) for name, frame in tables.items()
+    }
 
 
 def validate(config: Config | str | Path) -> pd.DataFrame:
@@ -24,39 +51,219 @@ def validate(config: Config | str | Path) -> pd.DataFrame:
     return summarize(load_tables(_config(config).data))
 
 
-def training_spine(config: Config, tables: Tables) -> pd.DataFrame:
-    """(customer_id, cutoff, churned) for every configured training cutoff."""
-    return labels(tables, training_cutoffs(tables, config.cutoffs, config.churn), config.churn)
+@dataclass(frozen=True)
+class FeaturesWritten:
+    path: Path
+    rows: int
+    cutoffs: int
+    churn_rate: float
 
 
-def features(config: Config | str | Path, out: Path | None = None) -> pd.DataFrame | int:
-    """The point-in-time training set: features and label per (customer, cutoff).
+def features(config: Config | str | Path, out: Path) -> FeaturesWritten:
+    """Write the point-in-time training set (features + label per customer and cutoff)."""
+    from churnlens.features.engine import write_features
+    from churnlens.labels import labels, training_cutoffs
 
-    Returns the DataFrame, or with `out` streams it to Parquet and returns the row count.
-    """
     config = _config(config)
     tables = load_tables(config.data)
-    spine = training_spine(config, tables)
-    horizon = config.churn.horizon_days
-    if out is not None:
-        return write_features(tables, spine, config.features, out, config.data, horizon)
-    return build_features(tables, spine, config.features, config.data, horizon)
+    spine = labels(tables, training_cutoffs(tables, config.cutoffs, config.churn), config.churn)
+    rows = write_features(
+        tables, spine, config.features, out, config.data, config.churn.horizon_days
+    )
+    return FeaturesWritten(out, rows, spine["cutoff"].nunique(), float(spine["churned"].mean()))
 
 
 def train(config: Config | str | Path):
     """Build the training set, fit and evaluate the model and baselines, log and register it.
 
     Returns (TrainingResult, RegisteredRun): the new version carries the `challenger` alias.
+    Training the same data with the same settings again registers nothing new: it returns the
+    version that already holds that model.
     """
     from churnlens import tracking
+    from churnlens.features.engine import training_set
     from churnlens.modeling.plots import training_figures
-    from churnlens.modeling.train import train_model
+    from churnlens.modeling.train import fit
 
     config_path = None if isinstance(config, Config) else Path(config)
     config = _config(config)
-    training_set = features(config)
-    result = train_model(training_set, config)
+    frame = training_set(load_tables(config.data), config)
+    tracking.check_store(config)
+    result = fit(frame, config)
     test = result.split.part(result.scored, "test")
     scores = {name: test[name].to_numpy() for name in result.metrics["model"].unique()}
     figures = training_figures(result.model, test, scores)
-    return result, tracking.log_training(result, training_set, config, config_path, figures)
+    return result, tracking.log_training(result, frame, config, config_path, figures)
+
+
+def promote(config: Config | str | Path, force: bool = False) -> str:
+    """Make the challenger the champion if it beats it on the same test cutoff."""
+    from churnlens import tracking
+
+    return tracking.promote(_config(config), force=force)
+
+
+def export(config: Config | str | Path, out: Path | None = None) -> Path:
+    """Copy the champion model to a folder (default models/<name>) for scoring without MLflow."""
+    from churnlens import tracking
+
+    config = _config(config)
+    return tracking.export(config, out or Path("models") / config.model.name)
+
+
+def load_model(config: Config, reference: str | None = None):
+    """(ChurnModel, lineage): the champion by default, `models:/...` from the registry, else an
+    exported folder (which needs no tracking store)."""
+    from churnlens.modeling.model import ChurnModel
+
+    if reference is None or reference.startswith("models:/"):
+        from churnlens import tracking
+
+        return tracking.load_model_uri(config, reference or f"models:/{config.model.name}@champion")
+    folder = Path(reference)
+    lineage_file = folder / "champion.json"
+    if not lineage_file.is_file():
+        raise ChurnlensError(f"model folder {folder}: no champion.json (use `churnlens export`)")
+    lineage = json.loads(lineage_file.read_text())
+    model = ChurnModel.load(folder / "artifacts" / "model")
+    return model, {
+        "model_name": lineage["name"],
+        "model_version": str(lineage["version"]),
+        "run_id": lineage["run_id"],
+    }
+
+
+def score(
+    config: Config | str | Path,
+    as_of,
+    out: Path,
+    model: str | None = None,
+    budget_contacts: int | None = None,
+    budget_money: float | None = None,
+    explain: str | None = None,
+):
+    """Score the population at `as_of` with a registered or exported model; write the risk list
+    (Parquet, CSV), drift.csv and manifest.json to `out`. Returns the ScoreResult."""
+    from churnlens.config import parse_date
+    from churnlens.scoring.score import score as score_tables
+    from churnlens.scoring.score import write_outputs
+
+    config = _config(config)
+    as_of = parse_date(as_of, "--as-of")
+    churn_model, lineage = load_model(config, model)
+    result = score_tables(
+        churn_model,
+        load_tables(config.data),
+        as_of,
+        config,
+        budget_contacts=budget_contacts,
+        budget_money=budget_money,
+        explain=explain,
+        lineage=lineage,
+    )
+    write_outputs(result, out)
+    return result
+
+
+def verify(folder: Path) -> int:
+    """Check a scoring run's files against its manifest; the number of files checked."""
+    from churnlens.data.output_set import MANIFEST
+    from churnlens.data.output_set import verify as problems_of
+
+    problems = problems_of(Path(folder))
+    if problems:
+        raise ChurnlensError(f"{folder}: the output set is not intact: " + "; ".join(problems))
+    return len(json.loads((Path(folder) / MANIFEST).read_text())["files"])
+
+
+def kpis(config: Config | str | Path, period: str = "month") -> pd.DataFrame:
+    """Retention KPIs per whole month or quarter of the input data (docs/kpis.md)."""
+    from churnlens.reporting.kpis import period_kpis
+
+    config = _config(config)
+    return period_kpis(load_tables(config.data), config.churn, period, config.data.csat_scale)
+
+
+def report(
+    config: Config | str | Path,
+    scores: Path,
+    out: Path,
+    period: str = "month",
+    readable: Path | None = None,
+) -> Path:
+    """The HTML report on the risk list `churnlens score` wrote to the folder `scores`.
+
+    KPIs, cohorts and segments come from the input tables; the model card from the scoring
+    model's training run when the tracking store holds it (else the card says why not). With
+    `readable`, also writes the retention team's spreadsheet there.
+    """
+    from churnlens.labels import data_end
+    from churnlens.reporting import kpis as retention
+    from churnlens.reporting.readable import write_readable_list
+    from churnlens.reporting.report import ReportInput, write_report
+
+    config = _config(config)
+    risk, drift = _score_outputs(scores)
+    tables = load_tables(config.data)
+    as_of = pd.Timestamp(risk["as_of"].iloc[0])
+    window = pd.Timedelta(days=config.churn.active_window_days)
+    first = tables.purchases["ordered_at"].min()
+    card, metrics, calibration, importance = _model_card(config, risk)
+    facts = {
+        **card,
+        "data window": f"{first:%Y-%m-%d} to {data_end(tables):%Y-%m-%d}",
+        "scored at": f"{as_of:%Y-%m-%d}",
+    }
+    report_input = ReportInput(
+        risk_list=risk,
+        kpis=retention.period_kpis(tables, config.churn, period, config.data.csat_scale),
+        currency=config.reporting.currency,
+        cohorts=retention.cohort_retention(tables, config.churn),
+        segments=retention.rfm_segments(tables, as_of, risk)[1],
+        pareto=retention.pareto_view(tables, as_of - window, as_of),
+        model_card=facts,
+        metrics=metrics,
+        calibration=calibration,
+        drift=drift,
+        importance=importance,
+        top_targets=config.reporting.top_targets,
+    )
+    path = write_report(report_input, out)
+    if readable is not None:
+        write_readable_list(risk, config.reporting.currency, readable)
+    return path
+
+
+def _score_outputs(scores: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The risk list and drift table `churnlens score --out scores` wrote."""
+    path = scores / "risk_list.parquet"
+    if not path.is_file():
+        raise ChurnlensError(
+            f"--scores {scores}: no risk_list.parquet; run `churnlens score --out {scores}` first"
+        )
+    risk = pd.read_parquet(path)
+    if risk.empty:
+        raise ChurnlensError(f"risk list {path}: no rows, nothing to report")
+    drift = scores / "drift.csv"
+    return risk, pd.read_csv(drift) if drift.is_file() else None
+
+
+def _model_card(config: Config, risk: pd.DataFrame):
+    """(facts, metrics, calibration, importance) of the model that scored `risk`."""
+    from churnlens import tracking
+    from churnlens.reporting.card import model_card
+
+    lineage = risk[["model_name", "model_version", "run_id"]].iloc[0].astype("str").to_dict()
+    try:
+        model, _ = tracking.load_model_uri(
+            config, f"models:/{lineage['model_name']}/{lineage['model_version']}"
+        )
+        params, metrics, test = tracking.training_record(config, lineage["run_id"])
+    except ChurnlensError as error:
+        facts = {
+            "model": f"{lineage['model_name']} v{lineage['model_version']}",
+            "run id": lineage["run_id"],
+            "training record": f"not available ({error})",
+        }
+        return facts, None, None, None
+    return model_card(lineage, params, metrics, test, model)
