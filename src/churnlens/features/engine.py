@@ -188,7 +188,9 @@ def build_features(
     con.close()
     frame = apply_dtypes(frame, features)
     if config.btyd and horizon_days is not None:
+        extra = _check_spine(spine)  # the label stays last, after the BTYD features
         frame = add_btyd_features(tables, frame, horizon_days)
+        frame = frame[[c for c in frame.columns if c not in extra] + extra]
     return frame
 
 
