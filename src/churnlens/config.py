@@ -71,19 +71,35 @@ class ChurnConfig(_Strict):
 
 
 class CutoffConfig(_Strict):
-    """Training cutoffs: an explicit list, or a schedule from `start` every `step_days`."""
+    """Cutoffs: an explicit list, or a schedule every `step_days` back from the test cutoff.
+
+    The test cutoff is `test` if given (pinned), else the last day whose label window ends by
+    the data end (or by `end`). The schedule runs back from it to `start`, by default the data
+    start plus `min_history_days`, so every cutoff has that much history behind it.
+    `validation` chooses how the model is stopped and calibrated (see modeling/split.py):
+    `out_of_time` on a later cutoff, `grouped` on held-out customers of the training cutoffs,
+    `auto` the first when it leaves `min_train_cutoffs` training cutoffs, else the second.
+    """
 
     dates: list[dt.date] = Field(default_factory=list)
     start: dt.date | None = None
     end: dt.date | None = None
+    test: dt.date | None = Field(None, description="pin the test cutoff to this day")
     step_days: int = Field(30, gt=0)
+    min_history_days: int = Field(90, ge=0, description="default start: data start + this")
+    validation: Literal["auto", "out_of_time", "grouped"] = "auto"
+    min_train_cutoffs: int = Field(3, gt=0, description="auto: fewer out of time -> grouped")
+    holdout_share: float = Field(0.2, gt=0, lt=1, description="grouped: customers held out")
 
     @model_validator(mode="after")
     def _one_way(self) -> CutoffConfig:
-        if self.dates and (self.start or self.end):
-            raise ValueError("give either 'dates' or 'start'/'end', not both")
-        if self.start and self.end and self.end < self.start:
-            raise ValueError("'end' is before 'start'")
+        if self.dates and (self.start or self.end or self.test):
+            raise ValueError("give either 'dates' or 'start'/'end'/'test', not both")
+        if self.test and self.end:
+            raise ValueError("give either 'test' (the test cutoff) or 'end', not both")
+        last = self.test or self.end
+        if self.start and last and last < self.start:
+            raise ValueError("'end' or 'test' is before 'start'")
         return self
 
 
@@ -92,6 +108,7 @@ class FeatureConfig(_Strict):
     event_kinds: list[str] | None = Field(
         None, description="event kinds to count; default: every kind in the events table"
     )
+    btyd: bool = Field(True, description="add BG/NBD features fitted at each cutoff")
 
     @field_validator("windows_days")
     @classmethod

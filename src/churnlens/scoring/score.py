@@ -185,7 +185,7 @@ def score(
         raise ChurnlensError(f"no customer is in the population at {as_of:%Y-%m-%d}")
     windows = model.contract_.get("feature_windows_days", config.features.windows_days)
     feature_config = config.features.model_copy(update={"windows_days": windows})
-    features = build_features(tables, spine, feature_config, config.data)
+    features = build_features(tables, spine, feature_config, config.data, config.churn.horizon_days)
     drift = psi_table(model.reference_, features)
     worst = drift[~drift["feature"].isin(config.scoring.drift_exempt)].iloc[0]
     if worst["psi"] > config.scoring.drift_stop_psi:
