@@ -1,9 +1,19 @@
-"""Every feature in one place: name, source, window, SQL, dtype, fill and reason sentence.
+"""Every feature in one place: name, source, window, SQL, dtype, fill, role and sentence.
 
 Adding a feature is one `Feature` entry. `sql` is an aggregate over the source's rows before
 the cutoff (columns: `ts` = the row's time, `cutoff`, and the source's prepared columns); a
 `derived` feature is an expression over other features' names. `template` is the sentence a
-reason shows, filled from the customer's own feature values.
+reason shows, filled from the customer's own feature values; `absent` is the sentence when
+there is nothing to report (the value is missing, or a count or flag is 0), so a protective
+value is never told as a risk.
+
+Every feature has a `role`: a `driver` is a cause the business can act on (support, survey
+answers, price and plan, discounts, returns), a `sign` shows churn without causing it
+(recency, frequency, spend trend, logins, carts, e-mail), and `context` is neither (tenure,
+rhythm, most customer attributes). Reasons name drivers; the strongest sign is told apart.
+`family` names the playbook family whose action fits the feature. The user declares roles
+and families for what the package cannot know: event kinds and customer attributes
+(`features.event_roles`, `event_families`, `attribute_roles`, `attribute_families`).
 
 Aggregates run on exact types (DECIMAL money to 1/10,000, integer microseconds and counts)
 so that DuckDB's parallel aggregation gives the same bits in any order: outputs are
@@ -13,13 +23,30 @@ byte-identical from run to run.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from churnlens.config import FeatureConfig, Role
 
 Source = Literal["customers", "purchases", "tickets", "surveys", "events", "derived"]
 Dtype = Literal["int64", "float64", "category"]
 DAY = 86400.0
 DAY_US, HOUR_US = 86_400_000_000, 3_600_000_000
+RECENT_DAYS = (30, 90)  # windows of the support and survey drivers: the last month and quarter
+KNOWN_EVENTS: dict[str, tuple[Role, str]] = {
+    "login": ("sign", "disengaged"),
+    "newsletter_unsubscribe": ("sign", "disengaged"),
+    "cart_abandoned": ("sign", "disengaged"),
+}
+UNKNOWN_EVENT: tuple[Role, str] = ("sign", "disengaged")  # behaviour, unless declared a driver
+# Sentences for attributes commonly found in customer tables; others read "Their x is v".
+ATTRIBUTE_SENTENCES = {
+    "plan": "On the {plan} plan",
+    "region": "In the {region} region",
+    "segment": "In the {segment} segment",
+    "country": "Based in {country}",
+    "acquisition_channel": "Came through {acquisition_channel}",
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +59,9 @@ class Feature:
     window: int | None = None
     requires: tuple[str, ...] = ()  # optional input columns, or features for `derived`
     sums: bool = False  # a sum of amounts: 0, like a count, when the source has no rows
+    role: Role = field(kw_only=True)
+    family: str = field(kw_only=True)
+    absent: str | None = field(default=None, kw_only=True)  # nothing to report (missing, 0)
 
     @property
     def fill(self) -> str | None:
@@ -53,18 +83,24 @@ def _column_name(text: str) -> str:
 
 def _purchases(windows: list[int]) -> list[Feature]:
     done = "FILTER (WHERE completed)"
+    sign = dict(role="sign", family="fading")
     feats = [
         Feature(
             "recency_days",
             "purchases",
             _days_since(f"max(ts) {done}"),
-            "Last purchase {recency_days:.0f} days ago",
+            "No purchase for {recency_days:.0f} days",
+            role="sign",
+            family="overdue",
+            absent="Never bought",
         ),
         Feature(
             "days_since_first_purchase",
             "purchases",
             _days_since(f"min(ts) {done}"),
             "First purchase {days_since_first_purchase:.0f} days ago",
+            role="context",
+            family="overdue",
         ),
         Feature(
             "orders_total",
@@ -72,6 +108,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
             f"count(*) {done}",
             "{orders_total:.0f} orders in total",
             "int64",
+            **sign,
+            absent="No completed order yet",
         ),
         Feature(
             "spend_total",
@@ -79,6 +117,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
             f"coalesce(sum(amount) {done}, 0)",
             "Spent {spend_total:,.0f} in total",
             sums=True,
+            **sign,
+            absent="Nothing spent yet",
         ),
     ]
     for w in windows:
@@ -90,6 +130,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 f"{{orders_{w}d:.0f}} orders in the last {w} days",
                 "int64",
                 w,
+                **sign,
+                absent=f"No order in the last {w} days",
             ),
             Feature(
                 f"spend_{w}d",
@@ -98,6 +140,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 f"Spent {{spend_{w}d:,.0f}} in the last {w} days",
                 window=w,
                 sums=True,
+                **sign,
+                absent=f"Nothing spent in the last {w} days",
             ),
         ]
     for w in windows[:-1]:
@@ -112,6 +156,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 f"against the {w} days before",
                 "int64",
                 w,
+                **sign,
+                absent=f"As many orders in the last {w} days as in the {w} days before",
             ),
             Feature(
                 f"spend_trend_{w}d",
@@ -122,6 +168,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 f"against the {w} days before",
                 window=w,
                 sums=True,
+                **sign,
+                absent=f"Spend in the last {w} days unchanged against the {w} days before",
             ),
         ]
     feats += [
@@ -130,6 +178,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "purchases",
             f"avg(gap_us) {done} / {DAY_US}",
             "Usually buys every {gap_mean_days:.0f} days",
+            role="context",
+            family="overdue",
         ),
         Feature(
             "gap_std_days",
@@ -138,6 +188,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
             f"- sum(gap_us::HUGEINT) {done} ** 2)::DOUBLE "
             f"/ nullif(count(gap_us) {done} * (count(gap_us) {done} - 1), 0)) / {DAY_US}",
             "Irregular buyer: gaps vary by {gap_std_days:.0f} days",
+            role="context",
+            family="overdue",
         ),
         Feature(
             "discount_share",
@@ -145,6 +197,9 @@ def _purchases(windows: list[int]) -> list[Feature]:
             f"avg(discounted::INTEGER) {done}",
             "{discount_share:.0%} of orders used a discount",
             requires=("discount",),
+            role="driver",
+            family="pricing",
+            absent="Never used a discount",
         ),
         Feature(
             "refund_rate",
@@ -152,6 +207,9 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "avg(refunded::INTEGER)",
             "{refund_rate:.0%} of orders refunded or returned",
             requires=("status",),
+            role="driver",
+            family="returns",
+            absent="No order refunded or returned",
         ),
         Feature(
             "categories_bought",
@@ -160,6 +218,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "Bought from {categories_bought:.0f} categories",
             "int64",
             requires=("category",),
+            **sign,
+            absent="No completed order yet",
         ),
         Feature(
             "channels_used",
@@ -168,6 +228,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "Bought through {channels_used:.0f} channels",
             "int64",
             requires=("channel",),
+            **sign,
+            absent="No completed order yet",
         ),
         Feature(
             "last_channel",
@@ -176,15 +238,29 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "Last bought via {last_channel}",
             "category",
             requires=("channel",),
+            role="context",
+            family="fading",
         ),
     ]
     return feats
 
 
-def _tickets(windows: list[int]) -> list[Feature]:
+def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
+    support = dict(role="driver", family="support")
+    is_open = "resolved_at IS NULL OR resolved_at >= cutoff"
+    unanswered = "first_response_at IS NULL OR first_response_at >= cutoff"
+    # the first reply's delay as known at the cutoff: an unanswered ticket has waited till now
+    replied = "CASE WHEN first_response_at < cutoff THEN first_response_at ELSE cutoff END"
+    slow = f"epoch_us({replied}) - epoch_us(ts) > {round(slow_reply_hours * HOUR_US)}"
     feats = [
         Feature(
-            "tickets_total", "tickets", "count(*)", "{tickets_total:.0f} support tickets", "int64"
+            "tickets_total",
+            "tickets",
+            "count(*)",
+            "{tickets_total:.0f} support tickets",
+            "int64",
+            **support,
+            absent="Never contacted support",
         ),
     ]
     feats += [
@@ -195,6 +271,8 @@ def _tickets(windows: list[int]) -> list[Feature]:
             f"{{tickets_{w}d:.0f}} support tickets in the last {w} days",
             "int64",
             w,
+            **support,
+            absent=f"No support ticket in the last {w} days",
         )
         for w in windows
     ]
@@ -202,19 +280,60 @@ def _tickets(windows: list[int]) -> list[Feature]:
         Feature(
             "open_tickets",
             "tickets",
-            "count(*) FILTER (WHERE resolved_at IS NULL OR resolved_at >= cutoff)",
-            "{open_tickets:.0f} support ticket(s) still open",
+            f"count(*) FILTER (WHERE {is_open})",
+            "{open_tickets:.0f} support ticket(s) open, the oldest for "
+            "{oldest_open_ticket_days:.0f} days",
             "int64",
             requires=("resolved_at",),
+            **support,
+            absent="No support ticket open",
+        ),
+        Feature(
+            "oldest_open_ticket_days",
+            "tickets",
+            f"max(epoch(cutoff) - epoch(ts)) FILTER (WHERE {is_open}) / {DAY}",
+            "A support ticket has been open for {oldest_open_ticket_days:.0f} days",
+            requires=("resolved_at",),
+            **support,
+            absent="No support ticket open",
         ),
         Feature(
             "awaiting_first_response",
             "tickets",
-            "count(*) FILTER (WHERE first_response_at IS NULL OR first_response_at >= cutoff)",
-            "{awaiting_first_response:.0f} ticket(s) still waiting for a first reply",
+            f"count(*) FILTER (WHERE {unanswered})",
+            "{awaiting_first_response:.0f} ticket(s) waiting for a first reply, the oldest for "
+            "{first_reply_wait_hours:.0f} hours",
             "int64",
             requires=("first_response_at",),
+            **support,
+            absent="No ticket waiting for a first reply",
         ),
+        Feature(
+            "first_reply_wait_hours",
+            "tickets",
+            f"max(epoch_us(cutoff) - epoch_us(ts)) FILTER (WHERE {unanswered}) / {HOUR_US}",
+            "A ticket has waited {first_reply_wait_hours:.0f} hours for a first reply",
+            requires=("first_response_at",),
+            **support,
+            absent="No ticket waiting for a first reply",
+        ),
+    ]
+    feats += [
+        Feature(
+            f"slow_replies_{w}d",
+            "tickets",
+            f"count(*) FILTER (WHERE {_in_window(w)} AND {slow})",
+            f"{{slow_replies_{w}d:.0f}} ticket(s) in the last {w} days waited over "
+            f"{slow_reply_hours:g} hours for a first reply",
+            "int64",
+            w,
+            requires=("first_response_at",),
+            **support,
+            absent=f"No slow first reply in the last {w} days",
+        )
+        for w in RECENT_DAYS
+    ]
+    feats += [
         Feature(
             "first_response_hours_mean",
             "tickets",
@@ -222,6 +341,7 @@ def _tickets(windows: list[int]) -> list[Feature]:
             f"FILTER (WHERE first_response_at < cutoff) / {HOUR_US}",
             "First reply took {first_response_hours_mean:.0f} hours on average",
             requires=("first_response_at",),
+            **support,
         ),
         Feature(
             "resolution_hours_mean",
@@ -230,19 +350,38 @@ def _tickets(windows: list[int]) -> list[Feature]:
             f"/ {HOUR_US}",
             "Tickets took {resolution_hours_mean:.0f} hours to resolve on average",
             requires=("resolved_at",),
+            **support,
         ),
+        # `reopened` is a count without a date: these two assume reopens happen soon after the
+        # ticket is opened (the contract has no reopen time)
         Feature(
             "reopen_rate",
             "tickets",
             "avg((reopened > 0)::INTEGER)",
             "{reopen_rate:.0%} of tickets were reopened",
             requires=("reopened",),
+            **support,
+            absent="No ticket was reopened",
+        ),
+        Feature(
+            f"reopened_tickets_{RECENT_DAYS[-1]}d",
+            "tickets",
+            f"count(*) FILTER (WHERE reopened > 0 AND {_in_window(RECENT_DAYS[-1])})",
+            f"{{reopened_tickets_{RECENT_DAYS[-1]}d:.0f}} ticket(s) from the last "
+            f"{RECENT_DAYS[-1]} days reopened",
+            "int64",
+            RECENT_DAYS[-1],
+            requires=("reopened",),
+            **support,
+            absent=f"No ticket from the last {RECENT_DAYS[-1]} days reopened",
         ),
         Feature(
             "days_since_last_ticket",
             "tickets",
             _days_since("max(ts)"),
             "Last support ticket {days_since_last_ticket:.0f} days ago",
+            **support,
+            absent="Never contacted support",
         ),
     ]
     return feats
@@ -250,39 +389,89 @@ def _tickets(windows: list[int]) -> list[Feature]:
 
 def _surveys(ces_scale: int) -> list[Feature]:
     high_effort = int(ces_scale * 2 / 3) + 1  # 5..7 on the usual 7-point scale
+    survey = dict(role="driver", family="detractor")
+    days = RECENT_DAYS[-1]
     return [
         Feature(
             "last_nps",
             "surveys",
             "arg_max(score, seq) FILTER (WHERE kind = 'nps')",
-            "Last NPS answer was {last_nps:.0f}",
+            "Last NPS answer was {last_nps:.0f} out of 10",
+            **survey,
+            absent="Never answered an NPS survey",
         ),
         Feature(
             "nps_change",
             "surveys",
             "arg_max(score - prev_score, seq) FILTER (WHERE kind = 'nps')",
             "NPS moved by {nps_change:+.0f} since the answer before",
+            **survey,
+        ),
+        Feature(
+            "days_since_detractor",
+            "surveys",
+            _days_since("max(ts) FILTER (WHERE kind = 'nps' AND score <= 6)"),
+            "Gave a detractor NPS answer {days_since_detractor:.0f} days ago",
+            **survey,
+            absent="Never gave a detractor NPS answer",
         ),
         Feature(
             "csat_mean",
             "surveys",
             "avg(score::BIGINT) FILTER (WHERE kind = 'csat')",
             "Average CSAT {csat_mean:.1f}",
+            **survey,
+        ),
+        Feature(
+            "last_csat",
+            "surveys",
+            "arg_max(score, seq) FILTER (WHERE kind = 'csat')",
+            "Last CSAT answer was {last_csat:.0f}",
+            **survey,
+            absent="Never answered a CSAT survey",
+        ),
+        Feature(
+            "csat_change",
+            "surveys",
+            "arg_max(score - prev_score, seq) FILTER (WHERE kind = 'csat')",
+            "CSAT moved by {csat_change:+.0f} since the answer before",
+            **survey,
         ),
         Feature(
             "last_ces",
             "surveys",
             "arg_max(score, seq) FILTER (WHERE kind = 'ces')",
             "Last effort score (CES) was {last_ces:.0f}",
+            **survey,
+        ),
+        Feature(
+            f"high_effort_{days}d",
+            "surveys",
+            f"count(*) FILTER (WHERE kind = 'ces' AND score >= {high_effort} "
+            f"AND {_in_window(days)})",
+            f"{{high_effort_{days}d:.0f}} high-effort answer(s) (CES {high_effort}+) "
+            f"in the last {days} days",
+            "int64",
+            days,
+            **survey,
+            absent=f"No high-effort answer in the last {days} days",
         ),
         Feature(
             "days_since_last_answer",
             "surveys",
             _days_since("max(ts)"),
             "Last survey answer {days_since_last_answer:.0f} days ago",
+            role="sign",
+            family="disengaged",
         ),
         Feature(
-            "survey_answers", "surveys", "count(*)", "{survey_answers:.0f} survey answers", "int64"
+            "survey_answers",
+            "surveys",
+            "count(*)",
+            "{survey_answers:.0f} survey answers",
+            "int64",
+            role="context",
+            family="detractor",
         ),
         Feature(
             "nps_category",
@@ -292,6 +481,7 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "Last NPS answer makes them a {nps_category} ({last_nps:.0f})",
             "category",
             requires=("last_nps",),
+            **survey,
         ),
         Feature(
             "high_effort",
@@ -299,14 +489,20 @@ def _surveys(ces_scale: int) -> list[Feature]:
             f"(last_ces >= {high_effort})::DOUBLE",
             "Reported high effort (CES {last_ces:.0f})",
             requires=("last_ces",),
+            **survey,
+            absent="Last effort score was not high",
         ),
     ]
 
 
-def _events(windows: list[int], kinds: list[str]) -> list[Feature]:
+def _events(windows: list[int], kinds: list[str], config: FeatureConfig) -> list[Feature]:
     feats = []
     for kind in kinds:
         col, label = _column_name(kind), kind.replace("_", " ")
+        role, family = KNOWN_EVENTS.get(kind, UNKNOWN_EVENT)
+        if kind in config.event_roles:
+            role, family = config.event_roles[kind], col
+        kind_of = dict(role=role, family=config.event_families.get(kind, family))
         is_kind = f"kind = '{kind.replace(chr(39), chr(39) * 2)}'"
         feats += [
             Feature(
@@ -316,6 +512,8 @@ def _events(windows: list[int], kinds: list[str]) -> list[Feature]:
                 f"{{{col}_{w}d:.0f}} {label} event(s) in the last {w} days",
                 "int64",
                 w,
+                **kind_of,
+                absent=f"No {label} in the last {w} days",
             )
             for w in windows
         ]
@@ -325,6 +523,8 @@ def _events(windows: list[int], kinds: list[str]) -> list[Feature]:
                 "events",
                 _days_since(f"max(ts) FILTER (WHERE {is_kind})"),
                 f"Last {label} {{days_since_{col}:.0f}} days ago",
+                **kind_of,
+                absent=f"No {label} on record",
             )
         )
     return feats
@@ -336,8 +536,10 @@ def _cross_source() -> list[Feature]:
             "overdue_ratio",
             "derived",
             "recency_days / nullif(gap_mean_days, 0)",
-            "No purchase for {recency_days:.0f} days; usually buys every {gap_mean_days:.0f}",
+            "No purchase for {recency_days:.0f} days; usually every {gap_mean_days:.0f} days",
             requires=("recency_days", "gap_mean_days"),
+            role="sign",
+            family="overdue",
         ),
         Feature(
             "avg_order_value",
@@ -345,6 +547,8 @@ def _cross_source() -> list[Feature]:
             "spend_total / nullif(orders_total, 0)",
             "Average order {avg_order_value:,.0f}",
             requires=("spend_total", "orders_total"),
+            role="context",
+            family="fading",
         ),
         Feature(
             "tickets_per_order",
@@ -352,22 +556,49 @@ def _cross_source() -> list[Feature]:
             "tickets_total / nullif(orders_total, 0)",
             "{tickets_per_order:.1f} support tickets per order",
             requires=("tickets_total", "orders_total"),
+            role="driver",
+            family="support",
+            absent="No support ticket",
         ),
     ]
 
 
-def feature_registry(
-    windows: list[int], event_kinds: list[str], ces_scale: int = 7
-) -> list[Feature]:
-    """All features in output order, for the given windows and event kinds."""
-    tenure = Feature(
-        "tenure_days", "customers", _days_since("signup_at"), "Customer for {tenure_days:.0f} days"
+def attribute_feature(name: str, dtype: Dtype, config: FeatureConfig) -> Feature:
+    """A customer attribute: context unless declared, its own family unless declared."""
+    label = name.replace("_", " ")
+    number = "{" + name + ":,.2f}" if dtype == "float64" else "{" + name + "}"
+    return Feature(
+        name,
+        "customers",
+        '"' + name.replace('"', '""') + '"',
+        config.attribute_sentences.get(name)
+        or ATTRIBUTE_SENTENCES.get(name)
+        or f"Their {label} is {number}",
+        dtype,
+        role=config.attribute_roles.get(name, "context"),
+        family=config.attribute_families.get(name, name),
+        absent=f"No {label} on record",
     )
+
+
+def feature_registry(
+    config: FeatureConfig, event_kinds: list[str], ces_scale: int = 7
+) -> list[Feature]:
+    """All built-in features in output order, for the configured windows and these event kinds."""
+    tenure = Feature(
+        "tenure_days",
+        "customers",
+        _days_since("signup_at"),
+        "Customer for {tenure_days:.0f} days",
+        role="context",
+        family="overdue",
+    )
+    windows = config.windows_days
     return (
         [tenure]
         + _purchases(windows)
-        + _tickets(windows)
+        + _tickets(windows, config.slow_reply_hours)
         + _surveys(ces_scale)
-        + _events(windows, event_kinds)
+        + _events(windows, event_kinds, config)
         + _cross_source()
     )
