@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+import pandas as pd
+
 from churnlens.config import FeatureConfig, Role
 
 Source = Literal["customers", "purchases", "tickets", "surveys", "events", "derived"]
@@ -62,6 +64,11 @@ class Feature:
     role: Role = field(kw_only=True)
     family: str = field(kw_only=True)
     absent: str | None = field(default=None, kw_only=True)  # nothing to report (missing, 0)
+    flag: bool = field(default=False, kw_only=True)  # a 0/1 flag: 0 is nothing to report
+
+    def says_nothing(self, value) -> bool:
+        """Whether `value` is nothing to report: missing, or 0 for a count, sum or flag."""
+        return pd.isna(value) or (value == 0 and (self.fill == "0" or self.flag))
 
     @property
     def fill(self) -> str | None:
@@ -490,7 +497,8 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "Reported high effort (CES {last_ces:.0f})",
             requires=("last_ces",),
             **survey,
-            absent="Last effort score was not high",
+            absent="No high effort reported",
+            flag=True,
         ),
     ]
 

@@ -42,17 +42,18 @@ class NoIncentiveRule(_Strict):
 
 
 class Playbook(_Strict):
-    families: dict[str, list[str]]
     actions: dict[str, Action]
+    families: dict[str, list[str]] = {}  # re-file features into another family by pattern
     top_value: TopValueRule | None = None
     no_incentive: NoIncentiveRule | None = None
 
-    def family_of(self, feature: str) -> str:
-        """The first family with a pattern matching `feature`, else 'default'."""
+    def family_of(self, feature: str, default: str = DEFAULT) -> str:
+        """The first family with a pattern matching `feature`, else `default` (the family the
+        feature registry gives it)."""
         for family, patterns in self.families.items():
             if any(fnmatch.fnmatchcase(feature, pattern) for pattern in patterns):
                 return family
-        return DEFAULT
+        return default
 
     def action_for(self, family: str) -> Action:
         return self.actions.get(family, self.actions[DEFAULT])
@@ -79,11 +80,11 @@ def load_playbook(path: Path) -> Playbook:
             for e in error.errors()
         )
         raise ChurnlensError(f"playbook {path}: {problems}") from None
-    unknown = sorted(set(playbook.actions) - set(playbook.families) - {DEFAULT})
-    if DEFAULT not in playbook.actions or unknown:
+    missing = sorted(set(playbook.families) - set(playbook.actions))
+    if DEFAULT not in playbook.actions or missing:
         raise ChurnlensError(
             f"playbook {path}: actions need a '{DEFAULT}' entry and one per family"
-            + (f"; no family named {', '.join(unknown)}" if unknown else "")
+            + (f"; no action for {', '.join(missing)}" if missing else "")
         )
     return playbook
 
