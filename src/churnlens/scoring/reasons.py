@@ -132,3 +132,27 @@ def top_reasons(
     result = pd.DataFrame(out, index=frame.index)
     text = [c for c in result.columns if not c.endswith("_contribution")]
     return result.astype({c: "str" for c in text})
+
+
+def reason_accuracy(risk: pd.DataFrame, truth: pd.DataFrame, horizon_days: int) -> dict:
+    """How often the reasons name the true cause, on a shop whose truth is known.
+
+    `risk` is a risk list with reasons (customer_id, as_of, reason_i_family, reason_family);
+    `truth` has customer_id, churned_at and churn_driver (the family of the cause). Counted:
+    customers in the list who truly leave within `horizon_days` after the as-of date with a
+    known driver. Returns their number and the shares whose first reason's family is the
+    driver's (`first`), whose any of the reasons is (`any`), and whose reason family, which
+    picks the action, is (`action_family`).
+    """
+    rows = risk.merge(truth, on="customer_id", how="inner")
+    end = rows["as_of"] + pd.Timedelta(days=horizon_days)
+    leave = (rows["churned_at"] >= rows["as_of"]) & (rows["churned_at"] < end)
+    rows = rows[leave & rows["churn_driver"].notna()]
+    slots = rows[[c for c in rows.columns if c.startswith("reason_") and c.endswith("_family")]]
+    named = slots.drop(columns="reason_family").eq(rows["churn_driver"], axis=0)
+    return {
+        "customers": len(rows),
+        "first": float(named["reason_1_family"].mean()),
+        "any": float(named.any(axis=1).mean()),
+        "action_family": float((rows["reason_family"] == rows["churn_driver"]).mean()),
+    }
