@@ -46,12 +46,10 @@ def simulate_shop(root: Path, customers: int, seed: int) -> None:
 
 def score_shop(root: Path, out: Path) -> None:
     """Train and score with whichever churnlens is first on the path; write the risk list."""
-    import churnlens
+    from churnlens import pipeline
     from churnlens.config import FeatureConfig, load_config
     from churnlens.data.contract import load_tables
     from churnlens.labels import data_end
-    from churnlens.pipeline import train
-    from churnlens.scoring.score import score
 
     features = {"windows_days": [30, 90, 180, 365]}
     if "attribute_roles" in FeatureConfig.model_fields:  # a tree with roles knows the causes
@@ -59,7 +57,6 @@ def score_shop(root: Path, out: Path) -> None:
             "attribute_roles": {"plan": "driver", "region": "driver"},
             "attribute_families": {"plan": "pricing", "region": "market"},
         }
-    playbook = Path(churnlens.__file__).parents[2] / "configs" / "playbook.yaml"
     config = {
         "data": {"dir": str(root / "data"), **{t: {"path": f"{t}.parquet"} for t in TABLES[:5]}},
         "cutoffs": {"start": "2024-07-01", "step_days": 30},
@@ -67,18 +64,18 @@ def score_shop(root: Path, out: Path) -> None:
         "model": {"name": "reasons"},
         "tracking": {"uri": f"sqlite:///{out / 'mlflow.db'}"},
         "scoring": {"drift_stop_psi": 100.0},
-        "playbook": {"path": str(playbook)},
     }
     out.mkdir(parents=True, exist_ok=True)
     path = out / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     started = time.perf_counter()
-    _, registered = train(path)
+    _, registered = pipeline.train(path)
     config = load_config(path)
     as_of = data_end(load_tables(config.data)).normalize() - pd.Timedelta(days=HORIZON)
-    risk = score(config, as_of, f"models:/reasons/{registered.version}", explain="all").risk_list
-    risk.to_parquet(out / "risk_list.parquet")
-    (out / "source.txt").write_text(f"{playbook}\n{time.perf_counter() - started:.0f}\n")
+    model = f"models:/reasons/{registered.version}"
+    pipeline.score(path, f"{as_of:%Y-%m-%d}", out / "scores", model, explain="all")
+    seconds = time.perf_counter() - started
+    (out / "source.txt").write_text(f"{config.playbook.path}\n{seconds:.0f}\n")
 
 
 def with_families(risk: pd.DataFrame, playbook: Path) -> pd.DataFrame:
@@ -99,7 +96,7 @@ def measure(out: Path, truth: pd.DataFrame) -> dict[str, dict]:
     from churnlens.scoring.reasons import reason_accuracy
 
     playbook, seconds = (out / "source.txt").read_text().split()
-    risk = with_families(pd.read_parquet(out / "risk_list.parquet"), Path(playbook))
+    risk = with_families(pd.read_parquet(out / "scores" / "risk_list.parquet"), Path(playbook))
     top = risk[risk["churn_probability"] >= risk["churn_probability"].quantile(0.8)]
     rows = {"all": reason_accuracy(risk, truth, HORIZON)}
     rows["top 20 % by probability"] = reason_accuracy(top, truth, HORIZON)

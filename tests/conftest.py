@@ -101,7 +101,6 @@ def make_config(root: Path, **model) -> Path:
         "features": SHOP_FEATURES,
         "model": {"name": "shop", **model},
         "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
-        "playbook": {"path": str(Path(__file__).parents[1] / "configs" / "playbook.yaml")},
     }
     path = root / f"config{len(model)}.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -15,6 +15,7 @@ from churnlens.scoring.playbook import load_playbook
 from churnlens.scoring.reasons import TOP_K, reason_accuracy, sentence, top_reasons
 
 HORIZON = 90
+FLOOR_FIRST, FLOOR_ANY = 0.44, 0.70  # measured 0.460 and 0.725 (335 customers)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +103,3 @@ def test_reasons_name_the_true_cause_of_leaving(explained):
     assert accuracy["customers"] >= 50
     assert accuracy["first"] >= FLOOR_FIRST
     assert accuracy["any"] >= FLOOR_ANY
-
-
-FLOOR_FIRST, FLOOR_ANY = 0.0, 0.0

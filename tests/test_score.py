@@ -16,9 +16,20 @@ from churnlens.cli import app
 from churnlens.config import load_config
 from churnlens.data.contract import load_tables
 from churnlens.labels import data_end
-from churnlens.scoring.score import score, spreadsheet_safe
+from churnlens.pipeline import load_model
+from churnlens.scoring.score import score as score_tables
+from churnlens.scoring.score import spreadsheet_safe
 
 runner = CliRunner()
+
+
+def score(config, as_of, model_uri, **options):
+    """Score the shop's tables with a registered or exported model, in memory."""
+    model, lineage = load_model(config, model_uri)
+    tables = load_tables(config.data)
+    return score_tables(model, tables, as_of, config, lineage=lineage, **options)
+
+
 FILES = ("risk_list.parquet", "risk_list.csv", "drift.csv", "manifest.json")
 
 
@@ -87,8 +98,8 @@ def test_support_driven_customers_get_support_reasons_and_service_recovery(setti
     truth = pd.read_parquet(root / "data" / "ground_truth.parquet")
     risk = scored.risk_list.merge(truth, on="customer_id")
     churning = risk[risk["churned_at"] >= as_of]  # drivers active now, churn still ahead
-    support = churning["driver_support"] & ~churning["driver_detractor"]
-    others = ~churning["driver_support"] & ~churning["driver_detractor"]
+    support = churning["churn_driver"] == "support"
+    others = churning["churn_driver"].isin(["pricing", "market"])
 
     def support_rate(rows):
         return (rows["reason_1_family"] == "support").mean()
@@ -103,7 +114,7 @@ def test_support_driven_customers_get_support_reasons_and_service_recovery(setti
     assert support.sum() >= 20
     assert agreement > 0.4
     assert agreement > 1.2 * support_rate(churning[others])
-    assert service[support].mean() > 1.5 * service[others].mean()
+    assert service[support].mean() > 1.2 * service[others].mean()
 
 
 def test_budget_is_respected_and_no_negative_gain_is_selected(setting):

@@ -8,6 +8,7 @@ rules run before anything is returned, so one run reports every problem at once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -249,6 +250,14 @@ def _conform(schema: TableSchema, raw: pd.DataFrame, problems: list[Problem]) ->
     return frame
 
 
+def _blank_as_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """An empty text cell is a missing value, in a DataFrame as in a CSV file."""
+    text = [c for c in frame.columns if frame[c].dtype == object or frame[c].dtype == "str"]
+    if not text:
+        return frame
+    return frame.assign(**{c: frame[c].mask(frame[c].eq("")) for c in text})
+
+
 def _attribute(values: pd.Series) -> pd.Series:
     """A customer attribute is numeric when every present value is a number, else text."""
     if pd.api.types.is_bool_dtype(values):
@@ -310,14 +319,41 @@ def _normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_tables(data: DataConfig) -> Tables:
-    """Read, convert and validate every configured table; raise one error listing all problems."""
+    """Read every configured table from its file and validate it (see `validate`)."""
+    data.require_files()
+    raw = {name: read_table(data.path_of(name), name) for name in SCHEMAS if data.table(name)}
+    return validate(raw, data)
+
+
+def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None) -> Tables:
+    """Check DataFrames against the contract: the same rules and messages as for files.
+
+    `frames` maps table names (customers and purchases required; tickets, surveys, events
+    optional) to DataFrames with the user's column names, renamed by `data`'s column mappings.
+    Returns the converted tables; raises one `ContractError` listing every problem.
+    """
+    data = data or DataConfig()
+    unknown = sorted(set(frames) - set(SCHEMAS))
+    missing = [name for name in ("customers", "purchases") if frames.get(name) is None]
+    if unknown or missing:
+        raise ChurnlensError(
+            "tables: "
+            + "; ".join(
+                ([f"unknown table(s) {', '.join(unknown)}"] if unknown else [])
+                + ([f"required table(s) {', '.join(missing)} missing"] if missing else [])
+            )
+            + f" (tables are {', '.join(SCHEMAS)})"
+        )
     problems: list[Problem] = []
-    frames: dict[str, pd.DataFrame] = {}
+    frames = dict(frames)
     for name, schema in SCHEMAS.items():
-        table = data.table(name)
-        if table is None:
+        raw = frames.pop(name, None)
+        if raw is None:
             continue
-        raw = _rename(schema, read_table(data.path_of(name), name), table.columns)
+        if raw.empty:
+            raise ChurnlensError(f"table {name}: has no rows")
+        mapping = data.table(name).columns if data.table(name) else {}
+        raw = _blank_as_missing(_rename(schema, raw.reset_index(drop=True), mapping))
         frame = _conform(schema, raw, problems)
         if all(c.name in frame.columns for c in schema.columns if c.required):
             _table_rules(name, frame, _Checker(schema, frame, problems), data)

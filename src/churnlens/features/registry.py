@@ -610,3 +610,14 @@ def feature_registry(
         + _events(windows, event_kinds, config)
         + _cross_source()
     )
+
+
+def declared_features(config: FeatureConfig, columns, ces_scale: int = 7) -> list[Feature]:
+    """The registry for a feature frame when its tables are not at hand (e.g. training's
+    campaign): built-in features, the configured or declared event kinds, and the declared
+    attributes among `columns`. Roles and families are all reasons need."""
+    kinds = sorted(set(config.event_kinds or []) | set(config.event_roles))
+    attributes = [name for name in config.attribute_roles if name in set(columns)]
+    return feature_registry(config, kinds, ces_scale) + [
+        attribute_feature(name, "category", config) for name in attributes
+    ]

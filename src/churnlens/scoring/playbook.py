@@ -123,3 +123,14 @@ def _column(features: pd.DataFrame, name: str) -> pd.Series:
     if name in features.columns:
         return features[name].astype("float64").fillna(0.0)
     return pd.Series(np.zeros(len(features)), index=features.index)
+
+
+def planned_actions(
+    model, frame: pd.DataFrame, playbook: Playbook, value: pd.Series, registry: list
+) -> pd.DataFrame:
+    """The playbook's action, cost and save rate per row of one population (one date):
+    from the family of the row's strongest drivers (roles from `registry`) and value rules."""
+    from churnlens.scoring.reasons import top_reasons
+
+    families = top_reasons(model, frame, registry, playbook.family_of)["reason_family"]
+    return recommend(playbook, families, frame, value)
