@@ -15,7 +15,7 @@ from churnlens.scoring.playbook import load_playbook
 from churnlens.scoring.reasons import TOP_K, reason_accuracy, sentence, top_reasons
 
 HORIZON = 90
-FLOOR_FIRST, FLOOR_ANY = 0.44, 0.70  # measured 0.460 and 0.725 (335 customers)
+FLOOR_FIRST, FLOOR_ANY = 0.43, 0.68  # measured 0.451 and 0.704 (335 customers)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,23 @@ def test_reason_slots_hold_only_risk_raising_drivers_and_sign_only_signs(explain
     assert reasons["reason_1_feature"].notna().mean() > 0.9
     first, second = reasons["reason_1_contribution"], reasons["reason_2_contribution"]
     assert (first >= second).where(second.notna(), True).all()
+    # a value that reports nothing (no ticket open, no answer, flag 0) is never a reason
+    features = explained[1]
+    by_name = {f.name: f for f in registry}
+    for slot in [f"reason_{i}_feature" for i in range(1, TOP_K + 1)] + ["sign_feature"]:
+        for name, rows in reasons.groupby(slot).groups.items():
+            assert not by_name[name].says_nothing(features.loc[rows, name]).any(), name
+    assert by_name["open_tickets"].says_nothing(pd.Series([0, 2, 1])).tolist() == [
+        True,
+        False,
+        False,
+    ]
+    assert by_name["high_effort"].says_nothing(pd.Series([0.0, 1.0, np.nan])).tolist() == [
+        True,
+        False,
+        True,
+    ]
+    assert not by_name["last_nps"].says_nothing(pd.Series([0.0])).any()  # NPS 0 is an answer
     family = {f.name: f.family for f in registry}
     first_family = reasons["reason_1_feature"].dropna().map(family)
     assert (reasons["reason_1_family"].dropna() == first_family).all()
@@ -81,12 +98,6 @@ def test_sentences_read_as_a_retention_team_speaks():
     row = {"open_tickets": 2, "oldest_open_ticket_days": 9.4}
     assert sentence(open_tickets, "open_tickets", row) == (
         "2 support ticket(s) open, the oldest for 9 days"
-    )
-    # a protective value is never told as a risk
-    assert sentence(open_tickets, "open_tickets", {"open_tickets": 0}) == "No support ticket open"
-    flag = known["high_effort"]
-    assert sentence(flag, "high_effort", {"high_effort": 0.0, "last_ces": 2}) == (
-        "No high effort reported"
     )
     overdue = known["overdue_ratio"]
     row = {"overdue_ratio": 18.0, "recency_days": 126.2, "gap_mean_days": 7.0}

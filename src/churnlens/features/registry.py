@@ -3,9 +3,10 @@
 Adding a feature is one `Feature` entry. `sql` is an aggregate over the source's rows before
 the cutoff (columns: `ts` = the row's time, `cutoff`, and the source's prepared columns); a
 `derived` feature is an expression over other features' names. `template` is the sentence a
-reason shows, filled from the customer's own feature values; `absent` is the sentence when
-there is nothing to report (the value is missing, or a count or flag is 0), so a protective
-value is never told as a risk.
+reason shows, filled from the customer's own feature values. A value that reports nothing
+(missing, or 0 for a count, sum or flag: no ticket open, no detractor answer) is never a
+reason, however the model weighs it: a cause must be present to be acted on, and a
+protective value is never told as a risk.
 
 Every feature has a `role`: a `driver` is a cause the business can act on (support, survey
 answers, price and plan, discounts, returns), a `sign` shows churn without causing it
@@ -26,6 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from churnlens.config import FeatureConfig, Role
@@ -63,12 +65,14 @@ class Feature:
     sums: bool = False  # a sum of amounts: 0, like a count, when the source has no rows
     role: Role = field(kw_only=True)
     family: str = field(kw_only=True)
-    absent: str | None = field(default=None, kw_only=True)  # nothing to report (missing, 0)
     flag: bool = field(default=False, kw_only=True)  # a 0/1 flag: 0 is nothing to report
 
-    def says_nothing(self, value) -> bool:
-        """Whether `value` is nothing to report: missing, or 0 for a count, sum or flag."""
-        return pd.isna(value) or (value == 0 and (self.fill == "0" or self.flag))
+    def says_nothing(self, values: pd.Series) -> np.ndarray:
+        """Per value, whether it reports nothing: missing, or 0 for a count, sum or flag."""
+        silent = values.isna().to_numpy()
+        if self.fill == "0" or self.flag:
+            return silent | (values == 0).to_numpy(dtype=bool, na_value=False)
+        return silent
 
     @property
     def fill(self) -> str | None:
@@ -99,7 +103,6 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "No purchase for {recency_days:.0f} days",
             role="sign",
             family="overdue",
-            absent="Never bought",
         ),
         Feature(
             "days_since_first_purchase",
@@ -116,7 +119,6 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "{orders_total:.0f} orders in total",
             "int64",
             **sign,
-            absent="No completed order yet",
         ),
         Feature(
             "spend_total",
@@ -125,7 +127,6 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "Spent {spend_total:,.0f} in total",
             sums=True,
             **sign,
-            absent="Nothing spent yet",
         ),
     ]
     for w in windows:
@@ -138,7 +139,6 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 "int64",
                 w,
                 **sign,
-                absent=f"No order in the last {w} days",
             ),
             Feature(
                 f"spend_{w}d",
@@ -148,7 +148,6 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 window=w,
                 sums=True,
                 **sign,
-                absent=f"Nothing spent in the last {w} days",
             ),
         ]
     for w in windows[:-1]:
@@ -164,7 +163,6 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 "int64",
                 w,
                 **sign,
-                absent=f"As many orders in the last {w} days as in the {w} days before",
             ),
             Feature(
                 f"spend_trend_{w}d",
@@ -176,7 +174,6 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 window=w,
                 sums=True,
                 **sign,
-                absent=f"Spend in the last {w} days unchanged against the {w} days before",
             ),
         ]
     feats += [
@@ -206,7 +203,6 @@ def _purchases(windows: list[int]) -> list[Feature]:
             requires=("discount",),
             role="driver",
             family="pricing",
-            absent="Never used a discount",
         ),
         Feature(
             "refund_rate",
@@ -216,7 +212,6 @@ def _purchases(windows: list[int]) -> list[Feature]:
             requires=("status",),
             role="driver",
             family="returns",
-            absent="No order refunded or returned",
         ),
         Feature(
             "categories_bought",
@@ -226,7 +221,6 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "int64",
             requires=("category",),
             **sign,
-            absent="No completed order yet",
         ),
         Feature(
             "channels_used",
@@ -236,7 +230,6 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "int64",
             requires=("channel",),
             **sign,
-            absent="No completed order yet",
         ),
         Feature(
             "last_channel",
@@ -267,7 +260,6 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "{tickets_total:.0f} support tickets",
             "int64",
             **support,
-            absent="Never contacted support",
         ),
     ]
     feats += [
@@ -279,7 +271,6 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "int64",
             w,
             **support,
-            absent=f"No support ticket in the last {w} days",
         )
         for w in windows
     ]
@@ -293,7 +284,6 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "int64",
             requires=("resolved_at",),
             **support,
-            absent="No support ticket open",
         ),
         Feature(
             "oldest_open_ticket_days",
@@ -302,7 +292,6 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "A support ticket has been open for {oldest_open_ticket_days:.0f} days",
             requires=("resolved_at",),
             **support,
-            absent="No support ticket open",
         ),
         Feature(
             "awaiting_first_response",
@@ -313,7 +302,6 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "int64",
             requires=("first_response_at",),
             **support,
-            absent="No ticket waiting for a first reply",
         ),
         Feature(
             "first_reply_wait_hours",
@@ -322,7 +310,6 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "A ticket has waited {first_reply_wait_hours:.0f} hours for a first reply",
             requires=("first_response_at",),
             **support,
-            absent="No ticket waiting for a first reply",
         ),
     ]
     feats += [
@@ -336,7 +323,6 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             w,
             requires=("first_response_at",),
             **support,
-            absent=f"No slow first reply in the last {w} days",
         )
         for w in RECENT_DAYS
     ]
@@ -368,7 +354,6 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "{reopen_rate:.0%} of tickets were reopened",
             requires=("reopened",),
             **support,
-            absent="No ticket was reopened",
         ),
         Feature(
             f"reopened_tickets_{RECENT_DAYS[-1]}d",
@@ -380,7 +365,6 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             RECENT_DAYS[-1],
             requires=("reopened",),
             **support,
-            absent=f"No ticket from the last {RECENT_DAYS[-1]} days reopened",
         ),
         Feature(
             "days_since_last_ticket",
@@ -388,7 +372,6 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             _days_since("max(ts)"),
             "Last support ticket {days_since_last_ticket:.0f} days ago",
             **support,
-            absent="Never contacted support",
         ),
     ]
     return feats
@@ -405,7 +388,6 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "arg_max(score, seq) FILTER (WHERE kind = 'nps')",
             "Last NPS answer was {last_nps:.0f} out of 10",
             **survey,
-            absent="Never answered an NPS survey",
         ),
         Feature(
             "nps_change",
@@ -420,7 +402,6 @@ def _surveys(ces_scale: int) -> list[Feature]:
             _days_since("max(ts) FILTER (WHERE kind = 'nps' AND score <= 6)"),
             "Gave a detractor NPS answer {days_since_detractor:.0f} days ago",
             **survey,
-            absent="Never gave a detractor NPS answer",
         ),
         Feature(
             "csat_mean",
@@ -435,7 +416,6 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "arg_max(score, seq) FILTER (WHERE kind = 'csat')",
             "Last CSAT answer was {last_csat:.0f}",
             **survey,
-            absent="Never answered a CSAT survey",
         ),
         Feature(
             "csat_change",
@@ -461,7 +441,6 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "int64",
             days,
             **survey,
-            absent=f"No high-effort answer in the last {days} days",
         ),
         Feature(
             "days_since_last_answer",
@@ -497,7 +476,6 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "Reported high effort (CES {last_ces:.0f})",
             requires=("last_ces",),
             **survey,
-            absent="No high effort reported",
             flag=True,
         ),
     ]
@@ -521,7 +499,6 @@ def _events(windows: list[int], kinds: list[str], config: FeatureConfig) -> list
                 "int64",
                 w,
                 **kind_of,
-                absent=f"No {label} in the last {w} days",
             )
             for w in windows
         ]
@@ -532,7 +509,6 @@ def _events(windows: list[int], kinds: list[str], config: FeatureConfig) -> list
                 _days_since(f"max(ts) FILTER (WHERE {is_kind})"),
                 f"Last {label} {{days_since_{col}:.0f}} days ago",
                 **kind_of,
-                absent=f"No {label} on record",
             )
         )
     return feats
@@ -566,7 +542,6 @@ def _cross_source() -> list[Feature]:
             requires=("tickets_total", "orders_total"),
             role="driver",
             family="support",
-            absent="No support ticket",
         ),
     ]
 
@@ -585,7 +560,6 @@ def attribute_feature(name: str, dtype: Dtype, config: FeatureConfig) -> Feature
         dtype,
         role=config.attribute_roles.get(name, "context"),
         family=config.attribute_families.get(name, name),
-        absent=f"No {label} on record",
     )
 
 

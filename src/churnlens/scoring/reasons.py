@@ -10,10 +10,10 @@ places, so "points of probability" would be 0 there), and compare across custome
 
 Only `driver` features (causes the business can act on) fill reason_1..3; the strongest
 risk-raising `sign` (how the churn shows: recency, fading orders, logins) fills `sign`;
-`context` features are never told. A feature the registry does not know is context. Each
-sentence is the feature's registry template filled with the customer's own values, or its
-`absent` sentence when there is nothing to report, so a protective value is never told as a
-risk.
+`context` features are never told, nor is a value that reports nothing (a missing value, or
+0 for a count or flag: "no ticket open" is not a cause). A feature the registry does not know
+is context. Each sentence is the feature's registry template filled with the customer's own
+values.
 """
 
 from __future__ import annotations
@@ -46,8 +46,6 @@ def sentence(feature: Feature | None, name: str, row: dict) -> str:
     """The feature's sentence for this customer; a plain statement when a value is missing."""
     value = row.get(name)
     if feature is not None:
-        if feature.absent is not None and feature.says_nothing(value):
-            return feature.absent
         try:
             if all(pd.notna(row[field]) for field in _field_names(feature.template)):
                 return feature.template.format(**row)
@@ -96,9 +94,13 @@ def top_reasons(
         [family_of(n, known[n].family if n in known else DEFAULT_FAMILY) for n in names],
         dtype=object,
     )
+    told = roles != "context"
+    silent = np.zeros(contributions.shape, dtype=bool)
+    for j in np.flatnonzero(told):
+        silent[:, j] = known[names[j]].says_nothing(frame[names[j]])
     drivers = roles == "driver"
-    reason_idx, reason_share = _strongest(share, drivers, k)
-    sign_idx, sign_share = _strongest(share, roles == "sign", 1)
+    reason_idx, reason_share = _strongest(share, drivers & ~silent, k)
+    sign_idx, sign_share = _strongest(share, (roles == "sign") & ~silent, 1)
     picked = np.column_stack([reason_idx, sign_idx])
     picked_share = np.column_stack([reason_share, sign_share])
     picked_names = np.where(picked_share > 0, names[picked], None)
@@ -120,8 +122,9 @@ def top_reasons(
     family_names = np.array(sorted(set(families[drivers])), dtype=object)
     out["reason_family"] = np.full(len(frame), None, dtype=object)
     if family_names.size:
+        acting = np.where(silent, 0.0, pushing)
         strength = np.column_stack(
-            [pushing[:, drivers & (families == f)].sum(axis=1) for f in family_names]
+            [acting[:, drivers & (families == f)].sum(axis=1) for f in family_names]
         )
         out["reason_family"] = np.where(
             strength.max(axis=1) > 0, family_names[strength.argmax(axis=1)], None
