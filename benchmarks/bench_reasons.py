@@ -15,7 +15,7 @@ reason families come from its own playbook's feature patterns when it has no
 reason_i_family columns.
 
     python benchmarks/bench_reasons.py                      # 20,000 customers, seed 3
-    python benchmarks/bench_reasons.py --before /tmp/main   # and the same for that tree
+    python benchmarks/bench_reasons.py --before SRC   # and the same for that tree
 """
 
 from __future__ import annotations
