@@ -371,7 +371,10 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "tickets",
             _days_since("max(ts)"),
             "Last support ticket {days_since_last_ticket:.0f} days ago",
-            **support,
+            # long ago says the customer is quiet (a proxy for inactivity), not that support
+            # failed them: recent trouble is in the windowed and open-ticket drivers
+            role="context",
+            family="support",
         ),
     ]
     return feats
