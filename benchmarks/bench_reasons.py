@@ -9,6 +9,14 @@ counts, among customers in the population at the as-of date who truly leave with
 whose any of the three reasons is, and whose reason family (which picks the action) is;
 overall, for the top 20 % by churn probability, and per driver.
 
+It also measures the retention ranking as the product delivers it (issue 10, items a-e): the
+target list is the customers not `lapsed`, best `rank` (expected saveable gain) first, with no
+budget; its top decile's share already gone (a), reason accuracy in its top 20 % (b, c), the
+ROC-AUC of the ranking against truly leaving within the horizon among the truly active (d),
+the top decile's lift (e), how well `status` separates the truly gone, and the same for a
+reference ranking: churn probability among customers not lapsed ("label model + lapsed
+filter").
+
 `--before SRC` measures another churnlens source tree on the same shop, in a subprocess with
 that tree first on the path (e.g. the main branch: `git archive main | tar -x -C SRC`); its
 reason families come from its own playbook's feature patterns when it has no
@@ -28,8 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
+from sklearn.metrics import roc_auc_score
 
 HORIZON = 90
 RESULTS = Path(__file__).parent / "results" / "reasons.md"
@@ -92,6 +102,28 @@ def with_families(risk: pd.DataFrame, playbook: Path) -> pd.DataFrame:
     return risk
 
 
+def ranking(risk: pd.DataFrame, truth: pd.DataFrame, score: pd.Series) -> dict:
+    """Issue 10's (a), (d), (e) for a ranking: `score` high first, lapsed customers last."""
+    churned_at = risk["customer_id"].map(truth.set_index("customer_id")["churned_at"])
+    gone = churned_at < risk["as_of"]  # NaT compares False: never churned is active
+    leaves = ~gone & (churned_at < risk["as_of"] + pd.Timedelta(days=HORIZON))
+    eligible = risk["status"] != "lapsed"
+    order = np.lexsort((-score.to_numpy(), ~eligible.to_numpy()))  # eligible first, then score
+    listed = order[eligible.to_numpy()[order]]
+    decile = listed[: int(np.ceil(0.1 * len(listed)))]
+    # one ranking score for every row: position in the list, lapsed customers lowest
+    position = np.empty(len(risk))
+    position[order] = -np.arange(len(risk))
+    return {
+        "gone": float(gone.iloc[decile].mean()),
+        "auc": float(roc_auc_score(leaves[~gone], position[~gone.to_numpy()])),
+        "lift": float(leaves.iloc[decile].mean() / leaves.mean()),
+        "decile": len(decile),
+        "listed": len(listed),
+        "top20": listed[: int(np.ceil(0.2 * len(listed)))],
+    }
+
+
 def measure(out: Path, truth: pd.DataFrame) -> dict[str, dict]:
     from churnlens.scoring.reasons import reason_accuracy
 
@@ -112,7 +144,31 @@ def measure(out: Path, truth: pd.DataFrame) -> dict[str, dict]:
         rows[f"driver {driver}"] = reason_accuracy(risk, only, HORIZON)
     first = risk["reason_1_feature"].value_counts(normalize=True).head(5)
     rows["_meta"] |= {"seconds": seconds, "first": first}
+    if "status" in risk.columns:  # a tree with status and saveable-gain ranking
+        rows["_target"] = ranking(risk, truth, -risk["rank"].astype(float))
+        rows["_reference"] = ranking(risk, truth, risk["churn_probability"])
+        listed = risk.iloc[rows["_target"]["top20"]]
+        rows["top 20 % of the target list (issue 10 b, c)"] = reason_accuracy(
+            listed, truth, HORIZON
+        )
+        lapsed = risk["status"] == "lapsed"
+        leaves = active_leaves(active, truth)
+        rows["_meta"] |= {
+            "auc_p": float(roc_auc_score(leaves, active["churn_probability"])),
+            "lapsed_gone": float(gone[lapsed].mean()),
+            "gone_lapsed": float(lapsed[gone].mean()),
+            "lapsed": int(lapsed.sum()),
+            "targets": int(risk["target"].sum()),
+            "leavers": int(leaves.sum()),
+            "active": len(active),
+            "customers": len(risk),
+        }
     return rows
+
+
+def active_leaves(active: pd.DataFrame, truth: pd.DataFrame) -> pd.Series:
+    churned_at = active["customer_id"].map(truth.set_index("customer_id")["churned_at"])
+    return churned_at < active["as_of"] + pd.Timedelta(days=HORIZON)
 
 
 def table(rows: dict[str, dict]) -> list[str]:
@@ -132,7 +188,45 @@ def table(rows: dict[str, dict]) -> list[str]:
         + f". Train and score took {rows['_meta']['seconds']} s. Of the whole list's top 20 % "
         f"by probability, {rows['_meta']['gone']:.0%} had already left before the as-of date."
     )
+    if "_target" in rows:
+        lines += ["", *target_table(rows)]
     return lines
+
+
+def target_table(rows: dict[str, dict]) -> list[str]:
+    """Issue 10 (a)-(e) for the target list, beside the reference ranking."""
+    target, reference, meta = rows["_target"], rows["_reference"], rows["_meta"]
+    top = rows["top 20 % of the target list (issue 10 b, c)"]
+    met = {True: "yes", False: "no"}
+    return [
+        "### Target list vs truth (issue 10 a–e)",
+        "",
+        f"Target list: the {target['listed']:,} customers not lapsed (of {meta['customers']:,}; "
+        f"{meta['lapsed']:,} lapsed), best `rank` (expected saveable gain) first, no budget "
+        f"({meta['targets']:,} have a positive gain and are targets); top decile "
+        f"{target['decile']:,}. Truly active at the as-of date: {meta['active']:,}, of whom "
+        f"{meta['leavers']:,} truly leave within {HORIZON} days.",
+        "",
+        "| metric | value | goal | met? |",
+        "|---|---:|---:|---|",
+        f"| (a) top decile already gone at the as-of date | {target['gone']:.1%} | <= 5 % "
+        f"| {met[target['gone'] <= 0.05]} |",
+        f"| (b) top 20 %: first reason's family is the driver's (n = {top['customers']}) "
+        f"| {top['first']:.1%} | >= 60 % | {met[top['first'] >= 0.6]} |",
+        f"| (b) top 20 %: action fits the driver (reason family) | {top['action_family']:.1%} "
+        "| - | - |",
+        f"| (c) top 20 %: any of three reasons is the driver's | {top['any']:.1%} | - | - |",
+        f"| (d) ROC-AUC of the ranking, truly active, truly leaves within {HORIZON} days "
+        f"| {target['auc']:.3f} | - | - |",
+        f"| (d') ROC-AUC of churn_probability, same customers | {meta['auc_p']:.3f} | - | - |",
+        f"| (e) top decile lift | {target['lift']:.2f}x | >= 2x | {met[target['lift'] >= 2]} |",
+        f"| status: lapsed customers truly gone | {meta['lapsed_gone']:.1%} | - | - |",
+        f"| status: truly gone customers called lapsed | {meta['gone_lapsed']:.1%} | - | - |",
+        "",
+        "Reference ranking (label model + lapsed filter: churn probability among customers not "
+        f"lapsed): (a) {reference['gone']:.1%} of its top decile already gone, (d) ROC-AUC "
+        f"{reference['auc']:.3f}, (e) lift {reference['lift']:.2f}x.",
+    ]
 
 
 def main() -> None:

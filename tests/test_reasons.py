@@ -25,7 +25,10 @@ def explained(trained_shop):
     config = load_config(path)
     tables = load_tables(config.data)
     as_of = data_end(tables).normalize() - pd.Timedelta(days=HORIZON)
-    features = build_features(tables, population(tables, [as_of], config.churn), config.features)
+    spine = population(tables, [as_of], config.churn)
+    features = build_features(
+        tables, spine, config.features, config.data, config.churn.horizon_days
+    )
     registry = active_features(tables, config.features, config.data.ces_scale)
     playbook = load_playbook(config.playbook.path)
     reasons = top_reasons(result.model, features, registry, playbook.family_of)

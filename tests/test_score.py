@@ -218,14 +218,9 @@ def test_csv_cells_that_look_like_formulas_are_neutralised():
     assert safe["p"].tolist() == [0.5, -1.0, 2]  # numbers stay numbers
 
 
-def test_an_exported_folder_scores_like_the_registry(setting, scored, trained_shop, tmp_path):
+def test_an_exported_folder_scores_like_the_registry(setting, scored, exported_model):
     _, _, config, as_of, _ = setting
-    _, _, result, registered = trained_shop
-    folder = tmp_path / "models" / "shop"
-    result.model.save(folder / "artifacts" / "model")
-    lineage = {"name": "shop", "version": registered.version, "run_id": registered.run_id}
-    (folder / "champion.json").write_text(json.dumps(lineage))
-    from_folder = score(config, as_of, str(folder), explain="all").risk_list
+    from_folder = score(config, as_of, str(exported_model), explain="all").risk_list
     pd.testing.assert_frame_equal(from_folder, scored.risk_list)
 
 
