@@ -202,10 +202,11 @@ def _tickets(windows: list[int]) -> list[Feature]:
         Feature(
             "open_tickets",
             "tickets",
-            "count(*) FILTER (WHERE resolved_at IS NULL OR resolved_at >= cutoff)",
+            # ended_at: the first of resolved_at and closed_at (data contract)
+            "count(*) FILTER (WHERE ended_at IS NULL OR ended_at >= cutoff)",
             "{open_tickets:.0f} support ticket(s) still open",
             "int64",
-            requires=("resolved_at",),
+            requires=("ended_at",),
         ),
         Feature(
             "awaiting_first_response",

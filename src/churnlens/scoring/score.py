@@ -29,7 +29,6 @@ from churnlens.scoring.reasons import REASON_COLUMNS, TOP_K, top_reasons
 
 FILES = ("risk_list.parquet", "risk_list.csv", "drift.csv", "manifest.json")
 EXPLAIN_CHUNK = 20_000  # rows explained per round when a budget may stop early
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 
 
 class DriftError(ChurnlensError):
@@ -221,22 +220,11 @@ def score(
     return ScoreResult(risk, drift, summary)
 
 
-def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """Prefix text cells that a spreadsheet would run as a formula with ' (OWASP CSV injection)."""
-    safe = frame.copy()
-    for column in safe.columns:
-        if pd.api.types.is_string_dtype(safe[column]) or safe[column].dtype == object:
-            text = safe[column]
-            risky = text.str.startswith(FORMULA_STARTS, na=False)
-            safe[column] = text.where(~risky, "'" + text.astype("str"))
-    return safe
-
-
 def write_outputs(result: ScoreResult, out: Path) -> dict:
     """Write the risk list (Parquet, CSV), the PSI table and, last, the manifest."""
     paths = {
         "risk_list.parquet": write_parquet(result.risk_list, out / "risk_list.parquet"),
-        "risk_list.csv": write_csv(spreadsheet_safe(result.risk_list), out / "risk_list.csv"),
+        "risk_list.csv": write_csv(result.risk_list, out / "risk_list.csv"),
         "drift.csv": write_csv(result.drift, out / "drift.csv"),
     }
     manifest = {
