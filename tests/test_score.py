@@ -17,7 +17,7 @@ from churnlens.config import load_config
 from churnlens.data.contract import load_tables
 from churnlens.labels import data_end
 from churnlens.scoring.playbook import load_playbook
-from churnlens.scoring.score import score, spreadsheet_safe
+from churnlens.scoring.score import score
 
 runner = CliRunner()
 FILES = ("risk_list.parquet", "risk_list.csv", "drift.csv", "manifest.json")
@@ -198,13 +198,6 @@ def test_missing_champion_is_a_clear_error_for_scoring(setting, tmp_path):
         ],
     )
     assert result.exit_code == 2 and "no 'champion' version" in result.output
-
-
-def test_csv_cells_that_look_like_formulas_are_neutralised():
-    frame = pd.DataFrame({"customer_id": ["=HYPERLINK(1)", "plain", "-2"], "p": [0.5, -1.0, 2]})
-    safe = spreadsheet_safe(frame)
-    assert safe["customer_id"].tolist() == ["'=HYPERLINK(1)", "plain", "'-2"]
-    assert safe["p"].tolist() == [0.5, -1.0, 2]  # numbers stay numbers
 
 
 def test_an_exported_folder_scores_like_the_registry(setting, scored, trained_shop, tmp_path):

@@ -3,7 +3,8 @@
 A cutoff `t` splits past from future: who is in the population depends only on rows before
 `t`, whether they churned only on rows in `[t, t + horizon)`. A label window that runs past
 the end of the data would make customers look retained, so training cutoffs stop at
-`end of data − horizon` and an explicit cutoff beyond that is refused.
+`end of data − horizon` and an explicit cutoff beyond that is refused. A cutoff at or before
+the first row of data has no one to label, so it is refused too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,24 @@ def data_end(tables: Tables) -> pd.Timestamp:
     return max(end for end in ends if pd.notna(end))
 
 
+def data_start(tables: Tables) -> pd.Timestamp:
+    """The earliest timestamp in any input table: nothing is known before it."""
+    starts = [frame[SCHEMAS[name].time_column].min() for name, frame in tables.present().items()]
+    return min(start for start in starts if pd.notna(start))
+
+
+def _refuse_before_data(tables: Tables, dates: list[pd.Timestamp]) -> list[pd.Timestamp]:
+    start = data_start(tables)
+    early = [d.date().isoformat() for d in dates if d <= start]
+    if early:
+        shown = ", ".join(early[:5]) + (f" and {len(early) - 5} more" if len(early) > 5 else "")
+        raise ChurnlensError(
+            f"config cutoffs: {shown} at or before the start of the data ({start:%Y-%m-%d}): "
+            "no customer has any history there; move the cutoffs into the data"
+        )
+    return dates
+
+
 def training_cutoffs(
     tables: Tables, cutoffs: CutoffConfig, churn: ChurnConfig
 ) -> list[pd.Timestamp]:
@@ -42,7 +61,7 @@ def training_cutoffs(
                 f"{churn.horizon_days}-day label window before the data end "
                 f"({data_end(tables):%Y-%m-%d}); the last usable cutoff is {last_allowed:%Y-%m-%d}"
             )
-        return dates
+        return _refuse_before_data(tables, dates)
     first_purchase = tables.purchases["ordered_at"].min().normalize()
     start = (
         pd.Timestamp(cutoffs.start)
@@ -56,7 +75,7 @@ def training_cutoffs(
             f"config cutoffs: no cutoff between {start:%Y-%m-%d} and {end:%Y-%m-%d} "
             f"(data end {data_end(tables):%Y-%m-%d} minus the {churn.horizon_days}-day horizon)"
         )
-    return dates
+    return _refuse_before_data(tables, dates)
 
 
 def _completed_purchases(con: duckdb.DuckDBPyConnection, tables: Tables) -> None:
