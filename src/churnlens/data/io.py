@@ -111,9 +111,13 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """Write `frame` as CSV with every formula-like text cell and header neutralised."""
+    """Write `frame` as CSV with every formula-like text cell and header neutralised.
+
+    Lines end in CRLF (RFC 4180): then the csv writer quotes any cell holding a CR or LF, so
+    a stray carriage return cannot start a new row in a spreadsheet.
+    """
     safe = _spreadsheet_safe(frame)
-    return write_atomic(path, lambda tmp: safe.to_csv(tmp, index=False, lineterminator="\n"))
+    return write_atomic(path, lambda tmp: safe.to_csv(tmp, index=False, lineterminator="\r\n"))
 
 
 def _spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
