@@ -81,6 +81,8 @@ def validate(config: ConfigOption) -> None:
     for row in summary.itertuples(index=False):
         table.add_row(*(_cell(value) for value in row))
     console.print(table)
+    for warning in summary.attrs.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @command

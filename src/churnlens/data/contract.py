@@ -316,7 +316,7 @@ def _conform(schema: TableSchema, raw: pd.DataFrame, check: _Checker, data: Data
         else:
             check.whole(
                 str(name),
-                f"not a {schema.name} column, ignored (known: {', '.join(schema.names)}; "
+                f"not a column of {schema.name}, ignored (known: {', '.join(schema.names)}; "
                 f"map yours in data.{schema.name}.columns)",
                 warning=True,
             )
@@ -490,7 +490,10 @@ def load_tables(data: DataConfig) -> Tables:
 
 
 def summarize(tables: Tables) -> pd.DataFrame:
-    """One row per table: rows, customers, date range and the share of missing values."""
+    """One row per table: rows, customers, date range, share of missing values, warnings.
+
+    The warnings' texts ride along in `attrs["warnings"]` for `validate` to print.
+    """
     rows = []
     for name, frame in tables.present().items():
         time = frame[SCHEMAS[name].time_column]
@@ -505,9 +508,9 @@ def summarize(tables: Tables) -> pd.DataFrame:
                 "missing": ", ".join(
                     f"{c} {share:.0%}" for c, share in missing.items() if share > 0
                 ),
-                "warnings": "\n".join(
-                    str(warning) for warning in tables.warnings if warning.table == name
-                ),
+                "warnings": sum(warning.table == name for warning in tables.warnings),
             }
         )
-    return pd.DataFrame(rows)
+    summary = pd.DataFrame(rows)
+    summary.attrs["warnings"] = [str(warning) for warning in tables.warnings]
+    return summary
