@@ -408,19 +408,29 @@ def _table_rules(name: str, frame: pd.DataFrame, check: _Checker, data: DataConf
             )
 
 
-def _before_signup(frames: dict[str, pd.DataFrame], problems, warnings) -> None:
-    """Rows dated before their customer's signup day: an error for purchases, else a warning."""
-    customers = frames["customers"]
-    signup = customers.drop_duplicates("customer_id").set_index("customer_id")["signup_at"]
+def _check_customers(frames: dict[str, pd.DataFrame], problems, warnings) -> None:
+    """Each row's customer must exist, and its date must not be before their signup day:
+    an error for purchases, a warning for the other tables."""
+    customers = frames["customers"].drop_duplicates("customer_id")
+    index = pd.Index(customers["customer_id"])
+    signup_day = customers["signup_at"].dt.normalize().to_numpy()
     for name, frame in frames.items():
         if name == "customers":
             continue
         schema = SCHEMAS[name]
-        day = frame["customer_id"].map(signup.dt.normalize())
-        _Checker(schema, frame, problems, warnings).add(
+        check = _Checker(schema, frame, problems, warnings)
+        position = index.get_indexer(frame["customer_id"])
+        known = position >= 0
+        check.add(
+            "customer_id",
+            "unknown customer (not in customers)",
+            ~known & frame["customer_id"].notna().to_numpy(),
+        )
+        day = np.where(known, signup_day[position], np.datetime64("NaT"))
+        check.add(
             schema.time_column,
             "before the customer's signup day (customers.signup_at)",
-            frame[schema.time_column] < day,
+            frame[schema.time_column].to_numpy() < day,
             warning=name != "purchases",
         )
 
@@ -471,15 +481,7 @@ def load_tables(data: DataConfig) -> Tables:
         if c.required
     )
     if complete:
-        known = customers["customer_id"]
-        for name, frame in frames.items():
-            if name != "customers":
-                _Checker(SCHEMAS[name], frame, problems).add(
-                    "customer_id",
-                    "unknown customer (not in customers)",
-                    ~frame["customer_id"].isin(known) & frame["customer_id"].notna(),
-                )
-        _before_signup(frames, problems, warnings)
+        _check_customers(frames, problems, warnings)
     if problems:
         raise ContractError(problems)
     attributes = [c for c in customers.columns if c not in SCHEMAS["customers"].names]
