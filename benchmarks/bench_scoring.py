@@ -49,7 +49,6 @@ ROOT = HERE.parent
 DATA = HERE / ".data"  # shop caches shared with bench_features.py: shop_{customers}_s{seed}
 WORK = DATA / "scoring"
 RESULTS = HERE / "results" / "scoring.md"
-PLAYBOOK = ROOT / "configs" / "playbook.yaml"
 SEED = 0
 TABLES = ("customers", "purchases", "tickets", "surveys", "events")
 ATTRIBUTES = ["region", "acquisition_channel", "segment"]
@@ -395,11 +394,11 @@ def stage_components(p: dict) -> dict:
     import numpy as np
     import pandas as pd
 
-    from churnlens.config import ChurnConfig, FeatureConfig
+    from churnlens.config import ChurnConfig, FeatureConfig, PlaybookConfig
+    from churnlens.drift import psi_table
     from churnlens.features.engine import active_features, build_features
     from churnlens.labels import population
     from churnlens.modeling.model import ChurnModel
-    from churnlens.scoring.drift import psi_table
     from churnlens.scoring.playbook import load_playbook
     from churnlens.scoring.reasons import top_reasons
 
@@ -415,7 +414,7 @@ def stage_components(p: dict) -> dict:
     with Step(out, "features"):
         features = build_features(tables, spine, FeatureConfig())
     registry = active_features(tables, FeatureConfig())
-    family_of = load_playbook(PLAYBOOK).family_of
+    family_of = load_playbook(PlaybookConfig().path).family_of
     out["rows"], k = len(features), min(p["top"], len(features))
     rng = np.random.default_rng(SEED)
     reference: dict = {}
@@ -569,10 +568,10 @@ def _time_parts() -> dict:
 def stage_score(p: dict) -> dict:
     """The whole score() from an exported model folder and the Parquet tables; before it, and
     apart, the table loading and validation it starts with (load_tables)."""
-    import pandas as pd
 
-    from churnlens.config import ChurnConfig, Config, DataConfig, PlaybookConfig, TableConfig
+    from churnlens.config import ChurnConfig, Config, DataConfig, TableConfig
     from churnlens.data.contract import load_tables
+    from churnlens.pipeline import load_model
     from churnlens.scoring.score import DriftError, score, write_outputs
 
     folder = WORK / "export"
@@ -587,7 +586,6 @@ def stage_score(p: dict) -> dict:
     config = Config(
         data=DataConfig(dir=shop_dir(p["customers"]), **tables),
         churn=ChurnConfig(type="non_contractual", horizon_days=90, active_window_days=365),
-        playbook=PlaybookConfig(path=PLAYBOOK),
     )
     out: dict = {"budget": p["budget"]}
     with Step(out, "load_tables"):
@@ -595,7 +593,11 @@ def stage_score(p: dict) -> dict:
     out["parts"] = _time_parts()
     try:
         with Step(out, "score"):
-            result = score(config, pd.Timestamp(AS_OF), str(folder), budget_contacts=p["budget"])
+            model, lineage = load_model(config, str(folder))
+            tables = load_tables(config.data)
+            result = score(
+                model, tables, AS_OF, config, budget_contacts=p["budget"], lineage=lineage
+            )
     except DriftError as error:
         out["drift_stop"] = str(error)
         return out

@@ -14,27 +14,18 @@ import time
 import lightgbm as lgb
 import pandas as pd
 
-from churnlens.config import ChurnConfig, Config, CutoffConfig, DataConfig, TableConfig
-from churnlens.data.contract import Tables
-from churnlens.data.simulate import simulate
-from churnlens.features.engine import build_features
-from churnlens.labels import labels, training_cutoffs
+from churnlens import Config, simulate, validate
+from churnlens.config import CutoffConfig
+from churnlens.features.engine import training_set as build_training_set
 from churnlens.modeling.split import time_split
 from churnlens.modeling.train import configured_model
 
 
 def training_set(customers: int) -> pd.DataFrame:
     shop = simulate(customers, seed=0)
-    shop["surveys"]["score"] = shop["surveys"]["score"].astype("float64")
-    shop["tickets"]["reopened"] = shop["tickets"]["reopened"].astype("Int64")
-    attributes = ["region", "acquisition_channel", "segment"]
-    tables = Tables(**{k: v for k, v in shop.items() if k != "ground_truth"}, attributes=attributes)
-    config = Config(
-        data=DataConfig(customers=TableConfig(path="c"), purchases=TableConfig(path="p")),
-        cutoffs=CutoffConfig(start="2024-07-01", step_days=30),
-    )
-    cutoffs = training_cutoffs(tables, config.cutoffs, ChurnConfig())
-    return build_features(tables, labels(tables, cutoffs, ChurnConfig()), config.features), config
+    shop.pop("ground_truth")
+    config = Config(cutoffs=CutoffConfig(start="2024-07-01", step_days=30))
+    return build_training_set(validate(shop), config), config
 
 
 ROUNDS = 2

@@ -95,7 +95,6 @@ def make_config(root: Path, **model) -> Path:
         "cutoffs": {"start": "2024-07-01", "step_days": 30},
         "model": {"name": "shop", **model},
         "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
-        "playbook": {"path": str(Path(__file__).parents[1] / "configs" / "playbook.yaml")},
     }
     path = root / f"config{len(model)}.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -161,7 +161,7 @@ BAD_INPUTS = {
     ),
     "required table absent": (
         _config(lambda c: c["data"].pop("purchases")),
-        ["data.purchases", "Field required"],
+        ["data.purchases", "must name a file"],
     ),
     "unknown mapped column": (
         _config(lambda c: c["data"]["purchases"].update(columns={"amout": "x"})),

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnlens.errors import ChurnlensError
-from churnlens.scoring.drift import (
+from churnlens.drift import (
     EPSILON,
     population_stability_index,
     psi_table,
     reference_profile,
 )
+from churnlens.errors import ChurnlensError
 
 
 def _psi(table: pd.DataFrame, feature: str) -> float:

@@ -42,3 +42,23 @@ def test_cdnow_ships_with_the_package():
     sample = load_cdnow("sample")
     assert len(sample["purchases"]) == 6_919
     assert sample["customers"]["customer_id"].nunique() == 2_357
+
+
+def test_docs_list_the_risk_list_columns_as_defined():
+    from churnlens.scoring.columns import markdown
+
+    assert markdown() in (ROOT / "docs" / "concepts.md").read_text(encoding="utf-8")
+
+
+def test_readme_api_example_runs(tmp_path, monkeypatch):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Python API", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    targets = namespace["targets"]
+    assert 0 < len(targets) <= 50
+    assert targets["recommended_action"].notna().all()
+    assert namespace["result"].test_metrics().loc["lightgbm", "roc_auc"] > 0.8
+    assert not any(tmp_path.iterdir())  # in memory: nothing written

@@ -16,10 +16,20 @@ from churnlens.cli import app
 from churnlens.config import load_config
 from churnlens.data.contract import load_tables
 from churnlens.labels import data_end
+from churnlens.pipeline import load_model
 from churnlens.scoring.playbook import load_playbook
-from churnlens.scoring.score import score
+from churnlens.scoring.score import score as score_tables
 
 runner = CliRunner()
+
+
+def score(config, as_of, model_uri, **options):
+    """Score the shop's tables with a registered or exported model, in memory."""
+    model, lineage = load_model(config, model_uri)
+    tables = load_tables(config.data)
+    return score_tables(model, tables, as_of, config, lineage=lineage, **options)
+
+
 FILES = ("risk_list.parquet", "risk_list.csv", "drift.csv", "manifest.json")
 
 

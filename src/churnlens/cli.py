@@ -1,20 +1,30 @@
-"""The `churnlens` command line: thin wrappers that parse options and call the package.
+"""The `churnlens` command line: each command parses its options, calls one function of
+`churnlens.pipeline` and prints what it returns.
 
-Heavy libraries are imported inside the commands so that `churnlens --help` stays fast.
-A `ChurnlensError` becomes a short message on stderr and its exit code, never a traceback.
+Exit codes: 0 ok; 1 promote refused; 2 bad input or configuration; 3 scoring stopped on drift;
+4 internal error (a bug: one line on stderr, the traceback in a file). Heavy libraries are
+imported inside the commands so that `churnlens --help` stays fast.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import logging
+import tempfile
+import traceback
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.markup import escape
 
+from churnlens import __version__
 from churnlens.errors import ChurnlensError
+
+INTERNAL_ERROR = 4
 
 app = typer.Typer(
     help="Predict customer churn, explain it, and turn it into a budgeted retention list.",
@@ -28,8 +38,46 @@ err_console = Console(stderr=True)
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="YAML run configuration.")]
 
 
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"churnlens {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Predict customer churn, explain it, and turn it into a budgeted retention list."""
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    logger = logging.getLogger("churnlens")
+    logger.handlers[:] = [RichHandler(console=err_console, show_time=False, show_path=False)]
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _internal_error(error: BaseException) -> None:
+    """A bug, not a user error: one line on stderr, the traceback in a file for the report."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    with tempfile.NamedTemporaryFile(
+        "w", prefix=f"churnlens-crash-{stamp}-", suffix=".txt", delete=False
+    ) as handle:
+        handle.write("".join(traceback.format_exception(error)))
+    first = (str(error).splitlines() or [""])[0]
+    err_console.print(
+        f"[bold red]internal error:[/] {type(error).__name__}: {escape(first)} "
+        f"(traceback: {handle.name})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def command(fn):
-    """Register `fn` as a subcommand that reports user errors as a message and exit code."""
+    """Register `fn` as a subcommand; errors become a message and their exit code."""
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
@@ -40,6 +88,11 @@ def command(fn):
                 f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True
             )
             raise typer.Exit(error.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as error:  # noqa: BLE001 - anything else is a bug: exit 4, not 1
+            _internal_error(error)
+            raise typer.Exit(INTERNAL_ERROR) from None
 
     return app.command()(run)
 
@@ -54,33 +107,22 @@ def simulate(
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:
     """Simulate a shop with known churn drivers and write its tables."""
-    from churnlens.data.io import write_csv, write_parquet
-    from churnlens.data.simulate import simulate as simulate_shop
+    from churnlens.pipeline import simulate as simulate_shop
 
-    if fmt not in ("parquet", "csv"):
-        raise ChurnlensError(f"--format must be parquet or csv, not {fmt!r}")
-    write = write_parquet if fmt == "parquet" else write_csv
     with console.status(f"simulating {customers:,} customers"):
-        tables = simulate_shop(customers, seed=seed, start=start, end=end)
-    for name, frame in tables.items():
-        path = write(frame, out / f"{name}.{fmt}")
-        console.print(f"{name:>13}: {len(frame):>11,} rows -> {path}")
+        written = simulate_shop(out, customers, seed, start, end, fmt)
+    for name, (rows, path) in written.items():
+        console.print(f"{name:>13}: {rows:>11,} rows -> {path}")
 
 
 @command
 def validate(config: ConfigOption) -> None:
     """Check the input tables against the data contract and summarise them."""
-    from rich.table import Table
-
     from churnlens.pipeline import validate as validate_tables
 
     summary = validate_tables(config)
-    table = Table(title="input tables: valid")
-    for column in summary.columns:
-        table.add_column(column, justify="right" if column in ("rows", "customers") else "left")
-    for row in summary.itertuples(index=False):
-        table.add_row(*(_cell(value) for value in row))
-    console.print(table)
+    console.print("input tables: valid")
+    console.print(_text_table(summary), highlight=False, soft_wrap=True)
     for warning in summary.attrs.get("warnings", []):
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
@@ -91,70 +133,53 @@ def features(
     out: Annotated[Path, typer.Option(help="Parquet file for the training set.")],
 ) -> None:
     """Build the point-in-time training set (features + churn label per customer and cutoff)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from churnlens.pipeline import features as write_training_set
 
-    from churnlens.data.contract import load_tables
-    from churnlens.features.engine import write_features
-    from churnlens.pipeline import training_spine
+    with console.status("reading, validating, labelling and computing features"):
+        written = write_training_set(config, out)
+    console.print(
+        f"wrote {written.rows:,} rows -> {written.path}; churn rate {written.churn_rate:.1%} "
+        f"over {written.cutoffs} cutoffs"
+    )
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
-        step = progress.add_task("reading and validating input tables", total=None)
-        cfg = _load(config)
-        tables = load_tables(cfg.data)
-        progress.update(step, total=1, completed=1)
-        step = progress.add_task("labelling cutoffs", total=None)
-        spine = training_spine(cfg, tables)
-        cutoffs = spine["cutoff"].nunique()
-        progress.update(
-            step,
-            total=1,
-            completed=1,
-            description=f"labelled {len(spine):,} rows at {cutoffs} cutoffs",
-        )
-        step = progress.add_task("computing features in DuckDB", total=None)
-        rows = write_features(tables, spine, cfg.features, out, cfg.data)
-        progress.update(step, total=1, completed=1, description=f"wrote {rows:,} rows -> {out}")
-    console.print(f"churn rate {spine['churned'].mean():.1%} over {cutoffs} cutoffs")
+
+METRIC_LABELS = {
+    "roc_auc": "ROC-AUC",
+    "pr_auc": "PR-AUC",
+    "brier": "Brier",
+    "log_loss": "log loss",
+    "ece": "ECE",
+    "lift_top_decile": "lift@10%",
+    "capture_top_decile": "capture@10%",
+    "profit_top_k": "profit",
+}
 
 
 @command
 def train(config: ConfigOption) -> None:
     """Train the calibrated LightGBM model and baselines, log the run to MLflow, register it."""
-    from rich.table import Table
-
     from churnlens.pipeline import train as train_model
-    from churnlens.tracking import tracking_uri
 
     with console.status("building the training set, training and logging to MLflow"):
         result, registered = train_model(config)
     test = result.test_metrics()
-    table = Table(
-        title=f"out-of-time test cutoff {result.split.test:%Y-%m-%d} "
-        f"({int(test['n'].iloc[0]):,} customers, "
-        f"{test['base_rate'].iloc[0]:.1%} churned)"
+    console.print(
+        f"out-of-time test cutoff {result.split.test:%Y-%m-%d} "
+        f"({int(test['n'].iloc[0]):,} customers, {test['base_rate'].iloc[0]:.1%} churned)"
     )
-    labels = {
-        "roc_auc": "ROC-AUC",
-        "pr_auc": "PR-AUC",
-        "brier": "Brier",
-        "log_loss": "log loss",
-        "ece": "ECE",
-        "lift_top_decile": "lift@10%",
-        "capture_top_decile": "capture@10%",
-        "profit_top_k": "profit",
-    }
-    metrics = list(labels)
-    table.add_column("model")
-    for metric in metrics:
-        table.add_column(labels[metric], justify="right")
-    for model, row in test.iterrows():
-        table.add_row(
-            model, *(f"{row[m]:,.0f}" if m == "profit_top_k" else f"{row[m]:.3f}" for m in metrics)
+    shown = test[list(METRIC_LABELS)].rename(columns=METRIC_LABELS)
+    shown = shown.apply(
+        lambda c: c.map("{:,.0f}".format if c.name == "profit" else "{:.3f}".format)
+    )
+    console.print(_text_table(shown.reset_index()), highlight=False, soft_wrap=True)
+    if registered.reused:
+        console.print(
+            f"same data and settings as {registered.name} version {registered.version} "
+            f"(run {registered.run_id}): nothing new registered"
         )
-    console.print(table)
-    console.print(f"run {registered.run_id} in {tracking_uri(_load(config))}")
-    console.print(f"registered {registered.name} version {registered.version} as challenger")
+    else:
+        console.print(f"run {registered.run_id}")
+        console.print(f"registered {registered.name} version {registered.version} as challenger")
 
 
 @command
@@ -165,9 +190,9 @@ def promote(
     ] = False,
 ) -> None:
     """Make the challenger the champion if it beats it on the same test cutoff."""
-    from churnlens.tracking import promote as promote_challenger
+    from churnlens.pipeline import promote as promote_challenger
 
-    console.print(promote_challenger(_load(config), force=force))
+    console.print(promote_challenger(config, force=force))
 
 
 @command
@@ -176,17 +201,16 @@ def export(
     out: Annotated[Path | None, typer.Option(help="Folder; default models/<name>.")] = None,
 ) -> None:
     """Copy the champion model to a folder, for scoring without a tracking store."""
-    from churnlens.tracking import export as export_champion
+    from churnlens.pipeline import export as export_champion
 
-    cfg = _load(config)
-    folder = export_champion(cfg, out or Path("models") / cfg.model.name)
-    console.print(f"exported the champion of {cfg.model.name} to {folder}")
+    folder = export_champion(config, out)
+    console.print(f"exported the champion to {folder}")
 
 
 @command
 def score(
     config: ConfigOption,
-    as_of: Annotated[str, typer.Option("--as-of", help="Score date (YYYY-MM-DD).")],
+    as_of: Annotated[str, typer.Option("--as-of", help="Score date, YYYY-MM-DD.")],
     out: Annotated[Path, typer.Option(help="Folder for risk_list.parquet/.csv, drift, manifest.")],
     model: Annotated[
         str | None,
@@ -195,9 +219,9 @@ def score(
             "default: the champion."
         ),
     ] = None,
-    budget: Annotated[int | None, typer.Option(min=1, help="Most customers to contact.")] = None,
+    budget: Annotated[int | None, typer.Option(help="Most customers to contact (> 0).")] = None,
     budget_money: Annotated[
-        float | None, typer.Option(min=0, help="Most money to spend on contacts.")
+        float | None, typer.Option(help="Most money to spend on contacts (> 0).")
     ] = None,
     explain: Annotated[
         str | None, typer.Option(help="'targets' (default: targets and high tier) or 'all'.")
@@ -205,60 +229,34 @@ def score(
     top: Annotated[int, typer.Option(help="Rows of the target list to print.")] = 10,
 ) -> None:
     """Score customers at a date: risk, reasons, actions and a budgeted target list."""
-    from rich.table import Table
+    from churnlens.pipeline import score as score_customers
 
-    from churnlens.scoring.score import score as score_customers
-    from churnlens.scoring.score import write_outputs
-
-    if explain not in (None, "targets", "all"):
-        raise ChurnlensError(f"--explain must be 'targets' or 'all', not {explain!r}")
-    cfg = _load(config)
     with console.status(f"scoring customers at {as_of}"):
-        result = score_customers(cfg, as_of, model, budget, budget_money, explain)
-        write_outputs(result, out)
+        result = score_customers(config, as_of, out, model, budget, budget_money, explain)
     summary = result.summary
-    for feature in summary["drift_warnings"]:
-        err_console.print(
-            f"[yellow]warning:[/] feature {feature} drifted (PSI above "
-            f"{cfg.scoring.drift_warn_psi}); see {out / 'drift.csv'}"
-        )
-    table = Table(title=f"top {top} customers to contact at {summary['as_of']}")
-    for column in ("rank", "customer", "churn p", "value", "net gain", "why", "action"):
-        table.add_column(
-            column,
-            justify="right" if column in ("rank", "churn p", "value", "net gain") else "left",
-        )
-    for row in result.risk_list[result.risk_list["target"]].head(top).itertuples():
-        why = "; ".join(r for r in (row.reason_1, row.reason_2, row.reason_3) if isinstance(r, str))
-        table.add_row(
-            str(row.rank),
-            row.customer_id,
-            f"{row.churn_probability:.0%}",
-            f"{row.value:,.0f}",
-            f"{row.expected_net_gain:,.0f}",
-            why,
-            str(row.recommended_action),
-        )
-    console.print(table)
+    targets = result.risk_list[result.risk_list["target"]].head(top)
+    console.print(f"top {len(targets)} customers to contact at {summary['as_of']}")
+    shown = targets.assign(
+        why=targets[["reason_1", "reason_2", "reason_3"]].apply(
+            lambda row: "; ".join(r for r in row if isinstance(r, str)), axis=1
+        ),
+        churn=targets["churn_probability"].map("{:.0%}".format),
+        value=targets["value"].map("{:,.0f}".format),
+        gain=targets["expected_net_gain"].map("{:,.0f}".format),
+    )[["rank", "customer_id", "churn", "value", "gain", "why", "recommended_action"]]
+    console.print(_text_table(shown), highlight=False, soft_wrap=True)
+    covered = summary["value_at_risk_covered"] / max(summary["value_at_risk_total"], 1e-9)
     console.print(
         f"{summary['targets']:,} of {summary['customers']:,} customers targeted "
         f"(contact cost {summary['contact_cost']:,.0f}, expected net gain "
-        f"{summary['expected_net_gain']:,.0f}); they hold "
-        f"{summary['value_at_risk_covered'] / max(summary['value_at_risk_total'], 1e-9):.0%} of "
-        f"the value at risk. Model {summary['model_name']} v{summary['model_version']}."
+        f"{summary['expected_net_gain']:,.0f}); they hold {covered:.0%} of the value at risk. "
+        f"Model {summary['model_name']} v{summary['model_version']}."
     )
     console.print(f"risk list: {out / 'risk_list.parquet'} and {out / 'risk_list.csv'}")
 
 
-def _load(config: Path):
-    from churnlens.config import load_config
-
-    return load_config(config)
-
-
-def _cell(value) -> str:
-    if isinstance(value, int):
-        return f"{value:,}"
-    if hasattr(value, "strftime"):
-        return value.strftime("%Y-%m-%d")
-    return str(value) or "-"
+def _text_table(frame) -> str:
+    """A plain fixed-width table: never cut to the terminal's width, readable in logs."""
+    text = frame.astype("object").where(frame.notna(), "-")
+    text = text.map(lambda v: v.strftime("%Y-%m-%d") if hasattr(v, "strftime") else str(v))
+    return escape(text.to_string(index=False))

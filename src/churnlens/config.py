@@ -34,9 +34,12 @@ class TableConfig(_Strict):
 
 
 class DataConfig(_Strict):
+    """Where the input files are. Only file-reading steps need it: the Python API takes
+    DataFrames and uses only the column mappings and survey scales from here."""
+
     dir: Path = Path(".")
-    customers: TableConfig
-    purchases: TableConfig
+    customers: TableConfig | None = None
+    purchases: TableConfig | None = None
     tickets: TableConfig | None = None
     surveys: TableConfig | None = None
     events: TableConfig | None = None
@@ -63,6 +66,14 @@ class DataConfig(_Strict):
     def path_of(self, name: str) -> Path:
         table = self.table(name)
         return table.path if table.path.is_absolute() else self.dir / table.path
+
+    def require_files(self) -> None:
+        """File-reading steps need at least the customers and purchases files."""
+        missing = [f"data.{name}" for name in REQUIRED_TABLES if self.table(name) is None]
+        if missing:
+            raise ChurnlensError(
+                f"config: {' and '.join(missing)} must name a file (path: ...) for this step"
+            )
 
 
 class ChurnConfig(_Strict):
@@ -110,6 +121,7 @@ class ModelConfig(_Strict):
     early_stopping_rounds: int = Field(50, gt=0)
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
     seed: int = 0
+    threads: int | None = Field(None, gt=0, description="LightGBM threads; default: all cores")
     params: dict[str, float | int | str | bool] = Field(
         default_factory=lambda: {
             # shallow trees: TreeSHAP cost grows with leaves x depth^2; on 1M simulated
@@ -148,18 +160,23 @@ class ScoringConfig(_Strict):
     )
 
 
-class PlaybookConfig(_Strict):
-    """Actions and the economics of contacting a customer (value, cost, save rate)."""
+DEFAULT_PLAYBOOK = Path(__file__).parent / "scoring" / "playbook.yaml"
 
-    path: Path = Path("playbook.yaml")
+
+class PlaybookConfig(_Strict):
+    """The retention playbook (actions, their costs and save rates) and customer value.
+
+    Value is `margin_rate` × spend over the feature window closest to `value_window_days`
+    (see churnlens.economics); costs and save rates come from the playbook file.
+    """
+
+    path: Path = Field(DEFAULT_PLAYBOOK, description="playbook YAML; default: the built-in one")
     value_window_days: int = Field(365, gt=0, description="customer value = margin over this")
     margin_rate: float = Field(0.3, gt=0, le=1)
-    contact_cost: float = Field(2.0, ge=0)
-    save_rate: float = Field(0.2, gt=0, le=1)
 
 
 class Config(_Strict):
-    data: DataConfig
+    data: DataConfig = DataConfig()
     churn: ChurnConfig = ChurnConfig()
     cutoffs: CutoffConfig = CutoffConfig()
     features: FeatureConfig = FeatureConfig()
@@ -178,17 +195,35 @@ def _format_validation_error(path: Path, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+SQLITE = "sqlite:///"
+
+
 def _resolve(raw: dict, base: Path) -> dict:
-    """Make data.dir and playbook.path relative to the config file's folder."""
+    """Make data.dir, playbook.path and a SQLite tracking store relative to the config's folder."""
     data = raw.get("data")
     if isinstance(data, dict):
         data["dir"] = str(base / data.get("dir", "."))
     playbook = raw.get("playbook")
     if isinstance(playbook, dict) and "path" in playbook:
         playbook["path"] = str(base / playbook["path"])
-    elif playbook is None:
-        raw["playbook"] = {"path": str(base / PlaybookConfig().path)}
+    tracking = raw.get("tracking")
+    uri = tracking.get("uri") if isinstance(tracking, dict) else None
+    if isinstance(uri, str) and uri.startswith(SQLITE) and not uri.startswith(SQLITE + "/"):
+        tracking["uri"] = SQLITE + str(base / uri.removeprefix(SQLITE))
     return raw
+
+
+def parse_date(text: str | dt.date, what: str) -> dt.date:
+    """A calendar date written as YYYY-MM-DD; anything else (01/02/2025, 'yesterday') is refused
+    rather than guessed, since a day-month swap would silently score the wrong date."""
+    if isinstance(text, dt.date):
+        return text
+    try:
+        if len(str(text)) == 10:
+            return dt.date.fromisoformat(str(text))
+    except ValueError:
+        pass
+    raise ChurnlensError(f"{what} {text!r}: not a date; write it as YYYY-MM-DD, e.g. 2025-12-31")
 
 
 def load_config(path: str | Path) -> Config:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -21,7 +22,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types.schema import AnyType, ColSpec, Schema
 
 import churnlens
 from churnlens.config import Config
@@ -38,6 +41,7 @@ PYFUNC_SCRIPT = (
     "from churnlens.tracking import ChurnPyfunc\nmlflow.models.set_model(ChurnPyfunc())\n"
 )
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+log = logging.getLogger(__name__)
 
 
 class PromotionRefused(ChurnlensError):
@@ -56,11 +60,39 @@ def tracking_uri(config: Config) -> str:
     return USER_TRACKING_URI or config.tracking.uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def check_store(config: Config) -> None:
+    """A SQLite store's folder must exist: a typo in the URI must not create folders."""
+    uri = tracking_uri(config)
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise ChurnlensError(
+                f"tracking store {uri}: folder {folder} does not exist; create it or fix "
+                "tracking.uri / MLFLOW_TRACKING_URI"
+            )
+
+
+def _quiet() -> None:
+    """MLflow and alembic log INFO lines on every run; keep them for `--verbose` only."""
+    level = logging.INFO if logging.getLogger("churnlens").isEnabledFor(logging.DEBUG) else None
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(level or logging.WARNING)
+
+
 def _client(config: Config) -> MlflowClient:
+    check_store(config)
+    _quiet()
     uri = tracking_uri(config)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return MlflowClient(uri)
+    try:
+        client = MlflowClient(uri)
+        client.search_experiments(max_results=1)  # opens (or creates) the store now
+    except MlflowException as error:
+        raise ChurnlensError(
+            f"tracking store {uri}: cannot be opened ({str(error).splitlines()[0]})"
+        ) from None
+    return client
 
 
 def _experiment_id(client: MlflowClient, config: Config) -> str:
@@ -85,12 +117,24 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
 
 
 def _signature_frame(model: ChurnModel, frame: pd.DataFrame) -> pd.DataFrame:
-    """Features as MLflow sees them: categoricals as strings (it has no category type), numbers
-    as doubles (counts may be missing in a scoring batch; the model reads them as floats)."""
+    """Features as the package's own frames hold them, categoricals as strings (MLflow has no
+    category type) and counts as integers."""
     sample = frame[model.feature_names_].head(5)
-    return sample.astype(
-        {n: "str" if k == "category" else "float64" for n, k in model.dtypes_.items()}
+    return sample.astype({n: "str" for n, k in model.dtypes_.items() if k == "category"})
+
+
+def _signature(model: ChurnModel, example: pd.DataFrame) -> ModelSignature:
+    """The inferred signature with categorical features as MLflow's `AnyType`: MLflow has no
+    category type and refuses a category column where a string is declared, so without this
+    the package's own feature frame fails schema enforcement; the model checks their levels."""
+    inferred = mlflow.models.infer_signature(
+        example, pd.DataFrame({"churn_probability": [0.5] * len(example)})
     )
+    columns = [
+        ColSpec(AnyType(), spec.name) if model.dtypes_[spec.name] == "category" else spec
+        for spec in inferred.inputs.inputs
+    ]
+    return ModelSignature(Schema(columns), inferred.outputs)
 
 
 def _digest(frame: pd.DataFrame) -> str:
@@ -103,6 +147,31 @@ class RegisteredRun:
     name: str
     version: str
     model_uri: str
+    reused: bool = False  # an identical model was registered before: nothing new was logged
+
+
+def fingerprint(training_set: pd.DataFrame, config: Config) -> str:
+    """What makes two trainings the same model: the data and the settings that shape it."""
+    settings = {
+        "training_set": _digest(training_set),
+        **{key: getattr(config, key).model_dump(mode="json") for key in ("churn", "features")},
+        "model": config.model.model_dump(mode="json", exclude={"threads"}),
+        "churnlens": churnlens.__version__,
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _identical(client: MlflowClient, name: str, print_: str) -> RegisteredRun | None:
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for found in versions:
+        if found.tags.get("fingerprint") == print_:
+            return RegisteredRun(
+                found.run_id, name, str(found.version), f"models:/{name}/{found.version}", True
+            )
+    return None
 
 
 def log_training(
@@ -112,9 +181,18 @@ def log_training(
     config_path: Path | None,
     figures: dict,
 ) -> RegisteredRun:
-    """Log one training run and register its model as the new challenger."""
+    """Log one training run and register its model as the new challenger.
+
+    If a version trained on the same data with the same settings exists, nothing is logged
+    and that version is returned (`reused`), so a rerun does not pile up identical versions.
+    """
     client = _client(config)
     name = config.model.name
+    print_ = fingerprint(training_set, config)
+    same = _identical(client, name, print_)
+    if same is not None:
+        log.info("identical to version %s of %s: nothing registered", same.version, name)
+        return same
     with mlflow.start_run(experiment_id=_experiment_id(client, config)) as run:
         mlflow.log_params(
             {
@@ -122,8 +200,7 @@ def log_training(
                 "num_boost_round": config.model.num_boost_round,
                 "best_iteration": result.model.booster_.best_iteration,
                 "calibration": result.model.calibrator_.method_,
-                "horizon_days": config.churn.horizon_days,
-                "churn_type": config.churn.type,
+                **{f"contract.{k}": v for k, v in result.model.contract_.items()},
                 "train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.train),
                 "valid_cutoff": f"{result.split.valid:%Y-%m-%d}",
                 "test_cutoff": f"{result.split.test:%Y-%m-%d}",
@@ -150,7 +227,7 @@ def log_training(
                 targets="churned",
                 digest=_digest(training_set)[:16],
             )
-        mlflow.log_input(dataset, context="training")
+            mlflow.log_input(dataset, context="training")
         if config_path is not None:
             mlflow.log_artifact(str(config_path), "config")
         mlflow.log_text(result.metrics.to_csv(index=False), "evaluation/metrics_by_cutoff.csv")
@@ -165,22 +242,24 @@ def log_training(
             example = _signature_frame(result.model, test_rows)
             script = Path(tmp) / "churn_pyfunc.py"
             script.write_text("import mlflow\n" + PYFUNC_SCRIPT)
-            info = mlflow.pyfunc.log_model(
-                name=MODEL_ARTIFACT,
-                python_model=str(script),
-                artifacts={MODEL_ARTIFACT: str(folder)},
-                code_paths=[str(Path(churnlens.__file__).parent)],
-                signature=mlflow.models.infer_signature(
-                    example, pd.DataFrame({"churn_probability": [0.5] * len(example)})
-                ),
-                input_example=example,
-                pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS],
-            )
+            with warnings.catch_warnings():  # MLflow's hint on integer columns: they are counts
+                warnings.simplefilter("ignore", UserWarning)
+                info = mlflow.pyfunc.log_model(
+                    name=MODEL_ARTIFACT,
+                    python_model=str(script),
+                    artifacts={MODEL_ARTIFACT: str(folder)},
+                    code_paths=[str(Path(churnlens.__file__).parent)],
+                    signature=_signature(result.model, example),
+                    input_example=example,
+                    pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS],
+                )
         registered = mlflow.register_model(info.model_uri, name)
         client.set_registered_model_alias(name, CHALLENGER, registered.version)
-        client.set_model_version_tag(
-            name, registered.version, "test_cutoff", f"{result.split.test:%Y-%m-%d}"
-        )
+        for key, value in (
+            ("test_cutoff", f"{result.split.test:%Y-%m-%d}"),
+            ("fingerprint", print_),
+        ):
+            client.set_model_version_tag(name, registered.version, key, value)
         return RegisteredRun(run.info.run_id, name, str(registered.version), info.model_uri)
 
 

@@ -6,19 +6,19 @@ import csv
 import json
 import os
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from churnlens import pipeline
 from churnlens.cli import app
 from churnlens.config import load_config
+from churnlens.data.contract import load_tables
 from churnlens.data.io import write_csv, write_parquet
 from churnlens.data.simulate import simulate
-from churnlens.modeling.train import train_model
+from churnlens.features.engine import training_set
+from churnlens.modeling.train import fit
 
 runner = CliRunner()
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
@@ -86,7 +86,6 @@ def _hostile_shop(root):
         },
         "cutoffs": {"start": "2024-07-01", "step_days": 30},
         "model": {"name": "hostile"},
-        "playbook": {"path": str(Path(__file__).parents[2] / "configs" / "playbook.yaml")},
     }
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -99,7 +98,7 @@ def hostile_scores(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     path = _hostile_shop(root)
     config = load_config(path)
-    result = train_model(pipeline.features(config), config)
+    result = fit(training_set(load_tables(config.data), config), config)
     folder = root / "model"
     result.model.save(folder / "artifacts" / "model")
     (folder / "champion.json").write_text(

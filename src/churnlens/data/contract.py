@@ -30,6 +30,7 @@ and closed_at; `ended_at` carries that time for the features.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -230,6 +231,12 @@ def _rename(schema: TableSchema, frame: pd.DataFrame, mapping: dict[str, str]) -
             f"config data.{schema.name}.columns: unknown column(s) {', '.join(unknown)}; "
             f"{schema.name} has {', '.join(schema.names)}"
         )
+    repeated = sorted(set(frame.columns[frame.columns.duplicated()]), key=str)
+    if repeated:
+        raise ChurnlensError(
+            f"table {schema.name}: duplicate column header(s) "
+            f"{', '.join(map(repr, repeated))}; each column name must appear once"
+        )
     renamed = frame.rename(columns={source: name for name, source in mapping.items()})
     repeated = sorted(set(renamed.columns[renamed.columns.duplicated()]))
     if repeated:
@@ -333,6 +340,14 @@ def _missing(values: pd.Series, kind: Kind) -> np.ndarray:
         text = values.astype("str").str.strip().str.upper()
         missing |= text.isin(MISSING_MARKERS if kind == "id" else ("",))
     return missing.to_numpy()
+
+
+def _blank_as_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """An empty text cell is a missing value, in a DataFrame as in a CSV file."""
+    text = [c for c in frame.columns if frame[c].dtype == object or frame[c].dtype == "str"]
+    if not text:
+        return frame
+    return frame.assign(**{c: frame[c].mask(frame[c].eq("")) for c in text})
 
 
 def _attribute(name, values: pd.Series, check: _Checker) -> pd.Series:
@@ -456,19 +471,44 @@ def with_ticket_end(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_tables(data: DataConfig) -> Tables:
-    """Read, convert and validate every configured table; raise one error listing all problems.
+    """Read every configured table from its file and validate it (see `validate`)."""
+    data.require_files()
+    raw = {name: read_table(data.path_of(name), name) for name in SCHEMAS if data.table(name)}
+    return validate(raw, data)
 
+
+def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None) -> Tables:
+    """Check DataFrames against the contract: the same rules and messages as for files.
+
+    `frames` maps table names (customers and purchases required; tickets, surveys, events
+    optional) to DataFrames with the user's column names, renamed by `data`'s column mappings.
+    Returns the converted tables; raises one `ContractError` listing every problem.
     Warnings (see the module docstring) do not stop the run; they come back in
     `Tables.warnings`.
     """
+    data = data or DataConfig()
+    unknown = sorted(set(frames) - set(SCHEMAS))
+    missing = [name for name in ("customers", "purchases") if frames.get(name) is None]
+    if unknown or missing:
+        raise ChurnlensError(
+            "tables: "
+            + "; ".join(
+                ([f"unknown table(s) {', '.join(unknown)}"] if unknown else [])
+                + ([f"required table(s) {', '.join(missing)} missing"] if missing else [])
+            )
+            + f" (tables are {', '.join(SCHEMAS)})"
+        )
     problems: list[Problem] = []
     warnings: list[Problem] = []
-    frames: dict[str, pd.DataFrame] = {}
+    frames = dict(frames)
     for name, schema in SCHEMAS.items():
-        table = data.table(name)
-        if table is None:
+        raw = frames.pop(name, None)
+        if raw is None:
             continue
-        raw = _rename(schema, read_table(data.path_of(name), name), table.columns)
+        if raw.empty:
+            raise ChurnlensError(f"table {name}: has no rows")
+        mapping = data.table(name).columns if data.table(name) else {}
+        raw = _blank_as_missing(_rename(schema, raw.reset_index(drop=True), mapping))
         frame = _conform(schema, raw, _Checker(schema, raw, problems, warnings), data)
         if all(c.name in frame.columns for c in schema.columns if c.required):
             _table_rules(name, frame, _Checker(schema, frame, problems, warnings), data)

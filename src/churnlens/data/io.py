@@ -1,7 +1,7 @@
 """Reading input files and writing every output atomically.
 
-Readers turn file-level problems (missing, wrong type, bad encoding, empty, duplicate headers)
-into one clear error naming the table. Writers go through a temp file in the target folder and
+Readers turn file-level problems (missing, wrong type, bad encoding, empty) into one clear
+error naming the table. Writers go through a temp file in the target folder and
 `os.replace`, so a reader never sees half an output and a failed run leaves nothing behind;
 the finished file gets the mode the process umask asks for (mkstemp alone makes it 0600).
 Every CSV the package writes goes through `write_csv`, the one place that neutralises cells a
@@ -54,12 +54,6 @@ def read_table(path: Path, table: str) -> pd.DataFrame:
         raise ChurnlensError(f"table {table}: cannot read {path}: {message}") from None
     if frame.empty:
         raise ChurnlensError(f"table {table}: {path} has no rows")
-    repeated = sorted(set(frame.columns[frame.columns.duplicated()]))
-    if repeated:
-        raise ChurnlensError(
-            f"table {table}: {path} has duplicate column header(s) "
-            f"{', '.join(map(repr, repeated))}; each column name must appear once"
-        )
     return frame
 
 

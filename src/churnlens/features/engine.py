@@ -15,12 +15,12 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 
-from churnlens.config import DataConfig, FeatureConfig
+from churnlens.config import Config, DataConfig, FeatureConfig
 from churnlens.data.contract import Tables
 from churnlens.data.io import atomic_path
 from churnlens.errors import ChurnlensError
 from churnlens.features.registry import Feature, feature_registry
-from churnlens.labels import SPINE_COLUMNS
+from churnlens.labels import SPINE_COLUMNS, labels, training_cutoffs
 
 SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "category": "VARCHAR"}
 
@@ -206,3 +206,10 @@ def write_features(
         relation.write_parquet(str(tmp))
     con.close()
     return pq.ParquetFile(path).metadata.num_rows
+
+
+def training_set(tables: Tables, config: Config | None = None) -> pd.DataFrame:
+    """Features and the churn label per (customer, cutoff) at the config's training cutoffs."""
+    config = config or Config()
+    spine = labels(tables, training_cutoffs(tables, config.cutoffs, config.churn), config.churn)
+    return build_features(tables, spine, config.features, config.data)

@@ -27,6 +27,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from churnlens.economics import expected_gain
 from churnlens.errors import ChurnlensError
 
 # Probabilities are clipped to [EPS, 1 - EPS] for log loss: one confident wrong prediction of
@@ -68,18 +69,18 @@ def _validate(y_true: Any, p: Any) -> tuple[np.ndarray, np.ndarray]:
     return y.astype(np.int64), scores
 
 
-def _values(value: Any, n: int) -> np.ndarray:
-    """Customer value as a float array of length n (a scalar is broadcast)."""
+def _values(value: Any, n: int, name: str = "value") -> np.ndarray:
+    """A money amount or rate as a float array of length n (a scalar is broadcast)."""
     try:
         values = np.asarray(value, dtype=float)
     except (TypeError, ValueError) as exc:
-        raise ChurnlensError(f"value must be numeric: {exc}") from None
+        raise ChurnlensError(f"{name} must be numeric: {exc}") from None
     if values.ndim == 0:
         values = np.full(n, float(values))
     if values.shape != (n,):
-        raise ChurnlensError(f"value has {values.size} entries but there are {n} rows")
+        raise ChurnlensError(f"{name} has {values.size} entries but there are {n} rows")
     if not np.isfinite(values).all() or (values < 0).any():
-        raise ChurnlensError("value must be finite and non-negative")
+        raise ChurnlensError(f"{name} must be finite and non-negative")
     return values
 
 
@@ -143,17 +144,17 @@ def expected_profit(
     y_true: Any,
     p: Any,
     value: Any,
-    contact_cost: float,
-    save_rate: float,
+    contact_cost: Any,
+    save_rate: Any,
     k: int | None = None,
 ) -> float:
     """Realised expected profit of a retention campaign chosen from the scores.
 
-    Who is contacted: customers ranked by their expected gain `p * value * save_rate -
-    contact_cost` (ties by input order), keeping only those with a positive expected gain, at
-    most `k` of them (`k=None`: no cap). With one value for everybody this is the top-k by `p`
-    cut at the break-even probability; with per-customer values a valuable customer at medium
-    risk can outrank a cheap one at high risk, as in the retention list.
+    Who is contacted: customers ranked by their expected gain (`churnlens.economics`:
+    `p * value * save_rate - contact_cost`; ties by input order), keeping only those with a
+    positive expected gain, at most `k` of them (`k=None`: no cap). `value`, `contact_cost`
+    and `save_rate` are scalars or one entry per row (the playbook's action per customer), so
+    training measures the campaign that scoring would run.
 
     What it earns: each contacted churner (y=1) is saved with probability `save_rate` and then
     keeps `value`; every contact costs `contact_cost`. So the profit is the sum over contacted
@@ -162,16 +163,16 @@ def expected_profit(
     """
     y, scores = _validate(y_true, p)
     values = _values(value, len(y))
-    if not math.isfinite(contact_cost) or contact_cost < 0:
-        raise ChurnlensError(f"contact_cost must be finite and >= 0, got {contact_cost}")
-    if not 0.0 <= save_rate <= 1.0:
-        raise ChurnlensError(f"save_rate must be in [0, 1], got {save_rate}")
+    cost = _values(contact_cost, len(y), "contact_cost")
+    rate = _values(save_rate, len(y), "save_rate")
+    if (rate > 1.0).any():
+        raise ChurnlensError(f"save_rate must be in [0, 1], got {rate.max()}")
     if k is not None and k < 0:
         raise ChurnlensError(f"k must be >= 0 or None, got {k}")
-    gain = scores * values * save_rate - contact_cost
+    gain = expected_gain(scores, values, rate, cost)
     order = _ranking(gain)
     chosen = order[gain[order] > 0][:k]
-    return float((y[chosen] * values[chosen] * save_rate - contact_cost).sum())
+    return float(expected_gain(y[chosen], values[chosen], rate[chosen], cost[chosen]).sum())
 
 
 def evaluate(
@@ -179,8 +180,8 @@ def evaluate(
     p: Any,
     *,
     value: Any = None,
-    contact_cost: float = 1.0,
-    save_rate: float = 0.2,
+    contact_cost: Any = 1.0,
+    save_rate: Any = 0.2,
     top_fraction: float = 0.1,
     k: int | None = None,
 ) -> dict[str, float]:
@@ -237,13 +238,15 @@ def evaluate_by_cutoff(
         raise ChurnlensError("cannot evaluate on empty input: the frame has no rows")
     if frame[cutoff].isna().any():
         raise ChurnlensError(f"column {cutoff!r} has missing values")
-    value = kwargs.pop("value", None)
-    if isinstance(value, str):
-        if value not in frame.columns:
-            raise ChurnlensError(f"value column {value!r} is not in the frame")
-        value = frame[value].to_numpy()
-    elif value is not None and np.ndim(value) > 0:
-        value = _values(value, len(frame))
+    per_row = {}  # money arguments given per row: a column name or an aligned array
+    for name in ("value", "contact_cost", "save_rate"):
+        given = kwargs.get(name)
+        if isinstance(given, str):
+            if given not in frame.columns:
+                raise ChurnlensError(f"{name} column {given!r} is not in the frame")
+            per_row[name] = frame[given].to_numpy()
+        elif given is not None and np.ndim(given) > 0:
+            per_row[name] = _values(given, len(frame), name)
 
     groups = frame.groupby(cutoff, sort=True).indices
     keys = sorted(groups)
@@ -253,9 +256,9 @@ def evaluate_by_cutoff(
         scores = frame[model].to_numpy()
         for key, positions in [*((key, groups[key]) for key in keys), (OVERALL, None)]:
             take = slice(None) if positions is None else positions
-            part_value = value[take] if value is not None and np.ndim(value) > 0 else value
+            sliced = {name: values[take] for name, values in per_row.items()}
             try:
-                metrics = evaluate(labels[take], scores[take], value=part_value, **kwargs)
+                metrics = evaluate(labels[take], scores[take], **{**kwargs, **sliced})
             except ChurnlensError as exc:
                 raise ChurnlensError(f"model {model!r}, cutoff {key}: {exc}") from None
             rows.append({"model": model, "cutoff": key, **metrics})

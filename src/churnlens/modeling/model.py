@@ -4,13 +4,16 @@ The fitted model knows its feature list, dtypes and the categorical levels seen 
 At predict time it checks the columns the way scikit-learn does (missing names are an error,
 extra columns such as ids are ignored) and re-applies the frozen levels, so a batch where a
 category has fewer levels cannot shift codes; an unseen level is treated as missing.
-It keeps a profile of the training features for drift checks (PSI) at scoring time, and
-saves as a folder with no pickles: the booster as text and the rest as JSON.
+It keeps a profile of the training features for drift checks (PSI) at scoring time and the
+contract it was trained under (what `churn_probability` means: label type, horizon, active
+window, feature windows, the end of its labels), and saves as a folder with no pickles: the
+booster as text and the rest as JSON.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import lightgbm as lgb
@@ -21,8 +24,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedKFold
 
+from churnlens.drift import reference_profile
 from churnlens.errors import ChurnlensError
-from churnlens.scoring.drift import reference_profile
 
 NOT_FEATURES = ("customer_id", "cutoff", "as_of", "churned")
 BOOSTER_FILE, SPEC_FILE = "booster.txt", "model.json"
@@ -85,12 +88,14 @@ class ChurnModel:
         early_stopping_rounds: int = 50,
         calibration: str = "auto",
         seed: int = 0,
+        threads: int | None = None,
     ):
         self.params = params or {}
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
         self.calibration = calibration
         self.seed = seed
+        self.threads = threads
 
     # --- fitting -------------------------------------------------------------------------
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame, label: str = "churned") -> ChurnModel:
@@ -111,7 +116,7 @@ class ChurnModel:
             "verbosity": -1,
             "seed": self.seed,
             "deterministic": True,
-            "num_threads": 2,
+            "num_threads": self.threads or os.cpu_count() or 1,
             **self.params,
         }
         categorical = [n for n, kind in self.dtypes_.items() if kind == "category"]
@@ -125,7 +130,13 @@ class ChurnModel:
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         )
         self.calibrator_ = Calibrator(self.calibration).fit(self._margin(x_valid), y_valid)
+        self.contract_ = {}
         return self.set_reference(valid)
+
+    def set_contract(self, contract: dict) -> ChurnModel:
+        """Record what the probabilities mean (see `churnlens.modeling.train.model_contract`)."""
+        self.contract_ = dict(contract)
+        return self
 
     def set_reference(self, frame: pd.DataFrame) -> ChurnModel:
         """Profile `frame` as the population scoring runs are compared with (drift, PSI).
@@ -154,8 +165,10 @@ class ChurnModel:
         for name in self.feature_names_:
             values = frame[name]
             if self.dtypes_[name] == "category":
+                levels = self.categories_[name]
                 text = values.astype("str").where(values.notna())
-                out[name] = pd.Categorical(text, categories=self.categories_[name])
+                text = text.where(text.isin(levels))  # an unseen level is missing
+                out[name] = pd.Categorical(text, categories=levels)
             else:
                 if not (
                     pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
@@ -196,6 +209,7 @@ class ChurnModel:
             "categories": self.categories_,
             "calibration": self.calibrator_.to_dict(),
             "reference": self.reference_,
+            "contract": self.contract_,
             "best_iteration": self.booster_.best_iteration,
             "params": self.params,
             "lightgbm_version": lgb.__version__,
@@ -222,6 +236,7 @@ class ChurnModel:
         model.categories_ = spec["categories"]
         model.calibrator_ = Calibrator.from_dict(spec["calibration"])
         model.reference_ = spec["reference"]
+        model.contract_ = spec.get("contract", {})
         return model
 
 

@@ -55,8 +55,8 @@ def shap_summary_plot(model: ChurnModel, frame: pd.DataFrame, max_rows: int = 20
     prepared = model.prepare(sample)
     values = model.contributions(sample)[:, :-1]
     numeric = prepared.apply(lambda c: c.cat.codes.where(c.notna()) if c.dtype == "category" else c)
+    figure = plt.figure()  # shap draws onto the current figure: it must be a new one
     shap.summary_plot(values, numeric, show=False, max_display=15)
-    figure = plt.gcf()
     figure.tight_layout()
     return figure
 

@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 
 from churnlens.config import Config, ModelConfig
+from churnlens.economics import customer_value, expected_gain
 from churnlens.modeling.baselines import BASELINES
 from churnlens.modeling.evaluate import evaluate_by_cutoff
 from churnlens.modeling.model import ChurnModel
 from churnlens.modeling.split import TimeSplit, time_split
+from churnlens.scoring.playbook import Playbook, load_playbook, planned_actions
 
 MODEL = "lightgbm"
 
@@ -24,7 +26,7 @@ MODEL = "lightgbm"
 class TrainingResult:
     model: ChurnModel
     split: TimeSplit
-    scored: pd.DataFrame  # validation and test rows with every model's probability
+    scored: pd.DataFrame  # validation and test rows: every model's probability, value, action
     metrics: pd.DataFrame  # evaluate_by_cutoff over `scored`
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -42,18 +44,42 @@ def configured_model(settings: ModelConfig) -> ChurnModel:
         settings.early_stopping_rounds,
         settings.calibration,
         settings.seed,
+        settings.threads,
     )
 
 
-def customer_value(frame: pd.DataFrame, config: Config) -> pd.Series:
-    """Margin over the value window: spend in the closest feature window times margin rate."""
-    windows = config.features.windows_days
-    window = min(windows, key=lambda w: abs(w - config.playbook.value_window_days))
-    return frame[f"spend_{window}d"] * config.playbook.margin_rate
+def model_contract(config: Config, split: TimeSplit) -> dict:
+    """What the model's probabilities mean; scoring refuses a config that means otherwise."""
+    return {
+        "churn_type": config.churn.type,
+        "horizon_days": config.churn.horizon_days,
+        "active_window_days": config.churn.active_window_days,
+        "feature_windows_days": list(config.features.windows_days),
+        "test_cutoff": f"{split.test:%Y-%m-%d}",
+        "labels_end": f"{split.test + pd.Timedelta(days=config.churn.horizon_days):%Y-%m-%d}",
+    }
 
 
-def train_model(training_set: pd.DataFrame, config: Config) -> TrainingResult:
-    """Fit and evaluate on the out-of-time split of a stacked training set."""
+def campaign(
+    model: ChurnModel, frame: pd.DataFrame, config: Config, playbook: Playbook
+) -> pd.DataFrame:
+    """Value and the playbook's action (cost, save rate) per row, as scoring prices them.
+
+    Each cutoff is one population, as at a scoring date: the playbook's value rules use
+    quantiles within it.
+    """
+    value = customer_value(frame, config.features.windows_days, config.playbook)
+    parts = [
+        planned_actions(model, part, playbook, value.loc[part.index])
+        for _, part in frame.groupby("cutoff", sort=True)
+    ]
+    return pd.concat(parts).reindex(frame.index).assign(value=value)
+
+
+def fit(training_set: pd.DataFrame, config: Config | None = None) -> TrainingResult:
+    """Fit the model and baselines on the out-of-time split of a stacked training set and
+    evaluate them on the validation and test cutoffs; no tracking (see pipeline.train)."""
+    config = config or Config()
     split = time_split(training_set["cutoff"], config.churn.horizon_days, training_set["churned"])
     train, valid = split.part(training_set, "train"), split.part(training_set, "valid")
     scored = pd.concat([valid, split.part(training_set, "test")])
@@ -61,19 +87,25 @@ def train_model(training_set: pd.DataFrame, config: Config) -> TrainingResult:
     started = time.perf_counter()
     model = configured_model(config.model).fit(train, valid)
     seconds[MODEL] = time.perf_counter() - started
-    model.set_reference(split.part(training_set, "test"))
+    model.set_reference(split.part(training_set, "test")).set_contract(
+        model_contract(config, split)
+    )
     columns = {MODEL: model.predict_proba(scored)}
     for baseline in BASELINES:
         started = time.perf_counter()
         columns[baseline.name] = baseline().fit(train, valid).predict_proba(scored)
         seconds[baseline.name] = time.perf_counter() - started
-    scored = scored.assign(**columns, value=customer_value(scored, config).to_numpy())
+    money = campaign(model, scored, config, load_playbook(config.playbook.path))
+    scored = scored.assign(**columns, **money)
+    scored["expected_net_gain"] = expected_gain(
+        scored[MODEL], scored["value"], scored["save_rate"], scored["contact_cost"]
+    )
     metrics = evaluate_by_cutoff(
         scored,
         list(columns),
         value="value",
-        contact_cost=config.playbook.contact_cost,
-        save_rate=config.playbook.save_rate,
+        contact_cost="contact_cost",
+        save_rate="save_rate",
     )
     return TrainingResult(model, split, scored, metrics, seconds)
 

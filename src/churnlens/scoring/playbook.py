@@ -122,3 +122,14 @@ def _column(features: pd.DataFrame, name: str) -> pd.Series:
     if name in features.columns:
         return features[name].astype("float64").fillna(0.0)
     return pd.Series(np.zeros(len(features)), index=features.index)
+
+
+def planned_actions(
+    model, frame: pd.DataFrame, playbook: Playbook, value: pd.Series
+) -> pd.DataFrame:
+    """The playbook's action, cost and save rate per row of one population (one date):
+    from the family of the row's strongest reasons and the value rules."""
+    from churnlens.scoring.reasons import top_reasons
+
+    families = top_reasons(model, frame, [], playbook.family_of)["reason_family"]
+    return recommend(playbook, families, frame, value)

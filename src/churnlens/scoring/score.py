@@ -1,32 +1,37 @@
-"""Batch scoring: the risk list at an as-of date, with reasons, actions and a budgeted target list.
+"""Scoring DataFrames: the risk list at an as-of date, with reasons, actions and targets.
 
-Everything is computed before anything is written; a drift stop or a bad input leaves the
-output folder as it was. Each file is replaced atomically and `manifest.json` is written last,
-so a reader who finds a manifest finds the list it describes. Same inputs, same bytes.
+`score` is pure: validated tables and a fitted model in, a `ScoreResult` out. Reading inputs,
+loading the model from the registry or a folder, and writing the files live in
+`churnlens.pipeline`; `write_outputs` here writes a result.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from churnlens.config import Config
-from churnlens.data.contract import Tables, load_tables
+from churnlens.config import Config, parse_date
+from churnlens.data.contract import Tables
 from churnlens.data.io import write_atomic, write_csv, write_parquet
+from churnlens.drift import psi_table
+from churnlens.economics import check_budget, customer_value, expected_gain, risk_tiers
+from churnlens.economics import select_targets as _budgeted
 from churnlens.errors import ChurnlensError
 from churnlens.features.engine import active_features, build_features
 from churnlens.labels import data_end, population
 from churnlens.modeling.model import ChurnModel
-from churnlens.modeling.train import customer_value
-from churnlens.scoring.drift import psi_table
+from churnlens.scoring import columns
 from churnlens.scoring.playbook import load_playbook, recommend
 from churnlens.scoring.reasons import REASON_COLUMNS, TOP_K, top_reasons
 
+log = logging.getLogger(__name__)
 FILES = ("risk_list.parquet", "risk_list.csv", "drift.csv", "manifest.json")
 EXPLAIN_CHUNK = 20_000  # rows explained per round when a budget may stop early
 
@@ -44,23 +49,18 @@ class ScoreResult:
     summary: dict
 
 
-def load_model(config: Config, reference: str | None) -> tuple[ChurnModel, dict]:
-    """The champion by default; `models:/...` from the registry; else an exported folder."""
-    if reference is None or reference.startswith("models:/"):
-        from churnlens import tracking
-
-        return tracking.load_model_uri(config, reference or f"models:/{config.model.name}@champion")
-    folder = Path(reference)
-    lineage_file = folder / "champion.json"
-    if not lineage_file.is_file():
-        raise ChurnlensError(f"model folder {folder}: no champion.json (use `churnlens export`)")
-    lineage = json.loads(lineage_file.read_text())
-    model = ChurnModel.load(folder / "artifacts" / "model")
-    return model, {
-        "model_name": lineage["name"],
-        "model_version": str(lineage["version"]),
-        "run_id": lineage["run_id"],
-    }
+def check_contract(model: ChurnModel, config: Config) -> None:
+    """Refuse a config whose churn definition differs from the one the model learned."""
+    contract = model.contract_
+    wanted = {"churn_type": config.churn.type, "horizon_days": config.churn.horizon_days}
+    keys = {"churn_type": "churn.type", "horizon_days": "churn.horizon_days"}
+    for name, ours in wanted.items():
+        if name in contract and contract[name] != ours:
+            raise ChurnlensError(
+                f"model: trained for {name} = {contract[name]!r}, but the config's "
+                f"{keys[name]} is {ours!r}; its probabilities would mean something else. Score "
+                f"with a config of {name} = {contract[name]!r} or train a model for {ours!r}"
+            )
 
 
 def _check_as_of(tables: Tables, as_of: pd.Timestamp) -> None:
@@ -72,25 +72,14 @@ def _check_as_of(tables: Tables, as_of: pd.Timestamp) -> None:
         )
 
 
-def _tiers(p: np.ndarray, config: Config) -> pd.Categorical:
-    scoring = config.scoring
-    tier = np.where(
-        p >= scoring.high_risk_threshold,
-        "high",
-        np.where(p >= scoring.medium_risk_threshold, "medium", "low"),
-    )
-    return pd.Categorical(tier, categories=["low", "medium", "high"])
-
-
 def _select_targets(frame: pd.DataFrame, contacts: int | None, money: float | None) -> np.ndarray:
-    """Positive-gain customers, best first (ties by customer_id), within the budget."""
-    eligible = frame["expected_net_gain"].to_numpy() > 0
-    chosen = eligible.copy()
-    if contacts is not None:
-        chosen &= np.cumsum(eligible) <= contacts
-    if money is not None:
-        chosen &= np.cumsum(np.where(eligible, frame["contact_cost"].to_numpy(), 0.0)) <= money
-    return chosen
+    """Targets among rows sorted best first (see churnlens.economics.select_targets)."""
+    return _budgeted(
+        frame["expected_net_gain"].fillna(-np.inf).to_numpy(),
+        frame["contact_cost"].to_numpy(),
+        contacts,
+        money,
+    )
 
 
 def _explain_and_target(
@@ -105,7 +94,7 @@ def _explain_and_target(
     unexplained have no reasons, no action and no gain (NaN); none of them could be a target.
     """
     best_save, least_cost = playbook.best_case
-    upper = p * value * best_save - least_cost
+    upper = expected_gain(p, value, best_save, least_cost)
     order = np.argsort(-upper, kind="stable")
     queue = order[(upper[order] > 0) & ~explained[order]]
     unlimited = contacts is None and money is None  # every positive gain is a target
@@ -118,7 +107,7 @@ def _explain_and_target(
         reasons = pd.concat(parts) if parts else pd.DataFrame(columns=REASON_COLUMNS)
         reasons = reasons.reindex(features.index)
         actions = recommend(playbook, reasons["reason_family"], features, values)
-        gain = p * value * actions["save_rate"].to_numpy() - actions["contact_cost"].to_numpy()
+        gain = expected_gain(p, value, actions["save_rate"], actions["contact_cost"])
         gain = np.where(explained, gain, np.nan)
         if not len(queue):
             break
@@ -139,28 +128,52 @@ def _explain_and_target(
             break  # every unexplained customer ranks below one the budget already left out
         new, queue = queue[:chunk], queue[chunk:]
         explained[new] = True
-    actions.loc[~explained, "recommended_action"] = np.nan
+    actions.loc[~explained, ["recommended_action", "contact_cost", "save_rate"]] = np.nan
     return reasons, actions, gain
 
 
 def score(
-    config: Config,
-    as_of,
-    model_reference: str | None = None,
+    model: ChurnModel,
+    tables: Tables,
+    as_of: str | dt.date,
+    config: Config | None = None,
+    *,
     budget_contacts: int | None = None,
     budget_money: float | None = None,
     explain: str | None = None,
+    lineage: dict | None = None,
 ) -> ScoreResult:
-    """Score the population at `as_of`; see docs/concepts.md (Scoring)."""
-    as_of = pd.Timestamp(as_of)
-    model, lineage = load_model(config, model_reference)
+    """Score the population at `as_of`: probability, tier, value, reasons, action, targets.
+
+    `tables` come from `churnlens.validate`; `model` from `churnlens.fit(...).model`,
+    `ChurnModel.load` or the registry. Budgets (contacts, money) default to the config's;
+    `explain` is 'targets' (possible targets and the high tier) or 'all'. `lineage`
+    (model_name, model_version, run_id) is stamped on every row. Raises `DriftError` when a
+    feature drifted past scoring.drift_stop_psi.
+    """
+    config = config or Config()
+    as_of = pd.Timestamp(parse_date(as_of, "as-of date"))
+    contacts = budget_contacts if budget_contacts is not None else config.scoring.budget_contacts
+    money = budget_money if budget_money is not None else config.scoring.budget_money
+    check_budget(contacts, money)
+    explain = explain or config.scoring.explain
+    if explain not in ("targets", "all"):
+        raise ChurnlensError(f"explain must be 'targets' or 'all', not {explain!r}")
+    check_contract(model, config)
+    lineage = {
+        "model_name": config.model.name,
+        "model_version": "",
+        "run_id": "",
+        **(lineage or {}),
+    }
     playbook = load_playbook(config.playbook.path)
-    tables = load_tables(config.data)
     _check_as_of(tables, as_of)
     spine = population(tables, [as_of], config.churn)
     if spine.empty:
         raise ChurnlensError(f"no customer is in the population at {as_of:%Y-%m-%d}")
-    features = build_features(tables, spine, config.features, config.data)
+    windows = model.contract_.get("feature_windows_days", config.features.windows_days)
+    feature_config = config.features.model_copy(update={"windows_days": windows})
+    features = build_features(tables, spine, feature_config, config.data)
     drift = psi_table(model.reference_, features)
     worst = drift[~drift["feature"].isin(config.scoring.drift_exempt)].iloc[0]
     if worst["psi"] > config.scoring.drift_stop_psi:
@@ -168,15 +181,18 @@ def score(
             f"drift: feature {worst['feature']} has PSI {worst['psi']:.3f} against training, above "
             f"the limit scoring.drift_stop_psi = {config.scoring.drift_stop_psi}; nothing written"
         )
+    warned = drift.loc[drift["psi"] > config.scoring.drift_warn_psi, "feature"].tolist()
+    for feature in warned:
+        log.warning(
+            "feature %s drifted (PSI above %s against training)",
+            feature,
+            config.scoring.drift_warn_psi,
+        )
     p = model.predict_proba(features)
-    value = customer_value(features, config).fillna(0.0).to_numpy()
-    tier = _tiers(p, config)
-    registry = active_features(tables, config.features, config.data.ces_scale)
-    contacts = budget_contacts or config.scoring.budget_contacts
-    money = budget_money or config.scoring.budget_money
-    explained = np.asarray(tier == "high")
-    if (explain or config.scoring.explain) == "all":
-        explained[:] = True
+    value = customer_value(features, windows, config.playbook).to_numpy()
+    tier = risk_tiers(p, config.scoring)
+    registry = active_features(tables, feature_config, config.data.ces_scale)
+    explained = np.asarray(tier == "high") | (explain == "all")
     reasons, actions, gain = _explain_and_target(
         model, features, registry, playbook, p, value, explained, contacts, money
     )
@@ -192,14 +208,13 @@ def score(
         },
         index=features.index,
     )
-    risk = pd.concat([risk, reasons, actions], axis=1)
+    risk = pd.concat([risk, reasons, actions], axis=1).assign(**lineage)
     risk = risk.sort_values(
         ["expected_net_gain", "customer_id"], ascending=[False, True], kind="stable"
     ).reset_index(drop=True)
-    risk.insert(7, "rank", np.arange(1, len(risk) + 1))
-    risk.insert(8, "target", _select_targets(risk, contacts, money))
-    for column, text in lineage.items():
-        risk[column] = text
+    risk["rank"] = np.arange(1, len(risk) + 1)
+    risk["target"] = _select_targets(risk, contacts, money)
+    risk = columns.conform(risk)
     targets = risk[risk["target"]]
     summary = {
         "as_of": f"{as_of:%Y-%m-%d}",
@@ -211,10 +226,9 @@ def score(
         "value_at_risk_total": float(risk["value_at_risk"].sum()),
         "value_at_risk_covered": float(targets["value_at_risk"].sum()),
         "max_psi": float(worst["psi"]),
-        "drift_warnings": drift.loc[
-            drift["psi"] > config.scoring.drift_warn_psi, "feature"
-        ].tolist(),
+        "drift_warnings": warned,
         "reasons_for": int(risk["reason_family"].notna().sum()),
+        "model_contract": model.contract_,
         **lineage,
     }
     return ScoreResult(risk, drift, summary)
