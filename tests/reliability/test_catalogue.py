@@ -356,21 +356,47 @@ CASES: dict[str, Case] = {
     "features without out": Case(lambda shop: None, ("Missing option '--out'",), "features-bare"),
     "score explain unknown": Case(
         lambda shop: None,
-        ("--explain must be 'targets' or 'all'",),
+        ("explain must be 'targets' or 'all'", "'everyone'"),
         "score",
         ("--explain", "everyone"),
     ),
     "score budget zero": Case(
-        lambda shop: None, ("Invalid value for '--budget'",), "score", ("--budget", "0")
+        lambda shop: None, ("budget contacts must be > 0",), "score", ("--budget", "0")
     ),
     "score budget money negative": Case(
-        lambda shop: None,
-        ("Invalid value for '--budget-money'",),
-        "score",
-        ("--budget-money", "-5"),
+        lambda shop: None, ("budget money must be > 0",), "score", ("--budget-money", "-5")
     ),
     "score top not a number": Case(
         lambda shop: None, ("Invalid value for '--top'",), "score", ("--top", "ten")
+    ),
+    "score as-of not a date": Case(
+        lambda shop: None,
+        ("--as-of", "2025-13-45", "not a date"),
+        "score",
+        ("--as-of", "2025-13-45"),
+    ),
+    "score as-of day first": Case(
+        lambda shop: None, ("--as-of", "not a date"), "score", ("--as-of", "01/02/2024")
+    ),
+    "score as-of after the data": Case(
+        lambda shop: None,
+        ("--as-of 2025-01-01 is after the data end",),
+        "score",
+        ("--as-of", "2025-01-01"),
+    ),
+    "score amount inf": Case(
+        cell("purchases", "amount", 0, "inf"), ("purchases.amount", FINITE), "score"
+    ),
+    "score purchase in 2999": Case(
+        cell("purchases", "ordered_at", 1, "2999-06-01"), ("purchases.ordered_at", LATE), "score"
+    ),
+    "score attribute name with comma": Case(
+        rename("customers", "region", "region,zone"), (ATTRIBUTE,), "score"
+    ),
+    "score other churn horizon": Case(
+        config(lambda c: c.update(churn={"horizon_days": 30})),
+        ("model: trained for horizon_days = 90", "churn.horizon_days is 30"),
+        "score",
     ),
     "simulate format": Case(
         lambda shop: None, ("--format must be parquet or csv",), "simulate", ("--format", "xlsx")
@@ -389,13 +415,14 @@ def snapshot(root) -> dict[str, str]:
     }
 
 
-def arguments(case: Case, config, root) -> list[str]:
+def arguments(case: Case, config, root, model=None) -> list[str]:
     out = root / "out"
+    score = ["score", "-c", str(config), "--as-of", "2024-02-01", "--out", str(out)]
     return {
         "validate": ["validate", "-c", str(config)],
         "features": ["features", "-c", str(config), "--out", str(out / "ts.parquet")],
         "features-bare": ["features", "-c", str(config)],
-        "score": ["score", "-c", str(config), "--as-of", "2024-02-01", "--out", str(out)],
+        "score": [*score, "--model", str(model)],
         "simulate": ["simulate", "--out", str(out)],
     }[case.command] + list(case.options)
 
@@ -405,8 +432,10 @@ def test_the_catalogue_is_large():
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(shop, name):
+def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(shop, name, request):
     case = CASES[name]
+    # score needs a real model that loads; the hostile shop's is trained once per session
+    model = request.getfixturevalue("hostile_model")[1] if case.command == "score" else None
     shop.raw, shop.parquet = {}, {}
     case.mutate(shop)
     config = shop.write()
@@ -415,7 +444,8 @@ def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(shop, name):
     for table, frame in shop.parquet.items():
         frame.to_parquet(shop.root / f"{table}.parquet", index=False)
     before = snapshot(shop.root)
-    result = runner.invoke(app, arguments(case, config, shop.root))
+    model_files = snapshot(model) if model else None
+    result = runner.invoke(app, arguments(case, config, shop.root, model))
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -423,6 +453,7 @@ def test_bad_input_exits_2_naming_the_problem_and_writes_nothing(shop, name):
         assert text in result.output, f"{text!r} not in:\n{result.output}"
     assert snapshot(shop.root) == before
     assert not (shop.root / "out").exists()
+    assert model_files is None or snapshot(model) == model_files
 
 
 def test_the_unchanged_shop_passes_every_command_used_above(shop):

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 
 import pandas as pd
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from churnlens.cli import app
-from churnlens.config import load_config
-from churnlens.data.contract import load_tables
 from churnlens.data.io import write_csv, write_parquet
-from churnlens.data.simulate import simulate
-from churnlens.features.engine import training_set
-from churnlens.modeling.train import fit
 
 runner = CliRunner()
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
@@ -64,47 +57,11 @@ def test_outputs_get_the_mode_the_umask_asks_for(tmp_path, umask, mode):
     assert parquet_path.stat().st_mode & 0o777 == mode
 
 
-def _hostile_shop(root):
-    """A simulated shop whose ids, attribute names and values and categories look like formulas."""
-    tables = simulate(1500, seed=5)
-    ids = tables["customers"]["customer_id"]
-    hostile = {old: f"{PREFIXES[i % len(PREFIXES)]}{old}" for i, old in enumerate(ids)}
-    for frame in tables.values():
-        frame["customer_id"] = frame["customer_id"].map(hostile)
-    customers = tables["customers"].rename(columns={"segment": "@segment", "region": "=region"})
-    customers["=region"] = customers["=region"].map(
-        {"north": '=HYPERLINK("http://x")', "south": "+south", "east": "-east", "west": "@west"}
-    )
-    tables["customers"] = customers
-    tables["purchases"]["channel"] = "=" + tables["purchases"]["channel"]
-    for name in ("customers", "purchases", "tickets", "surveys", "events"):
-        write_parquet(tables[name], root / "data" / f"{name}.parquet")
-    config = {
-        "data": {
-            "dir": "data",
-            **{t: {"path": f"{t}.parquet"} for t in tables if t != "ground_truth"},
-        },
-        "cutoffs": {"start": "2024-07-01", "step_days": 30},
-        "model": {"name": "hostile"},
-    }
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 @pytest.fixture(scope="module")
-def hostile_scores(tmp_path_factory):
-    """Train on the hostile shop, export the model to a folder, score it through the CLI."""
-    root = tmp_path_factory.mktemp("hostile")
-    path = _hostile_shop(root)
-    config = load_config(path)
-    result = fit(training_set(load_tables(config.data), config), config)
-    folder = root / "model"
-    result.model.save(folder / "artifacts" / "model")
-    (folder / "champion.json").write_text(
-        json.dumps({"name": "hostile", "version": 1, "run_id": "r"})
-    )
-    out = root / "scores"
+def hostile_scores(hostile_model):
+    """Score the hostile shop through the CLI with the model trained on it."""
+    path, folder = hostile_model
+    out = path.parent / "scores"
     command = ["score", "-c", str(path), "--as-of", "2025-11-01", "--model", str(folder)]
     outcome = runner.invoke(app, [*command, "--out", str(out), "--explain", "all"])
     assert outcome.exit_code == 0, outcome.output
