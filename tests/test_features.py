@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churnlens.config import FeatureConfig
-from churnlens.data.contract import with_ticket_end
+from churnlens.data.contract import with_ticket_times
 from churnlens.features.engine import active_features, build_features
 from shops import make_tables
 
@@ -316,5 +316,5 @@ def test_rows_at_or_after_the_cutoff_never_change_its_features(
     for column in ("first_response_at", "resolved_at"):
         late = changed.tickets[column] >= _day(cutoff_hours)
         changed.tickets.loc[late, column] += pd.Timedelta(hours=shift)
-    changed.tickets = with_ticket_end(changed.tickets)
+    changed.tickets = with_ticket_times(changed.tickets)
     pd.testing.assert_frame_equal(original, build_features(changed, frame, config))

@@ -272,6 +272,17 @@ CASES: dict[str, Case] = {
     "ticket closed not a date": Case(
         column("tickets", "closed_at", ["", "soon"]), ("tickets.closed_at", "not a date")
     ),
+    "reopened before opened": Case(
+        column("tickets", "reopened_at", ["", "2024-01-20"]),
+        ("tickets.reopened_at", "must not be before opened_at", "ticket_id t2"),
+    ),
+    "reopened time on a ticket never reopened": Case(
+        column("tickets", "reopened_at", ["2024-01-13", ""]),
+        ("tickets.reopened_at", "reopened count is 0", "ticket_id t1"),
+    ),
+    "reopened in 2999": Case(
+        column("tickets", "reopened_at", ["", "2999-01-01"]), ("tickets.reopened_at", LATE)
+    ),
     "reopened inf": Case(cell("tickets", "reopened", 0, "inf"), ("tickets.reopened", FINITE)),
     "reopened 1e300": Case(cell("tickets", "reopened", 1, "1e300"), ("tickets.reopened", HUGE)),
     "ticket id NULL": Case(cell("tickets", "ticket_id", 0, "NULL"), ("tickets.ticket_id",)),

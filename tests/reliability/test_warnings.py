@@ -94,3 +94,18 @@ def test_tickets_without_any_end_column_are_reported(shop):
         for w in tables.warnings
     )
     assert "open_tickets" not in {f.name for f in active_features(tables, FeatureConfig())}
+
+
+def _reopen_rate(shop, reopened_at):
+    if reopened_at is not None:
+        shop.tables["tickets"]["reopened_at"] = ["", reopened_at]
+    tables = load_tables(load_config(shop.write()).data)
+    spine = pd.DataFrame({"customer_id": ["c2"], "cutoff": [pd.Timestamp("2024-02-01")]})
+    return build_features(tables, spine, FeatureConfig(windows_days=[30]))["reopen_rate"].iat[0]
+
+
+def test_a_reopening_after_the_cutoff_does_not_reach_it(shop):
+    # t2 (c2, opened 2024-01-21) was reopened once
+    assert _reopen_rate(shop, None) == 1.0  # no time given: counted at every cutoff, as before
+    assert _reopen_rate(shop, "2024-01-25") == 1.0
+    assert _reopen_rate(shop, "2024-02-10") == 0.0  # reopened after the cutoff

@@ -23,8 +23,10 @@ Warnings are plausible in real exports and reported by `validate` (`Tables.warni
   every past cutoff (a leak the contract cannot see).
 
 Enumerated text (purchase status, survey kind, event kind) is compared lower-case and
-stripped, so `LOGIN ` and `login` are one kind. A ticket ends at the first of resolved_at
-and closed_at; `ended_at` carries that time for the features.
+stripped, so `LOGIN ` and `login` are one kind. Two ticket times are derived for the
+features (`with_ticket_times`): `ended_at`, the first of resolved_at and closed_at, and
+`reopened_since`, when a reopened ticket counts as reopened: its last reopening
+(`reopened_at`) when given, else its opening (the time is unknown, so every cutoff sees it).
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ SCHEMAS: dict[str, TableSchema] = {
                 Column("channel", "text"),
                 Column("priority", "text"),
                 Column("reopened", "int"),
+                Column("reopened_at", "datetime"),
                 Column("topic", "text"),
             ),
             key="ticket_id",
@@ -384,13 +387,19 @@ def _table_rules(name: str, frame: pd.DataFrame, check: _Checker, data: DataConf
             allowed = frame["status"].isin(PURCHASE_STATUSES)
             check.add("status", f"must be one of {', '.join(PURCHASE_STATUSES)}", ~allowed)
     if name == "tickets":
-        for column in ("first_response_at", *TICKET_ENDS):
+        for column in ("first_response_at", *TICKET_ENDS, "reopened_at"):
             if column in cols:
                 check.add(
                     column, "must not be before opened_at", frame[column] < frame["opened_at"]
                 )
         if "reopened" in cols:
             check.add("reopened", "must be >= 0", (frame["reopened"] < 0).fillna(False))
+        if "reopened" in cols and "reopened_at" in cols:
+            check.add(
+                "reopened_at",
+                "set on a ticket whose reopened count is 0",
+                (frame["reopened"] == 0).fillna(False) & frame["reopened_at"].notna(),
+            )
         ends = [column for column in TICKET_ENDS if column in cols]
         if ends:
             check.add(
@@ -462,11 +471,15 @@ def _attribute_warning(attributes: list[str], warnings: list[Problem]) -> None:
         )
 
 
-def with_ticket_end(frame: pd.DataFrame) -> pd.DataFrame:
-    """Add `ended_at`: a ticket ends at the first of resolved_at and closed_at (NaT: open)."""
+def with_ticket_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add `ended_at` and `reopened_since` to the tickets (see the module docstring)."""
     ends = [column for column in TICKET_ENDS if column in frame.columns]
     if ends:
         frame["ended_at"] = frame[ends].min(axis=1).astype("datetime64[us]")
+    if "reopened" in frame.columns:
+        since = frame.get("reopened_at", pd.Series(pd.NaT, index=frame.index))
+        since = since.fillna(frame["opened_at"]).astype("datetime64[us]")
+        frame["reopened_since"] = since.where((frame["reopened"] > 0).fillna(False))
     return frame
 
 
@@ -527,7 +540,7 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
     attributes = [c for c in customers.columns if c not in SCHEMAS["customers"].names]
     _attribute_warning(attributes, warnings)
     if "tickets" in frames:
-        frames["tickets"] = with_ticket_end(frames["tickets"])
+        frames["tickets"] = with_ticket_times(frames["tickets"])
     return Tables(**frames, attributes=attributes, warnings=warnings)
 
 

@@ -235,7 +235,9 @@ def _tickets(windows: list[int]) -> list[Feature]:
         Feature(
             "reopen_rate",
             "tickets",
-            "avg((reopened > 0)::INTEGER)",
+            # reopened_since: when the ticket counts as reopened (data contract)
+            "avg(CASE WHEN reopened IS NOT NULL "
+            "THEN coalesce(reopened_since < cutoff, FALSE)::INTEGER END)",
             "{reopen_rate:.0%} of tickets were reopened",
             requires=("reopened",),
         ),
