@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install churnlens with dev tools (quick when done)
+setup: $(STAMP) ## create .venv, install churnlens with dev tools, and chromium for the report test
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 test: setup ## run the test suite
 	$(BIN)/python -m pytest -q
 
-demo: setup ## simulate a shop, train, promote, score: prints the top customers to contact
+demo: setup ## simulate a shop, train, promote, score, report: prints the top customers to contact
 	$(BIN)/churnlens simulate --customers 2000 --seed 1 --out $(DEMO)
 	$(BIN)/churnlens validate -c configs/demo.yaml
 	$(BIN)/churnlens features -c configs/demo.yaml --out out/training_set.parquet
@@ -30,6 +32,8 @@ demo: setup ## simulate a shop, train, promote, score: prints the top customers 
 	$(BIN)/churnlens promote -c configs/demo.yaml || test $$? -eq 1
 	$(BIN)/churnlens export -c configs/demo.yaml
 	$(BIN)/churnlens score -c configs/demo.yaml --as-of 2025-12-31 --budget 200 --out out/scores
+	$(BIN)/churnlens report -c configs/demo.yaml --scores out/scores --out out/report.html \
+		--list out/contact_list.csv
 	@echo "MLflow store: ./mlflow.db  (view: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db)"
 
 bench: setup ## run the benchmarks (large data; minutes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from churnlens import pipeline
+from churnlens.config import load_config
 from churnlens.data.io import write_parquet
 from churnlens.data.simulate import simulate
 
@@ -113,3 +115,17 @@ def trained_shop(tmp_path_factory):
     path = make_config(root)
     result, registered = pipeline.train(path)
     return root, path, result, registered
+
+
+@pytest.fixture(scope="session")
+def exported_model(trained_shop, tmp_path_factory) -> Path:
+    """The trained shop's model exported through a copy of its store (the shared store keeps
+    no champion, as the promotion tests expect)."""
+    root, path, _, _ = trained_shop
+    folder = tmp_path_factory.mktemp("export")
+    shutil.copy(root / "mlflow.db", folder / "mlflow.db")
+    config = load_config(path)
+    tracking = config.tracking.model_copy(update={"uri": f"sqlite:///{folder}/mlflow.db"})
+    config = config.model_copy(update={"tracking": tracking})
+    pipeline.promote(config, force=True)
+    return pipeline.export(config, folder / "model")

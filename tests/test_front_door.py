@@ -131,23 +131,6 @@ def test_shap_summary_is_its_own_figure_with_feature_names(trained, tmp_path):
 # --- the command line -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def exported(trained_shop, tmp_path_factory):
-    """The trained model exported through a copy of the store (the shared one keeps no
-    champion, as other tests expect)."""
-    root, path, _, _ = trained_shop
-    folder = tmp_path_factory.mktemp("export")
-    shutil.copy(root / "mlflow.db", folder / "mlflow.db")
-    config = load_config(path)
-    config = config.model_copy(
-        update={
-            "tracking": config.tracking.model_copy(update={"uri": f"sqlite:///{folder}/mlflow.db"})
-        }
-    )
-    pipeline.promote(config, force=True)
-    return pipeline.export(config, folder / "model")
-
-
 @pytest.mark.parametrize(
     "as_of, message",
     [
@@ -156,28 +139,32 @@ def exported(trained_shop, tmp_path_factory):
         ("01/02/2025", "write it as YYYY-MM-DD"),
     ],
 )
-def test_bad_as_of_dates_exit_2(trained_shop, exported, tmp_path, as_of, message):
+def test_bad_as_of_dates_exit_2(trained_shop, exported_model, tmp_path, as_of, message):
     _, path, _, _ = trained_shop
-    result = invoke("score", "-c", path, "--as-of", as_of, "--model", exported, "--out", tmp_path)
+    result = invoke(
+        "score", "-c", path, "--as-of", as_of, "--model", exported_model, "--out", tmp_path
+    )
     assert result.exit_code == 2, result.output
     assert message in result.output and as_of in result.output
     assert "Traceback" not in result.output and not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("option", ["--budget", "--budget-money"])
-def test_a_zero_budget_is_refused_not_taken_as_no_limit(trained_shop, exported, tmp_path, option):
+def test_a_zero_budget_is_refused_not_taken_as_no_limit(
+    trained_shop, exported_model, tmp_path, option
+):
     _, path, result, _ = trained_shop
     as_of = f"{result.split.test:%Y-%m-%d}"
     out = tmp_path / "out"
     done = invoke(
-        "score", "-c", path, "--as-of", as_of, "--model", exported, "--out", out, option, 0
+        "score", "-c", path, "--as-of", as_of, "--model", exported_model, "--out", out, option, 0
     )
     assert done.exit_code == 2 and "must be > 0" in done.output
     assert not out.exists()
 
 
 def test_scoring_an_exported_folder_touches_no_tracking_store(
-    trained_shop, exported, tmp_path, monkeypatch
+    trained_shop, exported_model, tmp_path, monkeypatch
 ):
     root, path, result, _ = trained_shop
     config = yaml.safe_load(path.read_text())
@@ -187,7 +174,9 @@ def test_scoring_an_exported_folder_touches_no_tracking_store(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     as_of = f"{result.split.test:%Y-%m-%d}"
-    done = invoke("score", "-c", "run.yaml", "--as-of", as_of, "--model", exported, "--out", "out")
+    done = invoke(
+        "score", "-c", "run.yaml", "--as-of", as_of, "--model", exported_model, "--out", "out"
+    )
     assert done.exit_code == 0, done.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "run.yaml"]
 

@@ -255,8 +255,60 @@ def score(
     console.print(f"risk list: {out / 'risk_list.parquet'} and {out / 'risk_list.csv'}")
 
 
+@command
+def verify(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `churnlens score --out`.")],
+) -> None:
+    """Check that a scoring run's files are complete and match its manifest's sha256."""
+    from churnlens.pipeline import verify as verify_set
+
+    console.print(f"{folder}: {verify_set(folder)} files match manifest.json")
+
+
 def _text_table(frame) -> str:
     """A plain fixed-width table: never cut to the terminal's width, readable in logs."""
     text = frame.astype("object").where(frame.notna(), "-")
     text = text.map(lambda v: v.strftime("%Y-%m-%d") if hasattr(v, "strftime") else str(v))
     return escape(text.to_string(index=False))
+
+
+@command
+def kpis(
+    config: ConfigOption,
+    period: Annotated[str, typer.Option(help="'month' or 'quarter'.")] = "month",
+    out: Annotated[Path | None, typer.Option(help="CSV file for the KPI table.")] = None,
+) -> None:
+    """Retention KPIs per whole month or quarter: customers, retention, churn, value, service."""
+    from churnlens.data.io import write_csv
+    from churnlens.pipeline import kpis as period_kpis
+
+    table = period_kpis(config, period)
+    if out is not None:
+        console.print(f"{len(table)} periods -> {write_csv(table, out)}")
+        return
+    shown = table[["period", "customers_start", "customers_end", "new", "lost"]].assign(
+        **{
+            column: table[column].map("{:.1f}".format)
+            for column in ("retention_rate", "churn_rate", "nps", "csat")
+        },
+        average_order_value=table["average_order_value"].map("{:,.2f}".format),
+    )
+    console.print(_text_table(shown), highlight=False, soft_wrap=True)
+
+
+@command
+def report(
+    config: ConfigOption,
+    scores: Annotated[Path, typer.Option(help="Folder `churnlens score --out` wrote.")],
+    out: Annotated[Path, typer.Option(help="HTML file for the report.")],
+    period: Annotated[str, typer.Option(help="KPI period: 'month' or 'quarter'.")] = "month",
+    readable: Annotated[
+        Path | None, typer.Option("--list", help="Also write the team's CSV contact list here.")
+    ] = None,
+) -> None:
+    """Write the self-contained HTML report (and optionally the readable contact list)."""
+    from churnlens.pipeline import report as write_report
+
+    with console.status("computing KPIs and writing the report"):
+        path = write_report(config, scores, out, period, readable)
+    console.print(f"report: {path}" + (f"; contact list: {readable}" if readable else ""))

@@ -175,6 +175,13 @@ class PlaybookConfig(_Strict):
     margin_rate: float = Field(0.3, gt=0, le=1)
 
 
+class ReportingConfig(_Strict):
+    """How the report and the readable list present numbers to the retention team."""
+
+    currency: str = Field("EUR", min_length=1, max_length=8, description="shown with money")
+    top_targets: int = Field(25, gt=0, description="target-list rows shown in the report")
+
+
 class Config(_Strict):
     data: DataConfig = DataConfig()
     churn: ChurnConfig = ChurnConfig()
@@ -184,6 +191,7 @@ class Config(_Strict):
     tracking: TrackingConfig = TrackingConfig()
     scoring: ScoringConfig = ScoringConfig()
     playbook: PlaybookConfig = PlaybookConfig()
+    reporting: ReportingConfig = ReportingConfig()
 
 
 def _format_validation_error(path: Path, error: ValidationError) -> str:

@@ -161,3 +161,107 @@ def score(
     )
     write_outputs(result, out)
     return result
+
+
+def verify(folder: Path) -> int:
+    """Check a scoring run's files against its manifest; the number of files checked."""
+    from churnlens.data.output_set import MANIFEST
+    from churnlens.data.output_set import verify as problems_of
+
+    problems = problems_of(Path(folder))
+    if problems:
+        raise ChurnlensError(f"{folder}: the output set is not intact: " + "; ".join(problems))
+    return len(json.loads((Path(folder) / MANIFEST).read_text())["files"])
+
+
+def kpis(config: Config | str | Path, period: str = "month") -> pd.DataFrame:
+    """Retention KPIs per whole month or quarter of the input data (docs/kpis.md)."""
+    from churnlens.reporting.kpis import period_kpis
+
+    config = _config(config)
+    return period_kpis(load_tables(config.data), config.churn, period, config.data.csat_scale)
+
+
+def report(
+    config: Config | str | Path,
+    scores: Path,
+    out: Path,
+    period: str = "month",
+    readable: Path | None = None,
+) -> Path:
+    """The HTML report on the risk list `churnlens score` wrote to the folder `scores`.
+
+    KPIs, cohorts and segments come from the input tables; the model card from the scoring
+    model's training run when the tracking store holds it (else the card says why not). With
+    `readable`, also writes the retention team's spreadsheet there.
+    """
+    from churnlens.labels import data_end
+    from churnlens.reporting import kpis as retention
+    from churnlens.reporting.readable import write_readable_list
+    from churnlens.reporting.report import ReportInput, write_report
+
+    config = _config(config)
+    risk, drift = _score_outputs(scores)
+    tables = load_tables(config.data)
+    as_of = pd.Timestamp(risk["as_of"].iloc[0])
+    window = pd.Timedelta(days=config.churn.active_window_days)
+    first = tables.purchases["ordered_at"].min()
+    card, metrics, calibration, importance = _model_card(config, risk)
+    facts = {
+        **card,
+        "data window": f"{first:%Y-%m-%d} to {data_end(tables):%Y-%m-%d}",
+        "scored at": f"{as_of:%Y-%m-%d}",
+    }
+    report_input = ReportInput(
+        risk_list=risk,
+        kpis=retention.period_kpis(tables, config.churn, period, config.data.csat_scale),
+        currency=config.reporting.currency,
+        cohorts=retention.cohort_retention(tables, config.churn),
+        segments=retention.rfm_segments(tables, as_of, risk)[1],
+        pareto=retention.pareto_view(tables, as_of - window, as_of),
+        model_card=facts,
+        metrics=metrics,
+        calibration=calibration,
+        drift=drift,
+        importance=importance,
+        top_targets=config.reporting.top_targets,
+    )
+    path = write_report(report_input, out)
+    if readable is not None:
+        write_readable_list(risk, config.reporting.currency, readable)
+    return path
+
+
+def _score_outputs(scores: Path) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The risk list and drift table `churnlens score --out scores` wrote."""
+    path = scores / "risk_list.parquet"
+    if not path.is_file():
+        raise ChurnlensError(
+            f"--scores {scores}: no risk_list.parquet; run `churnlens score --out {scores}` first"
+        )
+    risk = pd.read_parquet(path)
+    if risk.empty:
+        raise ChurnlensError(f"risk list {path}: no rows, nothing to report")
+    drift = scores / "drift.csv"
+    return risk, pd.read_csv(drift) if drift.is_file() else None
+
+
+def _model_card(config: Config, risk: pd.DataFrame):
+    """(facts, metrics, calibration, importance) of the model that scored `risk`."""
+    from churnlens import tracking
+    from churnlens.reporting.card import model_card
+
+    lineage = risk[["model_name", "model_version", "run_id"]].iloc[0].astype("str").to_dict()
+    try:
+        model, _ = tracking.load_model_uri(
+            config, f"models:/{lineage['model_name']}/{lineage['model_version']}"
+        )
+        params, metrics, test = tracking.training_record(config, lineage["run_id"])
+    except ChurnlensError as error:
+        facts = {
+            "model": f"{lineage['model_name']} v{lineage['model_version']}",
+            "run id": lineage["run_id"],
+            "training record": f"not available ({error})",
+        }
+        return facts, None, None, None
+    return model_card(lineage, params, metrics, test, model)

@@ -373,3 +373,20 @@ def export(config: Config, folder: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def training_record(config: Config, run_id: str) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """What a training run logged for its model card: (params, metrics by cutoff, test rows)."""
+    client = _client(config)
+    try:
+        params = client.get_run(run_id).data.params
+    except MlflowException:
+        raise ChurnlensError(f"tracking store {tracking_uri(config)}: no run {run_id}") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path="evaluation/metrics_by_cutoff.csv", dst_path=tmp
+        )
+        test = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=TEST_SET, dst_path=tmp
+        )
+        return dict(params), pd.read_csv(metrics), pd.read_parquet(test)

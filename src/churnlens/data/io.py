@@ -104,14 +104,17 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     return write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+def write_csv(frame: pd.DataFrame, path: Path, encoding: str = "utf-8") -> Path:
     """Write `frame` as CSV with every formula-like text cell and header neutralised.
 
     Lines end in CRLF (RFC 4180): then the csv writer quotes any cell holding a CR or LF, so
     a stray carriage return cannot start a new row in a spreadsheet.
     """
     safe = _spreadsheet_safe(frame)
-    return write_atomic(path, lambda tmp: safe.to_csv(tmp, index=False, lineterminator="\r\n"))
+    return write_atomic(
+        path,
+        lambda tmp: safe.to_csv(tmp, index=False, lineterminator="\r\n", encoding=encoding),
+    )
 
 
 def _spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:

@@ -8,8 +8,6 @@ loading the model from the registry or a folder, and writing the files live in
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,8 @@ import pandas as pd
 
 from churnlens.config import Config, parse_date
 from churnlens.data.contract import Tables
-from churnlens.data.io import write_atomic, write_csv, write_parquet
+from churnlens.data.io import write_csv, write_parquet
+from churnlens.data.output_set import publish
 from churnlens.drift import psi_table
 from churnlens.economics import check_budget, customer_value, expected_gain, risk_tiers
 from churnlens.economics import select_targets as _budgeted
@@ -32,7 +31,6 @@ from churnlens.scoring.playbook import load_playbook, recommend
 from churnlens.scoring.reasons import REASON_COLUMNS, TOP_K, top_reasons
 
 log = logging.getLogger(__name__)
-FILES = ("risk_list.parquet", "risk_list.csv", "drift.csv", "manifest.json")
 EXPLAIN_CHUNK = 20_000  # rows explained per round when a budget may stop early
 
 
@@ -235,20 +233,15 @@ def score(
 
 
 def write_outputs(result: ScoreResult, out: Path) -> dict:
-    """Write the risk list (Parquet, CSV), the PSI table and, last, the manifest."""
-    paths = {
-        "risk_list.parquet": write_parquet(result.risk_list, out / "risk_list.parquet"),
-        "risk_list.csv": write_csv(result.risk_list, out / "risk_list.csv"),
-        "drift.csv": write_csv(result.drift, out / "drift.csv"),
+    """Write the risk list (Parquet, CSV), the PSI table and the manifest as one set."""
+    files = {
+        "risk_list.parquet": lambda path: write_parquet(result.risk_list, path),
+        "risk_list.csv": lambda path: write_csv(result.risk_list, path),
+        "drift.csv": lambda path: write_csv(result.drift, path),
     }
     manifest = {
         **result.summary,
         "rows": len(result.risk_list),
         "reason_columns": [f"reason_{i}" for i in range(1, TOP_K + 1)],
-        "files": {
-            name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in paths.items()
-        },
     }
-    text = json.dumps(manifest, indent=1, sort_keys=True)
-    write_atomic(out / "manifest.json", lambda tmp: tmp.write_text(text + "\n"))
-    return manifest
+    return publish(out, files, manifest)

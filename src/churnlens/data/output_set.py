@@ -1,0 +1,122 @@
+"""A run's output files as one unit: they appear together or not at all.
+
+Each file being atomic is not enough: a run killed between two files would leave a new risk
+list beside an old manifest. So a run writes every file into a fresh hidden folder beside the
+output path, the manifest (with each file's sha256) last, and then switches the output path,
+a symbolic link, to that folder with one atomic rename. Readers of `<out>/risk_list.csv` see
+the complete old set or the complete new one; `verify` checks a set against its manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from churnlens.errors import ChurnlensError
+
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _take_over(out: Path) -> None:
+    """Check `out` can hold a set; a plain folder becomes a link to a set folder."""
+    if out.is_symlink():
+        return
+    if out.is_file():
+        raise ChurnlensError(f"--out {out} is a file; give a folder path for the outputs")
+    if out.is_dir():
+        if any(out.iterdir()) and not (out / MANIFEST).is_file():
+            raise ChurnlensError(
+                f"--out {out} is a folder that holds other files; give a new or empty folder"
+            )
+        # a plain folder (an empty one, or a set from before output sets): taken over once
+        aside = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}"
+        os.rename(out, aside)
+        os.symlink(aside.name, out)
+
+
+def _umask_mode(folder: Path) -> None:
+    """mkdtemp makes 0700 folders: give the set the modes the user's umask asks for."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+
+
+def publish(out: Path, files: dict[str, Callable[[Path], object]], manifest: dict) -> dict:
+    """Write `files` (name -> writer of that path) and then `manifest` (with `files`: each
+    file's sha256) as one set at `out`; return the manifest. On any failure the previous set
+    stays as it was and nothing new is left behind."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _take_over(out)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as error:
+        raise ChurnlensError(f"cannot write outputs to {out}: {error.strerror or error}") from None
+    try:
+        for name, write in files.items():
+            write(staging / name)
+        manifest = {**manifest, "files": {name: _sha256(staging / name) for name in files}}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        _umask_mode(staging)
+        for path in [*staging.iterdir(), staging]:
+            descriptor = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        link = out.parent / f".{out.name}.link-{uuid.uuid4().hex[:12]}"
+        os.symlink(staging.name, link)
+        os.replace(link, out)  # the switch: one atomic rename
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ChurnlensError(f"cannot write outputs to {out}: {error.strerror or error}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _clean(out, keep=staging)
+    return manifest
+
+
+def _clean(out: Path, keep: Path) -> None:
+    """Remove the previous set and whatever runs killed before their switch left behind
+    (one scorer at a time per output path)."""
+    for stale in out.parent.glob(f".{out.name}.*"):
+        if stale != keep:
+            if stale.is_symlink() or stale.is_file():
+                stale.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(stale, ignore_errors=True)
+
+
+def verify(out: Path) -> list[str]:
+    """Problems of the set at `out` against its manifest (empty: the set is intact)."""
+    manifest_path = out / MANIFEST
+    if not manifest_path.is_file():
+        return [f"{out}: no {MANIFEST}"]
+    try:
+        recorded = json.loads(manifest_path.read_text())["files"]
+    except (ValueError, KeyError, TypeError):
+        return [f"{manifest_path}: not a churnlens manifest"]
+    problems = []
+    for name, digest in sorted(recorded.items()):
+        path = out / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+        elif _sha256(path) != digest:
+            problems.append(f"{name}: sha256 differs from the manifest")
+    extra = {p.name for p in out.iterdir()} - set(recorded) - {MANIFEST}
+    problems += [f"{name}: not in the manifest" for name in sorted(extra)]
+    return problems
