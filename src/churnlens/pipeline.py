@@ -122,8 +122,15 @@ def load_model(config: Config, reference: str | None = None):
     lineage_file = folder / "champion.json"
     if not lineage_file.is_file():
         raise ChurnlensError(f"model folder {folder}: no champion.json (use `churnlens export`)")
-    lineage = json.loads(lineage_file.read_text())
-    model = ChurnModel.load(folder / "artifacts" / "model")
+    try:
+        lineage = json.loads(lineage_file.read_text())
+        hashes = lineage["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise ChurnlensError(
+            f"model folder {folder}: champion.json is not a churnlens export (no file hashes); "
+            "export the model again with `churnlens export`"
+        ) from None
+    model = ChurnModel.load(folder / "artifacts" / "model", sha256=hashes)
     return model, {
         "model_name": lineage["name"],
         "model_version": str(lineage["version"]),

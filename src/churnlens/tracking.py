@@ -8,13 +8,17 @@ the config's `tracking.uri`, override it. This is the only module that imports m
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -25,6 +29,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types.schema import AnyType, ColSpec, Schema
+from sqlalchemy.exc import SQLAlchemyError
 
 import churnlens
 from churnlens.config import Config
@@ -72,11 +77,30 @@ def check_store(config: Config) -> None:
             )
 
 
-def _quiet() -> None:
-    """MLflow and alembic log INFO lines on every run; keep them for `--verbose` only."""
-    level = logging.INFO if logging.getLogger("churnlens").isEnabledFor(logging.DEBUG) else None
+def _quiet() -> bool:
+    """MLflow and alembic log INFO lines on every run: keep them for `--verbose` only.
+    True when they are silenced."""
+    verbose = logging.getLogger("churnlens").isEnabledFor(logging.DEBUG)
     for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(level or logging.WARNING)
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
+    return not verbose
+
+
+@contextlib.contextmanager
+def store_lock(config: Config) -> Iterator[None]:
+    """Serialise writers of one SQLite store (a lock file beside it): two processes creating
+    the store's tables at once collide ("table tags already exists"), and concurrent writes
+    can hit "database is locked". Other stores handle their own concurrency."""
+    uri = tracking_uri(config)
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    with open(Path(uri.removeprefix("sqlite:///") + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _client(config: Config) -> MlflowClient:
@@ -86,9 +110,11 @@ def _client(config: Config) -> MlflowClient:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     try:
-        client = MlflowClient(uri)
-        client.search_experiments(max_results=1)  # opens (or creates) the store now
-    except MlflowException as error:
+        with store_lock(config):  # open (or create) both stores now, one process at a time
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+    except (MlflowException, SQLAlchemyError) as error:
         raise ChurnlensError(
             f"tracking store {uri}: cannot be opened ({str(error).splitlines()[0]})"
         ) from None
@@ -187,6 +213,11 @@ def log_training(
     and that version is returned (`reused`), so a rerun does not pile up identical versions.
     """
     client = _client(config)
+    with store_lock(config):
+        return _log_training(client, result, training_set, config, config_path, figures)
+
+
+def _log_training(client, result, training_set, config, config_path, figures) -> RegisteredRun:
     name = config.model.name
     print_ = fingerprint(training_set, config)
     same = _identical(client, name, print_)
@@ -239,6 +270,7 @@ def log_training(
             test_rows.to_parquet(Path(tmp) / "test_set.parquet", index=False)
             mlflow.log_artifact(str(Path(tmp) / "test_set.parquet"), "evaluation")
             folder = result.model.save(Path(tmp) / "model")
+            hashes = result.model.file_hashes(folder)
             example = _signature_frame(result.model, test_rows)
             script = Path(tmp) / "churn_pyfunc.py"
             script.write_text("import mlflow\n" + PYFUNC_SCRIPT)
@@ -253,12 +285,15 @@ def log_training(
                     input_example=example,
                     pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS],
                 )
-        registered = mlflow.register_model(info.model_uri, name)
+        with contextlib.redirect_stderr(io.StringIO()) if _quiet() else contextlib.nullcontext():
+            registered = mlflow.register_model(info.model_uri, name)  # it prints, not logs
         client.set_registered_model_alias(name, CHALLENGER, registered.version)
-        for key, value in (
-            ("test_cutoff", f"{result.split.test:%Y-%m-%d}"),
-            ("fingerprint", print_),
-        ):
+        tags = {
+            "test_cutoff": f"{result.split.test:%Y-%m-%d}",
+            "fingerprint": print_,
+            SHA256_TAG: json.dumps(hashes, sort_keys=True),
+        }
+        for key, value in tags.items():
             client.set_model_version_tag(name, registered.version, key, value)
         return RegisteredRun(run.info.run_id, name, str(registered.version), info.model_uri)
 
@@ -284,8 +319,39 @@ def load_registered(config: Config, alias: str = CHAMPION, name: str | None = No
                 else "; run `churnlens train` first"
             )
         )
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{alias}")
-    return pyfunc.unwrap_python_model().model, found
+    return _load_version(found), found
+
+
+SHA256_TAG = "model_sha256"
+
+
+def _load_version(found) -> ChurnModel:
+    """The model files of a registered version, checked against the hashes recorded at
+    training. No stored code runs: MLflow's pyfunc loader would execute the artifact store's
+    churn_pyfunc.py, so scoring reads only the booster text and JSON (README, Trust)."""
+    hashes = json.loads(found.tags.get(SHA256_TAG, "{}"))
+    if not hashes:
+        raise ChurnlensError(
+            f"model registry: version {found.version} of '{found.name}' has no recorded file "
+            "hashes (trained before churnlens 0.2); retrain it"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _download_model(found.name, found.version, Path(tmp))
+        return ChurnModel.load(folder, sha256=hashes)
+
+
+def _download_model(name: str, version, folder: Path) -> Path:
+    """Download a registered model's folder; the model files sit in artifacts/model."""
+    try:
+        root = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}", dst_path=str(folder)
+        )
+    except (MlflowException, OSError) as error:
+        raise ChurnlensError(
+            f"model registry: cannot read version {version} of '{name}' "
+            f"({str(error).splitlines()[0]})"
+        ) from None
+    return Path(root) / "artifacts" / MODEL_ARTIFACT
 
 
 def load_model_uri(config: Config, uri: str) -> tuple[ChurnModel, dict]:
@@ -299,7 +365,7 @@ def load_model_uri(config: Config, uri: str) -> tuple[ChurnModel, dict]:
             found = client.get_model_version(name, number)
         except MlflowException:
             raise ChurnlensError(f"model registry: no version {number} of model '{name}'") from None
-        model = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+        model = _load_version(found)
     else:
         model, found = load_registered(config, alias, name)
     return model, {"model_name": name, "model_version": str(found.version), "run_id": found.run_id}
@@ -347,26 +413,25 @@ def promote(config: Config, force: bool = False) -> str:
 
 
 def export(config: Config, folder: Path) -> Path:
-    """Copy the champion's pyfunc model to `folder` for scoring without a tracking store."""
+    """Copy the champion's model folder to `folder` for scoring without a tracking store;
+    champion.json records its lineage and the files' sha256 from training."""
     name = config.model.name
-    _, found = load_registered(config, CHAMPION)
+    found = _version(_client(config), name, CHAMPION)
+    if found is None:
+        load_registered(config, CHAMPION)  # raises the usual "no champion" message
+    hashes = json.loads(found.tags.get(SHA256_TAG, "{}"))
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}@{CHAMPION}", dst_path=str(tmp)
-        )
-        (tmp / "champion.json").write_text(
-            json.dumps(
-                {
-                    "name": name,
-                    "version": found.version,
-                    "run_id": found.run_id,
-                    "tracking_uri": tracking_uri(config),
-                },
-                indent=1,
-            )
-        )
+        ChurnModel.load(_download_model(name, found.version, tmp), sha256=hashes)  # check it
+        lineage = {
+            "name": name,
+            "version": found.version,
+            "run_id": found.run_id,
+            "tracking_uri": tracking_uri(config),
+            "sha256": hashes,
+        }
+        (tmp / "champion.json").write_text(json.dumps(lineage, indent=1, sort_keys=True))
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)

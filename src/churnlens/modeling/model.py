@@ -12,6 +12,7 @@ booster as text and the rest as JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -223,21 +224,45 @@ class ChurnModel:
         (folder / SPEC_FILE).write_text(json.dumps(self.spec(), indent=1, sort_keys=True))
         return folder
 
+    def file_hashes(self, folder: Path) -> dict[str, str]:
+        """sha256 of the saved files, recorded at training so loading can check them."""
+        return {name: _sha256(Path(folder) / name) for name in (BOOSTER_FILE, SPEC_FILE)}
+
     @classmethod
-    def load(cls, folder: Path) -> ChurnModel:
+    def load(cls, folder: Path, sha256: dict[str, str] | None = None) -> ChurnModel:
+        """Read a saved model: JSON and LightGBM's booster text, never code or pickles.
+
+        With `sha256` (file name -> hash recorded at training), a file that differs is refused.
+        """
         folder = Path(folder)
         if not (folder / BOOSTER_FILE).is_file() or not (folder / SPEC_FILE).is_file():
             raise ChurnlensError(f"model folder {folder}: {BOOSTER_FILE} or {SPEC_FILE} missing")
-        spec = json.loads((folder / SPEC_FILE).read_text())
-        model = cls(params=spec["params"])
-        model.booster_ = lgb.Booster(model_file=str(folder / BOOSTER_FILE))
-        model.booster_.best_iteration = spec["best_iteration"]
-        model.feature_names_, model.dtypes_ = spec["feature_names"], spec["dtypes"]
-        model.categories_ = spec["categories"]
-        model.calibrator_ = Calibrator.from_dict(spec["calibration"])
-        model.reference_ = spec["reference"]
+        for name, expected in (sha256 or {}).items():
+            if _sha256(folder / name) != expected:
+                raise ChurnlensError(
+                    f"model folder {folder}: {name} does not match the sha256 recorded at "
+                    "training; the model was changed after training and is not loaded"
+                )
+        try:
+            spec = json.loads((folder / SPEC_FILE).read_text())
+            model = cls(params=spec["params"])
+            model.booster_ = lgb.Booster(model_file=str(folder / BOOSTER_FILE))
+            model.booster_.best_iteration = spec["best_iteration"]
+            model.feature_names_, model.dtypes_ = spec["feature_names"], spec["dtypes"]
+            model.categories_ = spec["categories"]
+            model.calibrator_ = Calibrator.from_dict(spec["calibration"])
+            model.reference_ = spec["reference"]
+        except (ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as error:
+            raise ChurnlensError(
+                f"model folder {folder}: cannot be read ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else 'corrupt'})"
+            ) from None
         model.contract_ = spec.get("contract", {})
         return model
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _is_categorical(values: pd.Series) -> bool:
