@@ -53,7 +53,8 @@ def hostile_model(tmp_path_factory):
     config = load_config(path)
     result = fit(training_set(load_tables(config.data), config), config)
     folder = root / "model"
-    result.model.save(folder / "artifacts" / "model")
-    lineage = {"name": "hostile", "version": 1, "run_id": "r"}
+    saved = result.model.save(folder / "artifacts" / "model")
+    hashes = result.model.file_hashes(saved)
+    lineage = {"name": "hostile", "version": 1, "run_id": "r", "sha256": hashes}
     (folder / "champion.json").write_text(json.dumps(lineage))
     return path, folder
