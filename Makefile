@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEMO   := data/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test demo bench lint
+.PHONY: help setup test demo bench lint cdnow
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -42,3 +42,9 @@ bench: setup ## run the benchmarks (large data; minutes)
 lint: setup ## ruff check and format check
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+
+cdnow: setup ## CDNOW (real purchases) end to end: validate + train at 90 and 180 days
+	$(BIN)/python -c "from churnlens.datasets import load_cdnow; from churnlens.data.io import write_parquet; from pathlib import Path; [write_parquet(t, Path('data/cdnow') / f'{n}.parquet') for n, t in load_cdnow().items()]"
+	$(BIN)/churnlens validate -c configs/cdnow.yaml
+	$(BIN)/churnlens train -c configs/cdnow.yaml
+	$(BIN)/churnlens train -c configs/cdnow-180d.yaml

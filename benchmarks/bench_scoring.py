@@ -327,7 +327,7 @@ def stage_shape(p: dict) -> dict:
         "load": max(load, os.getloadavg()[0]),
         "split": {
             "train": [f"{c:%Y-%m-%d}" for c in split.train],
-            "valid": f"{split.valid:%Y-%m-%d}",
+            "valid": ",".join(f"{c:%Y-%m-%d}" for c in split.valid),
             "test": f"{split.test:%Y-%m-%d}",
             "rows": [len(train), len(valid), len(test)],
         },

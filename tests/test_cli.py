@@ -56,8 +56,14 @@ def test_features_writes_every_cutoff(simulated, tmp_path):
     result = invoke("features", "-c", simulated / "config.yaml", "--out", out)
     assert result.exit_code == 0, result.output
     frame = pd.read_parquet(out)
-    expected = pd.date_range("2024-09-01", "2025-10-02", freq="60D")
-    assert sorted(frame["cutoff"].unique()) == list(expected)
+    cutoffs = sorted(frame["cutoff"].unique())
+    # every 60 days back from the test cutoff: the last purchase day minus the 90-day horizon,
+    # whatever later rows other tables hold
+    purchases = pd.read_parquet(simulated / "data" / "purchases.parquet")
+    last_day = purchases.loc[purchases["status"] == "completed", "ordered_at"].max().normalize()
+    assert cutoffs[-1] == last_day - pd.Timedelta(days=90)
+    assert cutoffs == list(pd.date_range(end=cutoffs[-1], periods=len(cutoffs), freq="60D"))
+    assert pd.Timestamp("2024-09-01") <= cutoffs[0] < pd.Timestamp("2024-10-31")
     assert frame.columns[:2].tolist() == ["customer_id", "cutoff"]
     assert frame.columns[-1] == "churned"
     assert not frame.duplicated(["customer_id", "cutoff"]).any()

@@ -99,12 +99,14 @@ EXPECTED_A = {
     "spend_trend_30d": -30,
     "gap_mean_days": 30,
     "gap_std_days": 0,
+    "last_gap_days": 30,
     "discount_share": 1 / 3,
     "refund_rate": 1 / 4,
     "categories_bought": 2,
     "channels_used": 2,
     "last_channel": "app",
     "overdue_ratio": 31 / 30,
+    "overdue_last_gap": 31 / 30,
     "avg_order_value": 20,
     # support: t2 is resolved only after the cutoff and t3 answered at it
     "tickets_total": 3,
@@ -307,7 +309,7 @@ def test_rows_at_or_after_the_cutoff_never_change_its_features(
     cutoff_hours = cutoff_day * 24
     config = FeatureConfig(windows_days=[7, 30], event_kinds=["login", "cart_abandoned"])
     frame = spine(CUSTOMERS, _day(cutoff_hours))
-    original = build_features(_tables(purchases, tickets, surveys, events), frame, config)
+    original = build_features(_tables(purchases, tickets, surveys, events), frame, config, None, 30)
     sources = (purchases, tickets, surveys, events)
     changed = _tables(
         *(_after(rows, cutoff_hours, keep, new[i], shift) for i, rows in enumerate(sources))
@@ -317,4 +319,4 @@ def test_rows_at_or_after_the_cutoff_never_change_its_features(
         late = changed.tickets[column] >= _day(cutoff_hours)
         changed.tickets.loc[late, column] += pd.Timedelta(hours=shift)
     changed.tickets = with_ticket_times(changed.tickets)
-    pd.testing.assert_frame_equal(original, build_features(changed, frame, config))
+    pd.testing.assert_frame_equal(original, build_features(changed, frame, config, None, 30))

@@ -112,9 +112,8 @@ def test_cutoff_schedule_keeps_label_windows_inside_the_data():
     tables = shop({"a": ["2024-01-01", "2024-12-31 10:00"]})
     churn = ChurnConfig(horizon_days=90)
     cutoffs = training_cutoffs(tables, CutoffConfig(start="2024-03-01", step_days=30), churn)
-    assert cutoffs[0] == pd.Timestamp("2024-03-01")
-    assert cutoffs[-1] + pd.Timedelta(days=90) <= pd.Timestamp("2024-12-31")
-    assert cutoffs[-1] + pd.Timedelta(days=120) > pd.Timestamp("2024-12-31")
+    assert pd.Timestamp("2024-03-01") <= cutoffs[0] < pd.Timestamp("2024-03-31")
+    assert cutoffs[-1] == pd.Timestamp("2024-12-31") - pd.Timedelta(days=90)
     assert all(b - a == pd.Timedelta(days=30) for a, b in itertools.pairwise(cutoffs))
 
 

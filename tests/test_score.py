@@ -131,7 +131,11 @@ def test_budget_is_respected_and_no_negative_gain_is_selected(setting):
     spent = by_money.loc[by_money["target"], "contact_cost"].sum()
     assert 0 < spent <= 40.0
     unlimited = score(config, as_of, model_uri).risk_list
-    assert unlimited["target"].sum() == (unlimited["expected_net_gain"] > 0).sum()
+    retained = unlimited["status"] != "lapsed"
+    assert unlimited["target"].sum() == ((unlimited["expected_net_gain"] > 0) & retained).sum()
+    lapsed = unlimited[~retained & unlimited["recommended_action"].notna()]
+    assert len(lapsed) and (lapsed["recommended_action"] == "win-back message").all()
+    assert not unlimited.loc[~retained, "target"].any()
     assert unlimited["rank"].tolist() == list(range(1, len(unlimited) + 1))
 
 
@@ -145,9 +149,10 @@ def test_rerun_is_byte_identical_and_manifest_matches(setting, tmp_path):
     assert manifest["files"]["risk_list.csv"] == digests(first)["risk_list.csv"]
     assert manifest["targets"] == 30 and manifest["model_name"] == "shop"
     risk = pd.read_parquet(first / "risk_list.parquet")
-    assert risk.columns[:9].tolist() == [
+    assert risk.columns[:10].tolist() == [
         "customer_id",
         "as_of",
+        "status",
         "churn_probability",
         "risk_tier",
         "value",

@@ -172,6 +172,10 @@ def train(config: ConfigOption) -> None:
         lambda c: c.map("{:,.0f}".format if c.name == "profit" else "{:.3f}".format)
     )
     console.print(_text_table(shown.reset_index()), highlight=False, soft_wrap=True)
+    console.print(f"split: {result.split.reason}", highlight=False)
+    console.print(_interval_table(result.intervals), highlight=False, soft_wrap=True)
+    for name, why in result.failed.items():
+        console.print(f"baseline {name} failed, not compared: {escape(why)}", highlight=False)
     if registered.reused:
         console.print(
             f"same data and settings as {registered.name} version {registered.version} "
@@ -263,6 +267,29 @@ def verify(
     from churnlens.pipeline import verify as verify_set
 
     console.print(f"{folder}: {verify_set(folder)} files match manifest.json")
+
+
+def _interval_table(intervals) -> str:
+    """Test metrics with 95 % paired bootstrap intervals and differences to the best baseline."""
+    import pandas as pd
+
+    reference = intervals["reference"].iloc[0]
+
+    def span(row, value: str, low: str, high: str, sign: str = "") -> str:
+        if pd.isna(row[value]):
+            return "-"
+        return f"{row[value]:{sign}.4f} [{row[low]:{sign}.4f}, {row[high]:{sign}.4f}]"
+
+    rows = []
+    for model, part in intervals.set_index("metric").groupby("model", sort=False):
+        row = {"model": model}
+        for metric, label in (("roc_auc", "ROC-AUC"), ("pr_auc", "PR-AUC"), ("brier", "Brier")):
+            values = part.loc[metric]
+            row[f"{label} [95 %]"] = span(values, "value", "low", "high")
+            row[f"{label} vs {reference}"] = span(values, "diff", "diff_low", "diff_high", "+")
+        rows.append(row)
+    title = "95 % paired bootstrap intervals on the test customers\n"
+    return title + _text_table(pd.DataFrame(rows))
 
 
 def _text_table(frame) -> str:

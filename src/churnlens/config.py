@@ -85,19 +85,35 @@ class ChurnConfig(_Strict):
 
 
 class CutoffConfig(_Strict):
-    """Training cutoffs: an explicit list, or a schedule from `start` every `step_days`."""
+    """Cutoffs: an explicit list, or a schedule every `step_days` back from the test cutoff.
+
+    The test cutoff is `test` if given (pinned), else the last day whose label window ends by
+    the data end (or by `end`). The schedule runs back from it to `start`, by default the data
+    start plus `min_history_days`, so every cutoff has that much history behind it.
+    `validation` chooses how the model is stopped and calibrated (see modeling/split.py):
+    `out_of_time` on a later cutoff, `grouped` on held-out customers of the training cutoffs,
+    `auto` the first when it leaves `min_train_cutoffs` training cutoffs, else the second.
+    """
 
     dates: list[dt.date] = Field(default_factory=list)
     start: dt.date | None = None
     end: dt.date | None = None
+    test: dt.date | None = Field(None, description="pin the test cutoff to this day")
     step_days: int = Field(30, gt=0)
+    min_history_days: int = Field(90, ge=0, description="default start: data start + this")
+    validation: Literal["auto", "out_of_time", "grouped"] = "auto"
+    min_train_cutoffs: int = Field(3, gt=0, description="auto: fewer out of time -> grouped")
+    holdout_share: float = Field(0.2, gt=0, lt=1, description="grouped: customers held out")
 
     @model_validator(mode="after")
     def _one_way(self) -> CutoffConfig:
-        if self.dates and (self.start or self.end):
-            raise ValueError("give either 'dates' or 'start'/'end', not both")
-        if self.start and self.end and self.end < self.start:
-            raise ValueError("'end' is before 'start'")
+        if self.dates and (self.start or self.end or self.test):
+            raise ValueError("give either 'dates' or 'start'/'end'/'test', not both")
+        if self.test and self.end:
+            raise ValueError("give either 'test' (the test cutoff) or 'end', not both")
+        last = self.test or self.end
+        if self.start and last and last < self.start:
+            raise ValueError("'end' or 'test' is before 'start'")
         return self
 
 
@@ -106,6 +122,7 @@ class FeatureConfig(_Strict):
     event_kinds: list[str] | None = Field(
         None, description="event kinds to count; default: every kind in the events table"
     )
+    btyd: bool = Field(True, description="add BG/NBD features fitted at each cutoff")
 
     @field_validator("windows_days")
     @classmethod
@@ -144,7 +161,33 @@ class TrackingConfig(_Strict):
     experiment: str = "churnlens"
 
 
+class StatusConfig(_Strict):
+    """Customer status at the as-of date from the customer's own purchase rhythm.
+
+    lapsed: no purchase for more than `lapsed_gap_multiple` × their usual gap (and more than
+    `lapsed_floor_days`); at_risk: more than `at_risk_gap_multiple` × their usual gap; else
+    active. A one-order customer has no gap of their own: the population's median is used.
+    Measured on the simulator (20,000 customers, as of 2025-09-30, truth known): with 2 and
+    30 days, 88 % of the customers called lapsed had truly left, and 86 % of those who had
+    left were called lapsed; with 3, 96 % and 77 %.
+    """
+
+    lapsed_gap_multiple: float = Field(2.0, gt=1)
+    at_risk_gap_multiple: float = Field(1.5, gt=0)
+    lapsed_floor_days: float = Field(30.0, ge=0)
+    target_lapsed: bool = Field(
+        False, description="let lapsed customers into the retention target list"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StatusConfig:
+        if self.at_risk_gap_multiple >= self.lapsed_gap_multiple:
+            raise ValueError("at_risk_gap_multiple must be below lapsed_gap_multiple")
+        return self
+
+
 class ScoringConfig(_Strict):
+    status: StatusConfig = StatusConfig()
     high_risk_threshold: float = Field(0.5, gt=0, lt=1, description="risk tier 'high' from here")
     medium_risk_threshold: float = Field(0.2, gt=0, lt=1, description="tier 'medium' from here")
     explain: Literal["targets", "all"] = Field(

@@ -8,7 +8,8 @@ list both use it, with the playbook's per-action costs and save rates.
 - **expected gain** of one contact: ``p × value × save_rate − cost``, where ``p`` is the churn
   probability, ``save_rate`` the share of churners the action keeps and ``cost`` its price.
 - **targets**: customers with a positive expected gain, best first, within the contact and
-  money budgets.
+  money budgets; lapsed customers (scoring.status) get a win-back action and are not targets
+  unless configured.
 """
 
 from __future__ import annotations
@@ -62,15 +63,20 @@ def check_budget(contacts: int | None, money: float | None) -> None:
 
 
 def select_targets(
-    gain: np.ndarray, cost: np.ndarray, contacts: int | None = None, money: float | None = None
+    gain: np.ndarray,
+    cost: np.ndarray,
+    contacts: int | None = None,
+    money: float | None = None,
+    eligible: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which rows are targets, for rows already ordered best first by expected gain.
 
-    Positive-gain rows are taken in order while the running count stays within `contacts`
-    and the running contact cost within `money` (None: no limit).
+    Positive-gain rows (among `eligible` ones: lapsed customers are not, by default) are taken
+    in order while the running count stays within `contacts` and the running contact cost
+    within `money` (None: no limit).
     """
     check_budget(contacts, money)
-    eligible = np.asarray(gain, float) > 0
+    eligible = (np.asarray(gain, float) > 0) & (True if eligible is None else eligible)
     chosen = eligible.copy()
     if contacts is not None:
         chosen &= np.cumsum(eligible) <= contacts

@@ -15,24 +15,31 @@ import duckdb
 import pandas as pd
 
 from churnlens.config import ChurnConfig, CutoffConfig
-from churnlens.data.contract import SCHEMAS, Tables
+from churnlens.data.contract import Tables
 from churnlens.errors import ChurnlensError
 
 SPINE_COLUMNS = ["customer_id", "cutoff"]
 
 
-def data_end(tables: Tables) -> pd.Timestamp:
-    """The latest timestamp in any input table: the data are observed up to here."""
-    ends = [frame[SCHEMAS[name].time_column].max() for name, frame in tables.present().items()]
-    if "cancelled_at" in tables.customers.columns:
+def data_end(tables: Tables, churn_type: str = "non_contractual") -> pd.Timestamp:
+    """The latest behaviour the labels rest on: the last completed purchase (and, for
+    contractual churn, the last cancellation).
+
+    Not the latest row of any table: one survey answer after the last purchase would move the
+    test cutoff past the purchases and label everyone in that gap as churned.
+    """
+    purchases = tables.purchases
+    if "status" in purchases.columns:
+        purchases = purchases[purchases["status"] == "completed"]
+    ends = [purchases["ordered_at"].max()]
+    if churn_type == "contractual" and "cancelled_at" in tables.customers.columns:
         ends.append(tables.customers["cancelled_at"].max())
     return max(end for end in ends if pd.notna(end))
 
 
 def data_start(tables: Tables) -> pd.Timestamp:
-    """The earliest timestamp in any input table: nothing is known before it."""
-    starts = [frame[SCHEMAS[name].time_column].min() for name, frame in tables.present().items()]
-    return min(start for start in starts if pd.notna(start))
+    """The first signup or purchase: before it no customer can be in any population."""
+    return min(tables.customers["signup_at"].min(), tables.purchases["ordered_at"].min())
 
 
 def _refuse_before_data(tables: Tables, dates: list[pd.Timestamp]) -> list[pd.Timestamp]:
@@ -50,30 +57,52 @@ def _refuse_before_data(tables: Tables, dates: list[pd.Timestamp]) -> list[pd.Ti
 def training_cutoffs(
     tables: Tables, cutoffs: CutoffConfig, churn: ChurnConfig
 ) -> list[pd.Timestamp]:
-    """The configured cutoffs whose whole label window lies inside the data."""
-    last_allowed = data_end(tables).normalize() - pd.Timedelta(days=churn.horizon_days)
+    """The configured cutoffs whose whole label window lies inside the data.
+
+    A schedule runs back from the test cutoff in `step_days` steps, so a pinned test date is
+    always the last cutoff, down to the start (default: data start + `min_history_days`).
+    """
+    end = data_end(tables, churn.type)
+    last_allowed = end.normalize() - pd.Timedelta(days=churn.horizon_days)
+    too_late = (
+        f"leave(s) less than the {churn.horizon_days}-day label window before the data end "
+        f"({end:%Y-%m-%d}, the last purchase); the last usable cutoff is {last_allowed:%Y-%m-%d}"
+    )
     if cutoffs.dates:
         dates = [pd.Timestamp(day) for day in sorted(set(cutoffs.dates))]
         late = [d.date().isoformat() for d in dates if d > last_allowed]
         if late:
-            raise ChurnlensError(
-                f"config cutoffs.dates: {', '.join(late)} leave(s) less than the "
-                f"{churn.horizon_days}-day label window before the data end "
-                f"({data_end(tables):%Y-%m-%d}); the last usable cutoff is {last_allowed:%Y-%m-%d}"
-            )
+            raise ChurnlensError(f"config cutoffs.dates: {', '.join(late)} {too_late}")
         return _refuse_before_data(tables, dates)
-    first_purchase = tables.purchases["ordered_at"].min().normalize()
-    start = (
-        pd.Timestamp(cutoffs.start)
-        if cutoffs.start
-        else first_purchase + pd.Timedelta(days=churn.active_window_days)
-    )
-    end = min(pd.Timestamp(cutoffs.end), last_allowed) if cutoffs.end else last_allowed
-    dates = list(pd.date_range(start, end, freq=f"{cutoffs.step_days}D")) if start <= end else []
+    if cutoffs.test:
+        test = pd.Timestamp(cutoffs.test)
+        if test > last_allowed:
+            raise ChurnlensError(f"config cutoffs.test: {test:%Y-%m-%d} {too_late}")
+        derived_test = "cutoffs.test"
+    elif cutoffs.end:
+        test = min(pd.Timestamp(cutoffs.end), last_allowed)
+        derived_test = "cutoffs.end, or the data end minus the horizon"
+    else:
+        test = last_allowed
+        derived_test = f"data end {end:%Y-%m-%d} minus the {churn.horizon_days}-day horizon"
+    data_start = tables.purchases["ordered_at"].min().normalize()
+    if cutoffs.start:
+        start = pd.Timestamp(cutoffs.start)
+        derived_start = "cutoffs.start"
+    else:
+        start = data_start + pd.Timedelta(days=cutoffs.min_history_days)
+        derived_start = (
+            f"data start {data_start:%Y-%m-%d} + cutoffs.min_history_days "
+            f"{cutoffs.min_history_days}"
+        )
+    step = pd.Timedelta(days=cutoffs.step_days)
+    steps = (test - start) // step if start <= test else -1
+    dates = [test - k * step for k in range(steps, -1, -1)]
     if not dates:
         raise ChurnlensError(
-            f"config cutoffs: no cutoff between {start:%Y-%m-%d} and {end:%Y-%m-%d} "
-            f"(data end {data_end(tables):%Y-%m-%d} minus the {churn.horizon_days}-day horizon)"
+            f"config cutoffs: no cutoff between {start:%Y-%m-%d} ({derived_start}) and the "
+            f"test cutoff {test:%Y-%m-%d} ({derived_test}); set cutoffs.start or "
+            "cutoffs.min_history_days earlier, or shorten churn.horizon_days"
         )
     return _refuse_before_data(tables, dates)
 

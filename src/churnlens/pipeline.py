@@ -67,7 +67,9 @@ def features(config: Config | str | Path, out: Path) -> FeaturesWritten:
     config = _config(config)
     tables = load_tables(config.data)
     spine = labels(tables, training_cutoffs(tables, config.cutoffs, config.churn), config.churn)
-    rows = write_features(tables, spine, config.features, out, config.data)
+    rows = write_features(
+        tables, spine, config.features, out, config.data, config.churn.horizon_days
+    )
     return FeaturesWritten(out, rows, spine["cutoff"].nunique(), float(spine["churned"].mean()))
 
 

@@ -233,7 +233,8 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
                 "calibration": result.model.calibrator_.method_,
                 **{f"contract.{k}": v for k, v in result.model.contract_.items()},
                 "train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.train),
-                "valid_cutoff": f"{result.split.valid:%Y-%m-%d}",
+                "valid_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.valid),
+                "validation": result.split.validation,
                 "test_cutoff": f"{result.split.test:%Y-%m-%d}",
                 "n_features": len(result.model.feature_names_),
                 "training_rows": len(training_set),
@@ -249,7 +250,12 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
                 if pd.notna(value)
             }
         )
+        mlflow.log_metrics(_interval_metrics(result.intervals))
+        _log_metrics_by_cutoff(result, training_set)
         mlflow.log_metrics({f"fit_seconds_{k}": v for k, v in result.seconds.items()})
+        mlflow.set_tag("split", result.split.reason)
+        mlflow.set_tag("best_baseline", str(result.intervals["reference"].iloc[0]))
+        mlflow.set_tags({f"baseline_failed.{name}": why for name, why in result.failed.items()})
         with warnings.catch_warnings():  # its hint about int columns is meant for models
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(
@@ -455,3 +461,32 @@ def training_record(config: Config, run_id: str) -> tuple[dict, pd.DataFrame, pd
             run_id=run_id, artifact_path=TEST_SET, dst_path=tmp
         )
         return dict(params), pd.read_csv(metrics), pd.read_parquet(test)
+
+
+def _metric_prefix(model: str, scope: str) -> str:
+    return scope if model == MODEL else f"{scope}_{model}"
+
+
+def _interval_metrics(intervals: pd.DataFrame) -> dict[str, float]:
+    """test_<metric>_low/_high and, against the best baseline, _diff, _diff_low, _diff_high."""
+    out = {}
+    for row in intervals.itertuples():
+        prefix = f"{_metric_prefix(row.model, 'test')}_{row.metric}"
+        for part in ("low", "high", "diff", "diff_low", "diff_high"):
+            if pd.notna(getattr(row, part)):
+                out[f"{prefix}_{part}"] = float(getattr(row, part))
+    return out
+
+
+def _log_metrics_by_cutoff(result: TrainingResult, training_set: pd.DataFrame) -> None:
+    """Each scored cutoff's metrics as a series: step = the cutoff's index in the training set."""
+    steps = {c: i for i, c in enumerate(sorted(training_set["cutoff"].unique()))}
+    by_cutoff = result.metrics[result.metrics["cutoff"] != "overall"]
+    for cutoff, rows in by_cutoff.groupby("cutoff"):
+        values = {
+            f"{_metric_prefix(row['model'], 'cutoff')}_{metric}": float(row[metric])
+            for _, row in rows.iterrows()
+            for metric in ("roc_auc", "pr_auc", "brier", "ece", "base_rate")
+            if pd.notna(row[metric])
+        }
+        mlflow.log_metrics(values, step=steps[pd.Timestamp(cutoff)])

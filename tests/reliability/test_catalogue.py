@@ -352,7 +352,7 @@ CASES: dict[str, Case] = {
     ),
     "cutoff schedule before the data": Case(
         config(lambda c: c.update(cutoffs={"start": "2019-01-01", "end": "2019-03-01"})),
-        ("config cutoffs", "2019-01-01", "before the start of the data"),
+        ("config cutoffs", "2019-03-01", "before the start of the data"),
         "features",
     ),
     "cutoff after the data": Case(

@@ -19,6 +19,7 @@ from churnlens.config import Config, DataConfig, FeatureConfig
 from churnlens.data.contract import Tables
 from churnlens.data.io import atomic_path
 from churnlens.errors import ChurnlensError
+from churnlens.features.btyd import add_btyd_features
 from churnlens.features.registry import Feature, feature_registry
 from churnlens.labels import SPINE_COLUMNS, labels, training_cutoffs
 
@@ -173,13 +174,26 @@ def _relation(tables: Tables, spine: pd.DataFrame, config: FeatureConfig, data: 
 
 
 def build_features(
-    tables: Tables, spine: pd.DataFrame, config: FeatureConfig, data: DataConfig | None = None
+    tables: Tables,
+    spine: pd.DataFrame,
+    config: FeatureConfig,
+    data: DataConfig | None = None,
+    horizon_days: int | None = None,
 ) -> pd.DataFrame:
-    """Features for each (customer_id, cutoff) row of `spine`; other spine columns ride along."""
+    """Features for each (customer_id, cutoff) row of `spine`; other spine columns ride along.
+
+    With `horizon_days` (the churn horizon) and `config.btyd`, the BTYD features of each
+    cutoff are appended (features/btyd.py).
+    """
     con, relation, features = _relation(tables, spine, config, data)
     frame = relation.df()
     con.close()
-    return apply_dtypes(frame, features)
+    frame = apply_dtypes(frame, features)
+    if config.btyd and horizon_days is not None:
+        extra = _check_spine(spine)  # the label stays last, after the BTYD features
+        frame = add_btyd_features(tables, frame, horizon_days)
+        frame = frame[[c for c in frame.columns if c not in extra] + extra]
+    return frame
 
 
 def apply_dtypes(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFrame:
@@ -201,8 +215,15 @@ def write_features(
     config: FeatureConfig,
     path: Path,
     data: DataConfig | None = None,
+    horizon_days: int | None = None,
 ) -> int:
-    """Stream the features to a Parquet file atomically; return the number of rows."""
+    """Write the features to a Parquet file atomically (streamed unless BTYD features join,
+    which need the frame in memory); return the number of rows."""
+    if config.btyd and horizon_days is not None:
+        frame = build_features(tables, spine, config, data, horizon_days)
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
+        return len(frame)
     con, relation, _ = _relation(tables, spine, config, data)
     with atomic_path(path) as tmp:
         relation.write_parquet(str(tmp))
@@ -214,4 +235,4 @@ def training_set(tables: Tables, config: Config | None = None) -> pd.DataFrame:
     """Features and the churn label per (customer, cutoff) at the config's training cutoffs."""
     config = config or Config()
     spine = labels(tables, training_cutoffs(tables, config.cutoffs, config.churn), config.churn)
-    return build_features(tables, spine, config.features, config.data)
+    return build_features(tables, spine, config.features, config.data, config.churn.horizon_days)

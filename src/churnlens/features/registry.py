@@ -140,6 +140,12 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "Irregular buyer: gaps vary by {gap_std_days:.0f} days",
         ),
         Feature(
+            "last_gap_days",
+            "purchases",
+            f"arg_max(gap_us, seq) {done} / {DAY_US}",
+            "The last two orders were {last_gap_days:.0f} days apart",
+        ),
+        Feature(
             "discount_share",
             "purchases",
             f"avg(discounted::INTEGER) {done}",
@@ -341,6 +347,13 @@ def _cross_source() -> list[Feature]:
             "recency_days / nullif(gap_mean_days, 0)",
             "No purchase for {recency_days:.0f} days; usually buys every {gap_mean_days:.0f}",
             requires=("recency_days", "gap_mean_days"),
+        ),
+        Feature(
+            "overdue_last_gap",
+            "derived",
+            "recency_days / nullif(last_gap_days, 0)",
+            "No purchase for {recency_days:.0f} days; the last gap was {last_gap_days:.0f}",
+            requires=("recency_days", "last_gap_days"),
         ),
         Feature(
             "avg_order_value",

@@ -2,32 +2,58 @@
 
 - recency rule: the longer since the last purchase, the likelier churn;
 - logistic regression on RFM (recency, frequency, monetary value);
-- BG/NBD: 1 − P(alive) from the customer's repeat purchases, recency and age.
+- BG/NBD: P(no purchase in the horizon) from the customer's repeat purchases, recency and age
+  (not 1 − P(alive), which is 0 for every one-order customer and ranks worse than chance).
 
-Each scores the same rows as the model. The rule and BG/NBD produce ranks, not probabilities,
-so both are mapped to probabilities by isotonic regression on the validation cutoff, which
-leaves their ranking (and so ROC-AUC) as it is while making Brier and ECE comparable.
+Each scores the same rows as the model and is mapped to a probability by a Platt (logistic)
+fit of its raw score on the validation rows, like the model's sigmoid calibration. The map is
+strictly increasing (a refused slope <= 0 means the score does not rank churners higher, and
+the baseline is reported as failed), so every baseline keeps its own ranking and ROC-AUC while
+Brier and ECE become comparable. Isotonic maps would clip and tie scores outside the
+validation range and change the ranking.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from churnlens.errors import ChurnlensError
 from churnlens.modeling.bgnbd import BGNBD
+from churnlens.modeling.model import Calibrator
 
 RFM = ["recency_days", "orders_total", "spend_total"]
 WEEK = 7.0
+_EPS = 1e-12
 
 
-def _isotonic(score_valid: np.ndarray, y_valid: np.ndarray) -> IsotonicRegression:
-    return IsotonicRegression(out_of_bounds="clip", y_min=1e-4, y_max=1 - 1e-4).fit(
-        score_valid, y_valid
-    )
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+class _Baseline:
+    """A raw score per row (`_score`), mapped to a probability by a monotone Platt fit."""
+
+    name = ""
+
+    def _score(self, frame: pd.DataFrame) -> np.ndarray:
+        raise NotImplementedError
+
+    def _calibrate(self, valid: pd.DataFrame) -> None:
+        self.map_ = Calibrator("sigmoid").fit(self._score(valid), valid["churned"].to_numpy(int))
+        slope = self.map_.params_["a"]
+        if not slope > 0:
+            raise ChurnlensError(
+                f"baseline {self.name}: its score ranks churners lower on the validation rows "
+                f"(Platt slope {slope:.3g}), so no increasing map to a probability exists"
+            )
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.map_.predict(self._score(frame))
 
 
 def _rfm(frame: pd.DataFrame) -> np.ndarray:
@@ -35,44 +61,45 @@ def _rfm(frame: pd.DataFrame) -> np.ndarray:
     return np.where(np.isnan(values), np.nanmax(values, axis=0, initial=0.0), values)
 
 
-class RecencyRule:
+class RecencyRule(_Baseline):
     name = "recency_rule"
 
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame) -> RecencyRule:
-        self.map_ = _isotonic(self._score(valid), valid["churned"].to_numpy(int))
+        self._calibrate(valid)
         return self
 
-    @staticmethod
-    def _score(frame: pd.DataFrame) -> np.ndarray:
-        return frame["recency_days"].fillna(frame["recency_days"].max()).to_numpy(float)
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.map_.predict(self._score(frame))
+    def _score(self, frame: pd.DataFrame) -> np.ndarray:
+        recency = frame["recency_days"]
+        return np.log1p(recency.fillna(recency.max()).to_numpy(float))
 
 
-class RFMLogistic:
+class RFMLogistic(_Baseline):
     name = "rfm_logistic"
 
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame) -> RFMLogistic:
         self.pipeline_ = make_pipeline(
             FunctionTransformer(np.log1p), StandardScaler(), LogisticRegression(max_iter=1000)
         ).fit(_rfm(train), train["churned"].to_numpy(int))
+        self._calibrate(valid)
         return self
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.pipeline_.predict_proba(_rfm(frame))[:, 1]
+    def _score(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.pipeline_.decision_function(_rfm(frame))
 
 
-class BGNBDBaseline:
+class BGNBDBaseline(_Baseline):
     """BG/NBD fitted on the last training cutoff (one row per customer), in weeks."""
 
     name = "bgnbd"
 
+    def __init__(self, horizon_days: int):
+        self.horizon_days = horizon_days
+
     @staticmethod
     def _summary(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        frequency = np.maximum(frame["orders_total"].to_numpy(float) - 1, 0)
-        age = frame["days_since_first_purchase"].to_numpy(float) / WEEK
-        recency = age - frame["recency_days"].to_numpy(float) / WEEK
+        frequency = np.maximum(frame["orders_total"].fillna(0).to_numpy(float) - 1, 0)
+        age = np.nan_to_num(frame["days_since_first_purchase"].to_numpy(float)) / WEEK
+        recency = age - np.nan_to_num(frame["recency_days"].to_numpy(float)) / WEEK
         recency = np.where(frequency > 0, np.clip(recency, 0, age), 0.0)
         return frequency, recency, age
 
@@ -80,16 +107,15 @@ class BGNBDBaseline:
         last = train[train["cutoff"] == train["cutoff"].max()]
         last = last[last["orders_total"] > 0]
         self.model_ = BGNBD(penalizer=0.001).fit(*self._summary(last))
-        self.map_ = _isotonic(self._dead(valid), valid["churned"].to_numpy(int))
+        self._calibrate(valid)
         return self
 
-    def _dead(self, frame: pd.DataFrame) -> np.ndarray:
+    def _score(self, frame: pd.DataFrame) -> np.ndarray:
         frequency, recency, age = self._summary(frame)
-        alive = self.model_.p_alive(frequency, recency, np.maximum(age, 1e-9))
-        return np.where(frame["orders_total"].to_numpy() > 0, 1 - alive, 1.0)
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.map_.predict(self._dead(frame))
+        quiet = self.model_.p_no_purchase(self.horizon_days / WEEK, frequency, recency, age)
+        return _logit(np.where(frame["orders_total"].to_numpy() > 0, quiet, 1.0))
 
 
-BASELINES = (RecencyRule, RFMLogistic, BGNBDBaseline)
+def baselines(horizon_days: int) -> list[_Baseline]:
+    """Fresh instances of every baseline for a churn horizon."""
+    return [RecencyRule(), RFMLogistic(), BGNBDBaseline(horizon_days)]

@@ -264,6 +264,24 @@ class BGNBD:
             )
         return np.maximum(expected, 0.0)
 
+    def p_no_purchase(self, t: Any, frequency: Any, recency: Any, T: Any) -> np.ndarray:
+        """Probability of no purchase in the next ``t`` time units: the churn label's event.
+
+        ``(1 - P(alive)) + P(alive) * ((alpha + T) / (alpha + T + t)) ** (r + x)``: a dead
+        customer never buys; an active one buys at a gamma-distributed rate whose posterior
+        given ``x`` purchases in ``T`` is gamma(r + x, alpha + T), so no arrival in ``t`` has
+        that negative-binomial zero probability. Unlike ``1 - P(alive)``, which is 0 for every
+        one-order customer, it falls with the customer's own rate and grows with ``t``.
+        """
+        r, alpha, _, _ = self._fitted_params()
+        x, tx, T_ = _check_rfm(frequency, recency, T)
+        t_ = _as_float_array(t, "t")
+        if np.any(t_ < 0):
+            raise ChurnlensError("t (the future period length) must be >= 0")
+        alive = _p_alive(self._fitted_params(), x, tx, T_)
+        quiet = np.exp((r + x) * (np.log(alpha + T_) - np.log(alpha + T_ + t_)))
+        return (1.0 - alive) + alive * quiet
+
     # ----------------------------------------------------------------------------------------
     def _fitted_params(self) -> tuple[float, float, float, float]:
         if not hasattr(self, "params_"):

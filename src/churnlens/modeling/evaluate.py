@@ -147,12 +147,14 @@ def expected_profit(
     contact_cost: Any,
     save_rate: Any,
     k: int | None = None,
+    eligible: Any = None,
 ) -> float:
     """Realised expected profit of a retention campaign chosen from the scores.
 
     Who is contacted: customers ranked by their expected gain (`churnlens.economics`:
     `p * value * save_rate - contact_cost`; ties by input order), keeping only those with a
-    positive expected gain, at most `k` of them (`k=None`: no cap). `value`, `contact_cost`
+    positive expected gain (and `eligible`, when given: scoring leaves lapsed customers out),
+    at most `k` of them (`k=None`: no cap). `value`, `contact_cost`
     and `save_rate` are scalars or one entry per row (the playbook's action per customer), so
     training measures the campaign that scoring would run.
 
@@ -170,6 +172,8 @@ def expected_profit(
     if k is not None and k < 0:
         raise ChurnlensError(f"k must be >= 0 or None, got {k}")
     gain = expected_gain(scores, values, rate, cost)
+    if eligible is not None:
+        gain = np.where(np.asarray(eligible, bool), gain, -np.inf)
     order = _ranking(gain)
     chosen = order[gain[order] > 0][:k]
     return float(expected_gain(y[chosen], values[chosen], rate[chosen], cost[chosen]).sum())
@@ -184,6 +188,7 @@ def evaluate(
     save_rate: Any = 0.2,
     top_fraction: float = 0.1,
     k: int | None = None,
+    eligible: Any = None,
 ) -> dict[str, float]:
     """Every metric for one set of scores.
 
@@ -206,7 +211,9 @@ def evaluate(
         "capture_top_decile": capture,
     }
     if value is not None:
-        metrics["profit_top_k"] = expected_profit(y, scores, value, contact_cost, save_rate, k)
+        metrics["profit_top_k"] = expected_profit(
+            y, scores, value, contact_cost, save_rate, k, eligible
+        )
     metrics["n"] = len(y)
     metrics["positives"] = int(y.sum())
     metrics["base_rate"] = float(y.mean())
@@ -239,14 +246,16 @@ def evaluate_by_cutoff(
     if frame[cutoff].isna().any():
         raise ChurnlensError(f"column {cutoff!r} has missing values")
     per_row = {}  # money arguments given per row: a column name or an aligned array
-    for name in ("value", "contact_cost", "save_rate"):
+    for name in ("value", "contact_cost", "save_rate", "eligible"):
         given = kwargs.get(name)
         if isinstance(given, str):
             if given not in frame.columns:
                 raise ChurnlensError(f"{name} column {given!r} is not in the frame")
             per_row[name] = frame[given].to_numpy()
         elif given is not None and np.ndim(given) > 0:
-            per_row[name] = _values(given, len(frame), name)
+            per_row[name] = (
+                np.asarray(given) if name == "eligible" else _values(given, len(frame), name)
+            )
 
     groups = frame.groupby(cutoff, sort=True).indices
     keys = sorted(groups)
@@ -262,4 +271,86 @@ def evaluate_by_cutoff(
             except ChurnlensError as exc:
                 raise ChurnlensError(f"model {model!r}, cutoff {key}: {exc}") from None
             rows.append({"model": model, "cutoff": key, **metrics})
+    return pd.DataFrame(rows)
+
+
+BOOTSTRAP_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
+
+
+def _weighted_metrics(y: np.ndarray, p: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """ROC-AUC, PR-AUC (average precision), Brier and ECE of one model under each row of
+    `weights` (resample counts, shape B x n), from one sort of the scores.
+
+    Tied scores form one threshold, as in scikit-learn. ECE uses the full sample's
+    equal-frequency bins for every resample, so it measures calibration on fixed score bands.
+    """
+    order = np.argsort(-p, kind="stable")
+    ys, ps, w = y[order], p[order], weights[:, order]
+    starts = np.flatnonzero(np.r_[True, np.diff(ps) != 0])  # one group per distinct score
+    pos = np.add.reduceat(w * ys, starts, axis=1)
+    neg = np.add.reduceat(w * (1 - ys), starts, axis=1)
+    total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
+    below_neg = total_neg[:, None] - np.cumsum(neg, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (pos * (below_neg + 0.5 * neg)).sum(axis=1) / (total_pos * total_neg)
+        tp, predicted = np.cumsum(pos, axis=1), np.cumsum(pos + neg, axis=1)
+        precision = np.where(predicted > 0, tp / np.where(predicted > 0, predicted, 1), 0.0)
+        ap = (pos * precision).sum(axis=1) / total_pos
+    n = w.sum(axis=1)
+    brier = (w * (ps - ys) ** 2).sum(axis=1) / n
+    edges = np.unique(np.quantile(p, np.linspace(0.0, 1.0, 11))[1:-1])
+    bins = np.searchsorted(edges, ps, side="right")
+    one_hot = np.equal.outer(bins, np.arange(len(edges) + 1)).astype(float)
+    ece = np.abs((w * (ys - ps)) @ one_hot).sum(axis=1) / n
+    return {"roc_auc": auc, "pr_auc": ap, "brier": brier, "ece": ece}
+
+
+def paired_bootstrap(
+    y_true: Any,
+    scores: dict[str, Any],
+    reference: str | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Percentile bootstrap intervals for each model's metrics and its difference to `reference`.
+
+    The same resamples of customers score every model (paired), so the interval of a
+    difference reflects how often one model beats the other on the same customers, which is
+    much narrower than comparing two separate intervals. One row per (model, metric): value
+    (on the full sample), low, high, and diff, diff_low, diff_high against `reference` (NaN
+    for the reference itself or without one).
+    """
+    y = _validate(y_true, next(iter(scores.values())))[0]
+    if reference is not None and reference not in scores:
+        raise ChurnlensError(f"reference model {reference!r} is not among the scores")
+    rng = np.random.default_rng(seed)
+    full = {
+        name: _weighted_metrics(y, _validate(y, p)[1], np.ones((1, len(y))))
+        for name, p in scores.items()
+    }
+    draws: dict[str, dict[str, list]] = {
+        name: {m: [] for m in BOOTSTRAP_METRICS} for name in scores
+    }
+    for start in range(0, n_boot, 100):  # resample counts in chunks to bound memory
+        size = min(100, n_boot - start)
+        picks = rng.integers(0, len(y), (size, len(y))) + len(y) * np.arange(size)[:, None]
+        weights = np.bincount(picks.ravel(), minlength=size * len(y)).reshape(size, len(y))
+        for name, p in scores.items():
+            for metric, values in _weighted_metrics(y, np.asarray(p, float), weights).items():
+                draws[name][metric].append(values)
+    tail = (1 - level) / 2 * 100
+    rows = []
+    for name in scores:
+        for metric in BOOTSTRAP_METRICS:
+            sample = np.concatenate(draws[name][metric])
+            row = {"model": name, "metric": metric, "value": float(full[name][metric][0])}
+            row["low"], row["high"] = np.nanpercentile(sample, [tail, 100 - tail])
+            diff = [math.nan] * 3
+            if reference is not None and name != reference:
+                delta = sample - np.concatenate(draws[reference][metric])
+                base = full[name][metric][0] - full[reference][metric][0]
+                diff = [float(base), *np.nanpercentile(delta, [tail, 100 - tail])]
+            row["diff"], row["diff_low"], row["diff_high"] = diff
+            rows.append(row)
     return pd.DataFrame(rows)

@@ -5,6 +5,7 @@ Pure computation on a training-set DataFrame; tracking and registration live in 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -13,13 +14,16 @@ import pandas as pd
 
 from churnlens.config import Config, ModelConfig
 from churnlens.economics import customer_value, expected_gain
-from churnlens.modeling.baselines import BASELINES
-from churnlens.modeling.evaluate import evaluate_by_cutoff
+from churnlens.errors import ChurnlensError
+from churnlens.modeling.baselines import baselines
+from churnlens.modeling.evaluate import evaluate_by_cutoff, paired_bootstrap
 from churnlens.modeling.model import ChurnModel
 from churnlens.modeling.split import TimeSplit, time_split
 from churnlens.scoring.playbook import Playbook, load_playbook, planned_actions
+from churnlens.scoring.status import customer_status
 
 MODEL = "lightgbm"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +33,8 @@ class TrainingResult:
     scored: pd.DataFrame  # validation and test rows: every model's probability, value, action
     metrics: pd.DataFrame  # evaluate_by_cutoff over `scored`
     seconds: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # baseline -> why it has no scores
+    intervals: pd.DataFrame | None = None  # paired bootstrap on the test cutoff, see below
 
     def test_metrics(self) -> pd.DataFrame:
         """One row per model on the out-of-time test cutoff."""
@@ -63,24 +69,37 @@ def model_contract(config: Config, split: TimeSplit) -> dict:
 def campaign(
     model: ChurnModel, frame: pd.DataFrame, config: Config, playbook: Playbook
 ) -> pd.DataFrame:
-    """Value and the playbook's action (cost, save rate) per row, as scoring prices them.
+    """Status, value and the playbook's action (cost, save rate) per row, as scoring prices
+    them, and whether the row may be a retention target.
 
     Each cutoff is one population, as at a scoring date: the playbook's value rules use
     quantiles within it.
     """
     value = customer_value(frame, config.features.windows_days, config.playbook)
+    status = pd.Series(customer_status(frame, config.scoring.status), index=frame.index)
     parts = [
-        planned_actions(model, part, playbook, value.loc[part.index])
+        planned_actions(model, part, playbook, value.loc[part.index], status.loc[part.index])
         for _, part in frame.groupby("cutoff", sort=True)
     ]
-    return pd.concat(parts).reindex(frame.index).assign(value=value)
+    eligible = (status != "lapsed") | config.scoring.status.target_lapsed
+    return (
+        pd.concat(parts).reindex(frame.index).assign(value=value, status=status, eligible=eligible)
+    )
 
 
 def fit(training_set: pd.DataFrame, config: Config | None = None) -> TrainingResult:
     """Fit the model and baselines on the out-of-time split of a stacked training set and
     evaluate them on the validation and test cutoffs; no tracking (see pipeline.train)."""
     config = config or Config()
-    split = time_split(training_set["cutoff"], config.churn.horizon_days, training_set["churned"])
+    split = time_split(
+        training_set["cutoff"],
+        config.churn.horizon_days,
+        training_set["churned"],
+        customers=training_set["customer_id"],
+        validation=config.cutoffs.validation,
+        min_train_cutoffs=config.cutoffs.min_train_cutoffs,
+        holdout_share=config.cutoffs.holdout_share,
+    )
     train, valid = split.part(training_set, "train"), split.part(training_set, "valid")
     scored = pd.concat([valid, split.part(training_set, "test")])
     seconds = {}
@@ -91,9 +110,16 @@ def fit(training_set: pd.DataFrame, config: Config | None = None) -> TrainingRes
         model_contract(config, split)
     )
     columns = {MODEL: model.predict_proba(scored)}
-    for baseline in BASELINES:
+    failed = {}
+    for baseline in baselines(config.churn.horizon_days):
         started = time.perf_counter()
-        columns[baseline.name] = baseline().fit(train, valid).predict_proba(scored)
+        try:
+            columns[baseline.name] = baseline.fit(train, valid).predict_proba(scored)
+        except (ChurnlensError, ArithmeticError, ValueError, np.linalg.LinAlgError) as error:
+            # a reference that cannot be fitted on these data is reported, not fatal
+            failed[baseline.name] = str(error)
+            log.warning("baseline %s failed: %s", baseline.name, error)
+            continue
         seconds[baseline.name] = time.perf_counter() - started
     money = campaign(model, scored, config, load_playbook(config.playbook.path))
     scored = scored.assign(**columns, **money)
@@ -106,8 +132,23 @@ def fit(training_set: pd.DataFrame, config: Config | None = None) -> TrainingRes
         value="value",
         contact_cost="contact_cost",
         save_rate="save_rate",
+        eligible="eligible",
     )
-    return TrainingResult(model, split, scored, metrics, seconds)
+    result = TrainingResult(model, split, scored, metrics, seconds, failed)
+    result.intervals = bootstrap_intervals(result, list(columns))
+    return result
+
+
+def bootstrap_intervals(result: TrainingResult, models: list[str]) -> pd.DataFrame:
+    """95 % paired bootstrap intervals on the test cutoff, differences against the baseline
+    with the best test ROC-AUC (the `reference` column): is LightGBM reliably above it?"""
+    test = result.split.part(result.scored, "test")
+    roc = result.test_metrics()["roc_auc"]
+    reference = roc.drop(MODEL).idxmax() if len(models) > 1 else None
+    intervals = paired_bootstrap(
+        test["churned"].to_numpy(int), {name: test[name].to_numpy() for name in models}, reference
+    )
+    return intervals.assign(reference=reference)
 
 
 def mean_abs_shap(model: ChurnModel, frame: pd.DataFrame) -> pd.Series:

@@ -34,6 +34,12 @@ RISK_LIST = (
     OutputColumn("customer_id", "str", "the customer"),
     OutputColumn("as_of", "datetime64[us]", "the scoring date: features use data before it"),
     OutputColumn(
+        "status",
+        "category",
+        "active / at_risk / lapsed: lapsed customers are past their own return window "
+        "(scoring.status) and get a win-back action, not a retention contact",
+    ),
+    OutputColumn(
         "churn_probability",
         "float64",
         "calibrated probability of no completed purchase (or a cancellation) within the "
@@ -48,8 +54,13 @@ RISK_LIST = (
         "churn_probability × value × save_rate − contact_cost of the recommended action; "
         "empty when the customer was not explained",
     ),
-    OutputColumn("rank", "int64", "1 = the best expected net gain; ties by customer_id"),
-    OutputColumn("target", "bool", "in the budgeted contact list"),
+    OutputColumn(
+        "rank",
+        "int64",
+        "1 = the best expected net gain among retention candidates, lapsed customers after "
+        "them; ties by customer_id",
+    ),
+    OutputColumn("target", "bool", "in the budgeted retention contact list"),
     *_reason(1),
     *_reason(2),
     *_reason(3),

@@ -46,6 +46,7 @@ class Playbook(_Strict):
     actions: dict[str, Action]
     top_value: TopValueRule | None = None
     no_incentive: NoIncentiveRule | None = None
+    win_back: Action | None = None  # for lapsed customers, whatever their reasons
 
     def family_of(self, feature: str) -> str:
         """The first family with a pattern matching `feature`, else 'default'."""
@@ -62,6 +63,7 @@ class Playbook(_Strict):
         """(highest save rate, lowest cost) over every action: bounds any customer's gain."""
         actions = list(self.actions.values())
         actions += [rule.action for rule in (self.top_value, self.no_incentive) if rule]
+        actions += [self.win_back] if self.win_back else []
         return max(a.save_rate for a in actions), min(a.cost for a in actions)
 
 
@@ -89,12 +91,17 @@ def load_playbook(path: Path) -> Playbook:
 
 
 def recommend(
-    playbook: Playbook, family: pd.Series, features: pd.DataFrame, value: pd.Series
+    playbook: Playbook,
+    family: pd.Series,
+    features: pd.DataFrame,
+    value: pd.Series,
+    status: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Action, cost and save rate per customer from their reason family and value rules.
 
     `family` is each customer's strongest reason family (missing: none, so 'default').
-    Value rules use quantiles of `value` in this scoring population; the top-value rule wins.
+    Value rules use quantiles of `value` in this scoring population; the top-value rule wins,
+    except for lapsed customers (`status`), who get the win-back action when there is one.
     """
     family = family.fillna(DEFAULT)
     actions = {name: playbook.action_for(name) for name in set(family)}
@@ -108,6 +115,9 @@ def recommend(
     if top is not None:
         chosen[value >= value.quantile(top.min_value_quantile)] = "top_value"
         actions["top_value"] = top.action
+    if playbook.win_back is not None and status is not None:
+        chosen[np.asarray(status == "lapsed")] = "win_back"
+        actions["win_back"] = playbook.win_back
     return pd.DataFrame(
         {
             "recommended_action": chosen.map(lambda k: actions[k].action).astype("str"),
@@ -125,11 +135,11 @@ def _column(features: pd.DataFrame, name: str) -> pd.Series:
 
 
 def planned_actions(
-    model, frame: pd.DataFrame, playbook: Playbook, value: pd.Series
+    model, frame: pd.DataFrame, playbook: Playbook, value: pd.Series, status: pd.Series
 ) -> pd.DataFrame:
     """The playbook's action, cost and save rate per row of one population (one date):
-    from the family of the row's strongest reasons and the value rules."""
+    from the family of the row's strongest reasons, the value rules and the status."""
     from churnlens.scoring.reasons import top_reasons
 
     families = top_reasons(model, frame, [], playbook.family_of)["reason_family"]
-    return recommend(playbook, families, frame, value)
+    return recommend(playbook, families, frame, value, status)

@@ -29,6 +29,7 @@ from churnlens.modeling.model import ChurnModel
 from churnlens.scoring import columns
 from churnlens.scoring.playbook import load_playbook, recommend
 from churnlens.scoring.reasons import REASON_COLUMNS, TOP_K, top_reasons
+from churnlens.scoring.status import STATUSES, customer_status
 
 log = logging.getLogger(__name__)
 EXPLAIN_CHUNK = 20_000  # rows explained per round when a budget may stop early
@@ -77,24 +78,26 @@ def _select_targets(frame: pd.DataFrame, contacts: int | None, money: float | No
         frame["contact_cost"].to_numpy(),
         contacts,
         money,
+        frame["eligible"].to_numpy(),
     )
 
 
 def _explain_and_target(
-    model, features, registry, playbook, p, value, explained, contacts, money
+    model, features, registry, playbook, p, value, status, eligible, explained, contacts, money
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Reasons, actions and expected net gain for the rows that need them.
 
     A customer's action, so their gain, depends on their reasons, and TreeSHAP costs a fraction
     of a millisecond a row. So beyond the rows in `explained` (the high tier), customers are
     explained best upper bound first (p x value x the best save rate - the cheapest action)
-    until no unexplained customer could still enter the budgeted target list. Rows left
-    unexplained have no reasons, no action and no gain (NaN); none of them could be a target.
+    until no unexplained customer could still enter the budgeted target list (lapsed ones,
+    not `eligible`, never can). Rows left unexplained have no reasons, no action and no gain
+    (NaN); none of them could be a target.
     """
     best_save, least_cost = playbook.best_case
     upper = expected_gain(p, value, best_save, least_cost)
     order = np.argsort(-upper, kind="stable")
-    queue = order[(upper[order] > 0) & ~explained[order]]
+    queue = order[(upper[order] > 0) & ~explained[order] & eligible[order]]
     unlimited = contacts is None and money is None  # every positive gain is a target
     chunk = len(queue) if unlimited else max(EXPLAIN_CHUNK, 2 * (contacts or 0))
     values = pd.Series(value, index=features.index)
@@ -104,20 +107,20 @@ def _explain_and_target(
             parts.append(top_reasons(model, features.iloc[new], registry, playbook.family_of))
         reasons = pd.concat(parts) if parts else pd.DataFrame(columns=REASON_COLUMNS)
         reasons = reasons.reindex(features.index)
-        actions = recommend(playbook, reasons["reason_family"], features, values)
+        actions = recommend(playbook, reasons["reason_family"], features, values, status)
         gain = expected_gain(p, value, actions["save_rate"], actions["contact_cost"])
         gain = np.where(explained, gain, np.nan)
         if not len(queue):
             break
-        ranked = pd.DataFrame(
-            {
-                "expected_net_gain": gain,
-                "contact_cost": actions["contact_cost"],
-                "customer_id": features["customer_id"],
-            }
-        )
-        ranked = ranked.sort_values(
-            ["expected_net_gain", "customer_id"], ascending=[False, True], kind="stable"
+        ranked = _ranked(
+            pd.DataFrame(
+                {
+                    "eligible": eligible,
+                    "expected_net_gain": gain,
+                    "contact_cost": actions["contact_cost"],
+                    "customer_id": features["customer_id"],
+                }
+            )
         )
         left_out = ranked[
             (ranked["expected_net_gain"] > 0) & ~_select_targets(ranked, contacts, money)
@@ -128,6 +131,16 @@ def _explain_and_target(
         explained[new] = True
     actions.loc[~explained, ["recommended_action", "contact_cost", "save_rate"]] = np.nan
     return reasons, actions, gain
+
+
+def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
+    """Retention candidates first (lapsed customers after them), best expected gain first,
+    ties by customer_id."""
+    return frame.sort_values(
+        ["eligible", "expected_net_gain", "customer_id"],
+        ascending=[False, False, True],
+        kind="stable",
+    )
 
 
 def score(
@@ -171,7 +184,7 @@ def score(
         raise ChurnlensError(f"no customer is in the population at {as_of:%Y-%m-%d}")
     windows = model.contract_.get("feature_windows_days", config.features.windows_days)
     feature_config = config.features.model_copy(update={"windows_days": windows})
-    features = build_features(tables, spine, feature_config, config.data)
+    features = build_features(tables, spine, feature_config, config.data, config.churn.horizon_days)
     drift = psi_table(model.reference_, features)
     worst = drift[~drift["feature"].isin(config.scoring.drift_exempt)].iloc[0]
     if worst["psi"] > config.scoring.drift_stop_psi:
@@ -189,15 +202,19 @@ def score(
     p = model.predict_proba(features)
     value = customer_value(features, windows, config.playbook).to_numpy()
     tier = risk_tiers(p, config.scoring)
+    status = pd.Series(customer_status(features, config.scoring.status), index=features.index)
+    eligible = (status != "lapsed").to_numpy() | config.scoring.status.target_lapsed
     registry = active_features(tables, feature_config, config.data.ces_scale)
     explained = np.asarray(tier == "high") | (explain == "all")
     reasons, actions, gain = _explain_and_target(
-        model, features, registry, playbook, p, value, explained, contacts, money
+        model, features, registry, playbook, p, value, status, eligible, explained, contacts, money
     )
     risk = pd.DataFrame(
         {
             "customer_id": features["customer_id"],
             "as_of": features["cutoff"],
+            "status": status,
+            "eligible": eligible,
             "churn_probability": p,
             "risk_tier": tier,
             "value": value,
@@ -207,9 +224,7 @@ def score(
         index=features.index,
     )
     risk = pd.concat([risk, reasons, actions], axis=1).assign(**lineage)
-    risk = risk.sort_values(
-        ["expected_net_gain", "customer_id"], ascending=[False, True], kind="stable"
-    ).reset_index(drop=True)
+    risk = _ranked(risk).reset_index(drop=True)
     risk["rank"] = np.arange(1, len(risk) + 1)
     risk["target"] = _select_targets(risk, contacts, money)
     risk = columns.conform(risk)
@@ -218,6 +233,7 @@ def score(
         "as_of": f"{as_of:%Y-%m-%d}",
         "customers": len(risk),
         "high_risk": int((risk["risk_tier"] == "high").sum()),
+        "status": {name: int((risk["status"] == name).sum()) for name in STATUSES},
         "targets": len(targets),
         "contact_cost": float(targets["contact_cost"].sum()),
         "expected_net_gain": float(targets["expected_net_gain"].sum()),

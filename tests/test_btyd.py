@@ -1,0 +1,91 @@
+"""BTYD features: point in time on real purchases, NaN with a warning when a fit fails."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from churnlens.data.contract import Tables
+from churnlens.datasets import load_cdnow
+from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
+from churnlens.modeling.bgnbd import BGNBD, rfm_summary
+from shops import make_tables
+
+
+@pytest.fixture(scope="module")
+def sample() -> Tables:
+    tables = load_cdnow("sample")
+    return Tables(customers=tables["customers"], purchases=tables["purchases"])
+
+
+def _frame(tables: Tables, cutoffs: list[str]) -> pd.DataFrame:
+    ids = sorted(tables.customers["customer_id"])[:400]
+    return pd.DataFrame(
+        {
+            "customer_id": ids * len(cutoffs),
+            "cutoff": pd.to_datetime(np.repeat(cutoffs, len(ids))).astype("datetime64[us]"),
+        }
+    )
+
+
+def test_features_are_those_of_a_fit_on_the_purchases_before_the_cutoff(sample):
+    frame = add_btyd_features(sample, _frame(sample, ["1997-07-01"]), 90)
+    summary = rfm_summary(sample.purchases, "1997-07-01")
+    model = BGNBD(0.001).fit(summary["frequency"], summary["recency"], summary["T"])
+    own = summary.reindex(frame["customer_id"])
+    known = own["frequency"].notna().to_numpy()
+    x, tx, T = (own[c].to_numpy()[known] for c in ("frequency", "recency", "T"))
+    np.testing.assert_allclose(frame["bgnbd_p_alive"][known], model.p_alive(x, tx, T))
+    np.testing.assert_allclose(
+        frame["bgnbd_p_no_purchase"][known], model.p_no_purchase(90 / 7, x, tx, T)
+    )
+    assert frame.loc[~known, list(BTYD_FEATURES)].isna().all().all()
+    assert known.mean() > 0.9  # CDNOW's cohort all bought in the first quarter of 1997
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    cutoff=st.sampled_from(["1997-04-15", "1997-09-01", "1998-01-01"]),
+    seed=st.integers(0, 2**32 - 1),
+    drop=st.floats(0, 1),
+    shift_days=st.integers(0, 200),
+)
+def test_rows_at_or_after_the_cutoff_never_change_btyd_features(
+    sample, cutoff, seed, drop, shift_days
+):
+    frame = _frame(sample, [cutoff])
+    original = add_btyd_features(sample, frame, 90)
+    rng = np.random.default_rng(seed)
+    purchases = sample.purchases
+    late = purchases["ordered_at"] >= pd.Timestamp(cutoff)
+    kept = purchases[~late | (rng.random(len(purchases)) > drop)].copy()
+    moved = kept["ordered_at"] >= pd.Timestamp(cutoff)
+    kept.loc[moved, "ordered_at"] += pd.Timedelta(days=shift_days)
+    extra = purchases.sample(50, random_state=seed % 1000).assign(
+        ordered_at=pd.Timestamp(cutoff) + pd.Timedelta(days=int(rng.integers(0, 300)))
+    )
+    changed = Tables(sample.customers, pd.concat([kept, extra], ignore_index=True))
+    pd.testing.assert_frame_equal(original, add_btyd_features(changed, frame, 90))
+
+
+def test_a_failed_fit_gives_missing_features_and_a_warning(caplog):
+    tables = make_tables(
+        customers={"customer_id": ["a", "b"], "signup_at": ["2024-01-01"] * 2},
+        purchases={
+            "order_id": ["o1", "o2"],
+            "customer_id": ["a", "b"],
+            "ordered_at": ["2024-01-05", "2024-02-01"],
+            "amount": [1.0, 1.0],
+        },
+    )
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "cutoff": pd.to_datetime(["2024-03-01"] * 2)})
+    with caplog.at_level(logging.WARNING):
+        out = add_btyd_features(tables, frame, 30)
+    assert out[list(BTYD_FEATURES)].isna().all().all()
+    assert "BTYD features at cutoff 2024-03-01 are missing" in caplog.text
+    assert "repeat purchases" in caplog.text
