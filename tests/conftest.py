@@ -88,6 +88,11 @@ def shop(tmp_path: Path) -> Shop:
 
 
 SHOP_TABLES = ("customers", "purchases", "tickets", "surveys", "events")
+# the simulated shop's plans and regions are churn drivers (a price rise, a competitor)
+SHOP_FEATURES = {
+    "attribute_roles": {"plan": "driver", "region": "driver"},
+    "attribute_families": {"plan": "pricing", "region": "market"},
+}
 
 
 def make_config(root: Path, **model) -> Path:
@@ -95,6 +100,7 @@ def make_config(root: Path, **model) -> Path:
     config = {
         "data": {"dir": "data", **{t: {"path": f"{t}.parquet"} for t in SHOP_TABLES}},
         "cutoffs": {"start": "2024-07-01", "step_days": 30},
+        "features": SHOP_FEATURES,
         "model": {"name": "shop", **model},
         "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
     }

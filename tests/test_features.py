@@ -118,6 +118,12 @@ EXPECTED_A = {
     "reopen_rate": 1 / 3,
     "days_since_last_ticket": 2,
     "tickets_per_order": 1,
+    # t2 (opened 03-25) and t3 (03-30) are open at the cutoff; t3 has no reply before it
+    "oldest_open_ticket_days": 7,
+    "first_reply_wait_hours": 48,
+    "slow_replies_30d": 1,  # t3 has waited 48 h > 24 h; t1 was answered in 10 h, t2 in 4 h
+    "slow_replies_90d": 1,
+    "reopened_tickets_90d": 1,
     # surveys: the NPS 10 after the cutoff is unseen
     "last_nps": 4,
     "nps_category": "detractor",
@@ -125,6 +131,10 @@ EXPECTED_A = {
     "csat_mean": 3,
     "last_ces": 6,
     "high_effort": 1,
+    "high_effort_90d": 1,  # CES 6 on 03-23; high effort is 5+ on the 7-point scale
+    "days_since_detractor": 12,  # the NPS 4 on 03-20
+    "last_csat": 4,
+    "csat_change": 2,
     "days_since_last_answer": 9,
     "survey_answers": 5,
     # events: the unsubscribe after the cutoff is unseen
@@ -168,6 +178,42 @@ def test_customer_without_tickets_or_surveys_gets_zero_counts_and_nan_measures(f
     ):
         assert pd.isna(b[name]), name
     assert b["tickets_per_order"] == 0 and b["tenure_days"] == 60
+
+
+def test_customer_without_tickets_has_no_open_ticket_age_and_no_slow_reply(features):
+    b = features.loc["b"]
+    assert (b["slow_replies_30d"], b["slow_replies_90d"], b["reopened_tickets_90d"]) == (0, 0, 0)
+    assert pd.isna(b["oldest_open_ticket_days"]) and pd.isna(b["first_reply_wait_hours"])
+    assert pd.isna(b["days_since_detractor"]) and b["high_effort_90d"] == 0
+
+
+def test_slow_reply_threshold_comes_from_the_config():
+    config = FeatureConfig(windows_days=[30, 90], slow_reply_hours=8)
+    frame = build_features(literal_shop(), spine(("a",)), config).set_index("customer_id")
+    assert frame.loc["a", "slow_replies_30d"] == 2  # now t1's 10-hour reply is slow too
+
+
+def test_every_feature_has_a_role_and_family_and_declared_ones_win():
+    tables = literal_shop()
+    tables.events.loc[0, "kind"] = "delivery_late"
+    config = FeatureConfig(
+        windows_days=[30, 90],
+        event_roles={"delivery_late": "driver"},
+        attribute_roles={"region": "driver"},
+        attribute_families={"region": "market"},
+    )
+    registry = {f.name: f for f in active_features(tables, config)}
+    assert all(f.role in ("driver", "sign", "context") and f.family for f in registry.values())
+    assert (registry["delivery_late_30d"].role, registry["delivery_late_30d"].family) == (
+        "driver",
+        "delivery_late",
+    )
+    assert (registry["region"].role, registry["region"].family) == ("driver", "market")
+    assert registry["login_30d"].role == "sign" and registry["recency_days"].role == "sign"
+    assert registry["open_tickets"].role == "driver" and registry["last_nps"].role == "driver"
+    assert registry["tenure_days"].role == "context"
+    default = {f.name: f for f in active_features(tables, CONFIG)}
+    assert default["region"].role == "context" and default["region"].family == "region"
 
 
 def test_customer_without_purchases_has_nan_ratios(features):

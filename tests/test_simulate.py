@@ -18,6 +18,7 @@ SCHEMA = {
         "region": STR,
         "acquisition_channel": STR,
         "segment": STR,
+        "plan": STR,
     },
     "purchases": {
         "order_id": STR,
@@ -55,6 +56,9 @@ SCHEMA = {
         "driver_support": BOOL,
         "driver_detractor": BOOL,
         "driver_disengaged": BOOL,
+        "driver_pricing": BOOL,
+        "driver_market": BOOL,
+        "churn_driver": STR,
         "discount_hunter": BOOL,
         "support_heavy": BOOL,
         "usual_gap_days": F64,
@@ -72,6 +76,8 @@ LEVELS = {
     ("customers", "region"): {"north", "south", "east", "west"},
     ("customers", "acquisition_channel"): {"organic", "paid_search", "social", "referral"},
     ("customers", "segment"): {"consumer", "smb"},
+    ("customers", "plan"): {"basic", "standard", "premium"},
+    ("ground_truth", "churn_driver"): {"support", "detractor", "pricing", "market"},
     ("purchases", "status"): {"completed", "cancelled", "refunded", "returned"},
     ("purchases", "channel"): {"web", "app", "store"},
     ("tickets", "channel"): {"email", "chat", "phone"},
@@ -102,6 +108,13 @@ def bad_ticket(tickets: pd.DataFrame) -> pd.Series:
         | (response > pd.Timedelta(hours=24))
         | tickets["resolved_at"].isna()
         | (tickets["reopened"] > 0)
+    )
+
+
+def in_backlog(tickets: pd.DataFrame) -> pd.Series:
+    """Opened during the support backlog (80-88 % of the period)."""
+    return tickets["opened_at"].between(
+        START + (END - START) * 0.8, START + (END - START) * 0.88, inclusive="left"
     )
 
 
@@ -144,7 +157,7 @@ def assert_invariants(tables: dict[str, pd.DataFrame], start: pd.Timestamp, end:
         assert frame[order].equals(frame[order].sort_values(order, ignore_index=True)), name
         assert (frame[time] == frame[time].dt.floor("s")).all(), name
     for (name, column), levels in LEVELS.items():
-        assert set(tables[name][column].unique()) <= levels, (name, column)
+        assert set(tables[name][column].dropna().unique()) <= levels, (name, column)
     purchases = tables["purchases"]
     assert (purchases["amount"] >= 0).all()
     assert ((purchases["discount"] >= 0) & (purchases["discount"] <= purchases["amount"])).all()
@@ -263,6 +276,8 @@ def test_churners_had_slower_support(shop):
     per_customer = hours.groupby(tickets["customer_id"]).median()
     gone = shop["ground_truth"].set_index("customer_id")["churned_at"].notna()[per_customer.index]
     assert per_customer[gone].median() > 1.2 * per_customer[~gone].median()
+    # outside the backlog, which slows everyone's replies, churners' tickets went bad more often
+    tickets = tickets[~in_backlog(tickets)]
     churned = churn_of(shop, tickets).notna()
     assert bad_ticket(tickets)[churned].mean() > 1.3 * bad_ticket(tickets)[~churned].mean()
 
@@ -322,3 +337,45 @@ def test_raw_signals_predict_future_churn(shop):
     for name, flag in signals.items():
         assert flag.sum() > 50, name
         assert churns[flag].mean() > 1.5 * churns[~flag].mean(), name
+
+
+def test_churn_driver_names_an_active_cause_of_each_churner(shop):
+    truth = shop["ground_truth"]
+    churned = truth["churned_at"].notna()
+    assert truth.loc[~churned, "churn_driver"].isna().all()
+    named = truth["churn_driver"].notna()
+    for family in ("support", "detractor", "pricing", "market"):
+        rows = truth["churn_driver"] == family
+        assert rows.sum() > 30, family
+        assert truth.loc[rows, f"driver_{family}"].all(), family
+    causes = truth[[f"driver_{f}" for f in ("support", "detractor", "pricing", "market")]]
+    assert (named == (churned & causes.any(axis=1))).all()
+
+
+def churn_rate_per_year(shop, rows: pd.Series, start: pd.Timestamp, end: pd.Timestamp) -> float:
+    """Churns per customer-year at risk in [start, end) among customers where `rows` holds."""
+    truth = shop["ground_truth"].merge(shop["customers"], on="customer_id")[rows.to_numpy()]
+    enter = truth["signup_at"].clip(lower=start)
+    leave = truth["churned_at"].fillna(end).clip(upper=end)
+    exposure = ((leave - enter).clip(lower=pd.Timedelta(0)) / DAY).sum() / 365
+    churns = truth["churned_at"].between(start, end, inclusive="left").sum()
+    return churns / exposure
+
+
+def test_price_rise_and_competitor_raise_churn_from_their_dates(shop):
+    customers = shop["customers"]
+    price_rise, competitor = START + (END - START) * 0.5, START + (END - START) * 0.6
+    standard, south = customers["plan"] == "standard", customers["region"] == "south"
+    for rows, moment in ((standard, price_rise), (south, competitor)):
+        before = churn_rate_per_year(shop, rows, START, moment)
+        after = churn_rate_per_year(shop, rows, moment, END)
+        others_after = churn_rate_per_year(shop, ~rows, moment, END)
+        assert after > 2 * before and after > 2 * others_after
+
+
+def test_support_backlog_makes_first_replies_slow_for_some_weeks(shop):
+    tickets = shop["tickets"]
+    hours = (tickets["first_response_at"] - tickets["opened_at"]).dt.total_seconds() / 3600
+    backlog = in_backlog(tickets)
+    slow = hours > 24
+    assert slow[backlog].mean() > 0.5 > 0.3 > slow[~backlog].mean()

@@ -74,8 +74,14 @@ def test_planted_drivers_rank_among_top_features(shop):
         "days_since_last_ticket",
         "resolution_hours_mean",
         "awaiting_first_response",
+        "oldest_open_ticket_days",
+        "first_reply_wait_hours",
+        "slow_replies_30d",
+        "slow_replies_90d",
+        "reopened_tickets_90d",
     }
     detractor = {"last_nps", "nps_category", "csat_mean", "last_ces", "high_effort", "nps_change"}
+    detractor |= {"days_since_detractor", "last_csat", "csat_change", "high_effort_90d"}
     disengaged = {
         "days_since_cart_abandoned",
         "cart_abandoned_30d",

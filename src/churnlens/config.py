@@ -117,12 +117,34 @@ class CutoffConfig(_Strict):
         return self
 
 
+Role = Literal["driver", "sign", "context"]
+
+
 class FeatureConfig(_Strict):
+    """Windows, event kinds, and what the package cannot know about the user's own columns:
+    which event kinds and customer attributes are churn drivers (causes the business can act
+    on), signs or neither, and which playbook family each belongs to (default: its own name).
+    """
+
     windows_days: list[int] = Field(default_factory=lambda: [30, 90, 180, 365])
     event_kinds: list[str] | None = Field(
         None, description="event kinds to count; default: every kind in the events table"
     )
     btyd: bool = Field(True, description="add BG/NBD features fitted at each cutoff")
+    slow_reply_hours: float = Field(24.0, gt=0, description="a first reply later than this is slow")
+    event_roles: dict[str, Role] = Field(
+        default_factory=dict, description="e.g. {delivery_late: driver}; login, carts: signs"
+    )
+    event_families: dict[str, str] = Field(default_factory=dict, description="kind -> family")
+    attribute_roles: dict[str, Role] = Field(
+        default_factory=dict, description="e.g. {plan: driver}; default: context (neither)"
+    )
+    attribute_families: dict[str, str] = Field(
+        default_factory=dict, description="e.g. {plan: pricing, region: market}"
+    )
+    attribute_sentences: dict[str, str] = Field(
+        default_factory=dict, description="e.g. {plan: 'On the {plan} plan'}"
+    )
 
     @field_validator("windows_days")
     @classmethod

@@ -14,14 +14,23 @@ over the customers still alive:
 * surveys are answered after some purchases and tickets, scored from latent satisfaction;
 * a latent disengagement state drifts upward for "faders": logins thin out, newsletter
   unsubscribes and abandoned carts appear;
-* the weekly churn hazard is a small baseline multiplied by ``DRIVER_MULTIPLIER`` for each
-  driver active at the start of the week: a bad ticket, a detractor answer (NPS <= 6,
+* time-bound causes real shops have: the price of one plan rises from a date
+  (``PRICE_RISE_AT`` of the period), a competitor enters one region from a later date
+  (``COMPETITOR_AT``), and a support backlog makes most first replies slow for some weeks
+  (``BACKLOG``), which turns those tickets bad;
+* the weekly churn hazard is a small baseline multiplied, for each driver active at the start
+  of the week, by its factor in ``MULTIPLIERS``: a bad ticket, a detractor answer (NPS <= 6,
   CSAT <= 2, CES >= 6) or a disengagement signal (unsubscribe, abandoned cart) within the
-  last 8, 12 and 8 weeks respectively.
+  last 8, 12 and 8 weeks respectively, being on the plan after its price rise, living in the
+  region after the competitor came.
 
 A churned customer does nothing on their own after ``churned_at`` (the shop may still answer or
 close their tickets).  ``ground_truth`` records the drivers active when each customer churned,
-or those active at ``end`` for customers still alive.
+or those active at ``end`` for customers still alive, and for churners ``churn_driver``: the
+playbook family of the cause that made them leave (support, detractor, pricing or market),
+drawn among the active causes in proportion to the log of their hazard factors (each one's
+share of the raised hazard), missing when no cause was active (disengagement is how churn
+shows, not why).
 """
 
 from collections import defaultdict
@@ -32,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 REGIONS = ("north", "south", "east", "west")
+PLANS = ("basic", "standard", "premium")
 ACQUISITION_CHANNELS = ("organic", "paid_search", "social", "referral")
 SEGMENTS = ("consumer", "smb")
 STATUSES = ("completed", "cancelled", "refunded", "returned")
@@ -55,8 +65,14 @@ COMMENTS = (
 NEGATIVE_COMMENTS = 5  # the first five comments are complaints
 
 SIGNUP_MARGIN_DAYS = 60.0  # no signups in the last 60 days, so everyone has some history
-BASE_HAZARD = 0.0027  # weekly churn hazard with no driver active
-DRIVER_MULTIPLIER = 5.0  # hazard factor per active driver (support, detractor, disengaged)
+BASE_HAZARD = 0.0023  # weekly churn hazard with no driver active
+DRIVERS = ("support", "detractor", "disengaged", "pricing", "market")
+MULTIPLIERS = np.array([5.0, 5.0, 5.0, 3.0, 3.0])  # hazard factor per active driver
+CAUSES = np.array([True, True, False, True, True])  # drivers that name why, not how
+PRICE_RISE_PLAN, PRICE_RISE_AT = 1, 0.5  # the standard plan, from half-way through the period
+COMPETITOR_REGION, COMPETITOR_AT = 1, 0.6  # the south region, from 60 % of the period
+BACKLOG = (0.8, 0.88)  # support backlog over this part of the period (8 weeks in 2 years)
+BACKLOG_SLOW = 0.6  # share of tickets opened in the backlog with a slow first reply
 SUPPORT_WINDOW_DAYS = 56.0
 DETRACTOR_WINDOW_DAYS = 84.0
 DISENGAGED_WINDOW_DAYS = 56.0
@@ -97,6 +113,7 @@ class _Shop:
         # Signups skew early (Beta(1, 1.8)), sorted so that customer index == signup order.
         self.signup = np.sort(rng.beta(1.0, 1.8, n)) * (horizon - SIGNUP_MARGIN_DAYS)
         self.region = rng.choice(4, n, p=[0.3, 0.25, 0.25, 0.2])
+        self.plan = rng.choice(3, n, p=[0.5, 0.3, 0.2])
         self.acquisition = rng.choice(4, n, p=[0.4, 0.25, 0.2, 0.15])
         self.segment = rng.choice(2, n, p=[0.85, 0.15])
         self.hunter = rng.random(n) < 0.10
@@ -123,7 +140,8 @@ class _Shop:
         # Dynamic state.
         self.alive = np.ones(n, dtype=bool)
         self.churn_t = np.full(n, np.inf)
-        self.drivers = np.zeros((n, 3), dtype=bool)
+        self.drivers = np.zeros((n, len(DRIVERS)), dtype=bool)
+        self.cause = np.full(n, -1)  # index into DRIVERS of the cause of churn, -1 none
         self.next_buy = self.signup + rng.exponential(3.0, n)
         self.until = np.zeros(n)  # end of the current week's activity window
         self.fade = np.zeros(n)
@@ -142,7 +160,9 @@ class _Shop:
             self.rows[table][name].append(values)
 
     def active_drivers(self, idx: np.ndarray, t: float) -> np.ndarray:
-        """(len(idx), 3) flags: bad ticket, detractor answer, disengagement signal, recently."""
+        """(len(idx), 5) flags, as in DRIVERS: a bad ticket, a detractor answer, a
+        disengagement signal recently; on the plan after its price rise; in the region after
+        the competitor came."""
 
         def recent(last: np.ndarray, window: float) -> np.ndarray:
             return (last[idx] <= t) & (last[idx] > t - window)
@@ -152,6 +172,8 @@ class _Shop:
                 recent(self.last_bad_ticket, SUPPORT_WINDOW_DAYS),
                 recent(self.last_detractor, DETRACTOR_WINDOW_DAYS),
                 recent(self.last_disengaged, DISENGAGED_WINDOW_DAYS),
+                (self.plan[idx] == PRICE_RISE_PLAN) & (t >= PRICE_RISE_AT * self.horizon),
+                (self.region[idx] == COMPETITOR_REGION) & (t >= COMPETITOR_AT * self.horizon),
             ]
         )
 
@@ -174,12 +196,20 @@ class _Shop:
     def _churn(self, idx: np.ndarray, t0: float, t1: float) -> None:
         """Draw who leaves during [t0, t1) from the hazard given the drivers active at t0."""
         drivers = self.active_drivers(idx, t0)
-        rate = self.base_hazard[idx] * DRIVER_MULTIPLIER ** drivers.sum(axis=1)
+        rate = self.base_hazard[idx] * np.prod(np.where(drivers, MULTIPLIERS, 1.0), axis=1)
         hit = self.rng.random(idx.size) < -np.expm1(-rate * (t1 - t0) / 7.0)
         gone = idx[hit]
         self.churn_t[gone] = t0 + self.rng.random(gone.size) * (t1 - t0)
         self.alive[gone] = False
         self.drivers[gone] = drivers[hit]
+        self.cause[gone] = self._cause(drivers[hit])
+
+    def _cause(self, drivers: np.ndarray) -> np.ndarray:
+        """One active cause per row, weighted by the log of its hazard factor; -1 if none."""
+        weight = np.where(drivers & CAUSES, np.log(MULTIPLIERS), 0.0).cumsum(axis=1)
+        draw = self.rng.random(len(drivers)) * weight[:, -1]
+        picked = (draw[:, None] >= weight).sum(axis=1)
+        return np.where(weight[:, -1] > 0, picked, -1)
 
     def _purchases(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every purchase due before each customer's window ends; returns who, when, status."""
@@ -251,6 +281,9 @@ class _Shop:
         unresolved = bad & (rng.random(m) < 0.35)
         reopen = bad & (rng.random(m) < 0.45)
         slow = bad & ((rng.random(m) < 0.6) | ~(unresolved | reopen))
+        in_backlog = (opened >= BACKLOG[0] * self.horizon) & (opened < BACKLOG[1] * self.horizon)
+        slow |= in_backlog & (rng.random(m) < BACKLOG_SLOW)
+        bad |= slow
         response_h = np.where(
             slow,
             SLOW_RESPONSE_HOURS + rng.lognormal(np.log(20.0), 0.6, m),
@@ -364,6 +397,7 @@ class _Shop:
                     "region": _labels(REGIONS, self.region),
                     "acquisition_channel": _labels(ACQUISITION_CHANNELS, self.acquisition),
                     "segment": _labels(SEGMENTS, self.segment),
+                    "plan": _labels(PLANS, self.plan),
                 },
             )
         }
@@ -421,6 +455,9 @@ class _Shop:
                 "driver_support": self.drivers[:, 0],
                 "driver_detractor": self.drivers[:, 1],
                 "driver_disengaged": self.drivers[:, 2],
+                "driver_pricing": self.drivers[:, 3],
+                "driver_market": self.drivers[:, 4],
+                "churn_driver": _labels(DRIVERS, self.cause),
                 "discount_hunter": self.hunter,
                 "support_heavy": self.heavy,
                 "usual_gap_days": self.usual_gap,

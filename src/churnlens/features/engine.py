@@ -20,7 +20,7 @@ from churnlens.data.contract import Tables
 from churnlens.data.io import atomic_path
 from churnlens.errors import ChurnlensError
 from churnlens.features.btyd import add_btyd_features
-from churnlens.features.registry import Feature, feature_registry
+from churnlens.features.registry import Feature, attribute_feature, feature_registry
 from churnlens.labels import SPINE_COLUMNS, labels, training_cutoffs
 
 SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "category": "VARCHAR"}
@@ -67,7 +67,7 @@ def active_features(tables: Tables, config: FeatureConfig, ces_scale: int = 7) -
         kinds = sorted(tables.events["kind"].unique()) if tables.events is not None else []
     present = tables.present()
     chosen: list[Feature] = []
-    for feature in feature_registry(config.windows_days, kinds, ces_scale):
+    for feature in feature_registry(config, kinds, ces_scale):
         if feature.source == "derived":
             names = {f.name for f in chosen}
             ok = all(name in names for name in feature.requires)
@@ -76,10 +76,10 @@ def active_features(tables: Tables, config: FeatureConfig, ces_scale: int = 7) -
             ok = frame is not None and all(col in frame.columns for col in feature.requires)
         if ok:
             chosen.append(feature)
-    return chosen + _attribute_features(tables, {f.name for f in chosen})
+    return chosen + _attribute_features(tables, {f.name for f in chosen}, config)
 
 
-def _attribute_features(tables: Tables, taken: set[str]) -> list[Feature]:
+def _attribute_features(tables: Tables, taken: set[str], config: FeatureConfig) -> list[Feature]:
     clash = sorted(taken.intersection(tables.attributes))
     if clash:
         raise ChurnlensError(
@@ -87,12 +87,10 @@ def _attribute_features(tables: Tables, taken: set[str]) -> list[Feature]:
             "built-in feature; rename them in the file or the column mapping"
         )
     return [
-        Feature(
+        attribute_feature(
             name,
-            "customers",
-            _quote(name),
-            f"{name}: {{{name}}}",
             "float64" if pd.api.types.is_float_dtype(tables.customers[name]) else "category",
+            config,
         )
         for name in tables.attributes
     ]

@@ -1,9 +1,20 @@
-"""Every feature in one place: name, source, window, SQL, dtype, fill and reason sentence.
+"""Every feature in one place: name, source, window, SQL, dtype, fill, role and sentence.
 
 Adding a feature is one `Feature` entry. `sql` is an aggregate over the source's rows before
 the cutoff (columns: `ts` = the row's time, `cutoff`, and the source's prepared columns); a
 `derived` feature is an expression over other features' names. `template` is the sentence a
-reason shows, filled from the customer's own feature values.
+reason shows, filled from the customer's own feature values. A value that reports nothing
+(missing, or 0 for a count, sum or flag: no ticket open, no detractor answer) is never a
+reason, however the model weighs it: a cause must be present to be acted on, and a
+protective value is never told as a risk.
+
+Every feature has a `role`: a `driver` is a cause the business can act on (support, survey
+answers, price and plan, discounts, returns), a `sign` shows churn without causing it
+(recency, frequency, spend trend, logins, carts, e-mail), and `context` is neither (tenure,
+rhythm, most customer attributes). Reasons name drivers; the strongest sign is told apart.
+`family` names the playbook family whose action fits the feature. The user declares roles
+and families for what the package cannot know: event kinds and customer attributes
+(`features.event_roles`, `event_families`, `attribute_roles`, `attribute_families`).
 
 Aggregates run on exact types (DECIMAL money to 1/10,000, integer microseconds and counts)
 so that DuckDB's parallel aggregation gives the same bits in any order: outputs are
@@ -13,13 +24,33 @@ byte-identical from run to run.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from churnlens.config import FeatureConfig, Role
 
 Source = Literal["customers", "purchases", "tickets", "surveys", "events", "derived"]
 Dtype = Literal["int64", "float64", "category"]
 DAY = 86400.0
 DAY_US, HOUR_US = 86_400_000_000, 3_600_000_000
+RECENT_DAYS = (30, 90)  # windows of the support and survey drivers: the last month and quarter
+KNOWN_EVENTS: dict[str, tuple[Role, str]] = {
+    "login": ("sign", "disengaged"),
+    "newsletter_unsubscribe": ("sign", "disengaged"),
+    "cart_abandoned": ("sign", "disengaged"),
+}
+UNKNOWN_EVENT: tuple[Role, str] = ("sign", "disengaged")  # behaviour, unless declared a driver
+# Sentences for attributes commonly found in customer tables; others read "Their x is v".
+ATTRIBUTE_SENTENCES = {
+    "plan": "On the {plan} plan",
+    "region": "In the {region} region",
+    "segment": "In the {segment} segment",
+    "country": "Based in {country}",
+    "acquisition_channel": "Came through {acquisition_channel}",
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +63,16 @@ class Feature:
     window: int | None = None
     requires: tuple[str, ...] = ()  # optional input columns, or features for `derived`
     sums: bool = False  # a sum of amounts: 0, like a count, when the source has no rows
+    role: Role = field(kw_only=True)
+    family: str = field(kw_only=True)
+    flag: bool = field(default=False, kw_only=True)  # a 0/1 flag: 0 is nothing to report
+
+    def says_nothing(self, values: pd.Series) -> np.ndarray:
+        """Per value, whether it reports nothing: missing, or 0 for a count, sum or flag."""
+        silent = values.isna().to_numpy()
+        if self.fill == "0" or self.flag:
+            return silent | (values == 0).to_numpy(dtype=bool, na_value=False)
+        return silent
 
     @property
     def fill(self) -> str | None:
@@ -53,18 +94,23 @@ def _column_name(text: str) -> str:
 
 def _purchases(windows: list[int]) -> list[Feature]:
     done = "FILTER (WHERE completed)"
+    sign = dict(role="sign", family="fading")
     feats = [
         Feature(
             "recency_days",
             "purchases",
             _days_since(f"max(ts) {done}"),
-            "Last purchase {recency_days:.0f} days ago",
+            "No purchase for {recency_days:.0f} days",
+            role="sign",
+            family="overdue",
         ),
         Feature(
             "days_since_first_purchase",
             "purchases",
             _days_since(f"min(ts) {done}"),
             "First purchase {days_since_first_purchase:.0f} days ago",
+            role="context",
+            family="overdue",
         ),
         Feature(
             "orders_total",
@@ -72,6 +118,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
             f"count(*) {done}",
             "{orders_total:.0f} orders in total",
             "int64",
+            **sign,
         ),
         Feature(
             "spend_total",
@@ -79,6 +126,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
             f"coalesce(sum(amount) {done}, 0)",
             "Spent {spend_total:,.0f} in total",
             sums=True,
+            **sign,
         ),
     ]
     for w in windows:
@@ -90,6 +138,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 f"{{orders_{w}d:.0f}} orders in the last {w} days",
                 "int64",
                 w,
+                **sign,
             ),
             Feature(
                 f"spend_{w}d",
@@ -98,6 +147,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 f"Spent {{spend_{w}d:,.0f}} in the last {w} days",
                 window=w,
                 sums=True,
+                **sign,
             ),
         ]
     for w in windows[:-1]:
@@ -112,6 +162,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 f"against the {w} days before",
                 "int64",
                 w,
+                **sign,
             ),
             Feature(
                 f"spend_trend_{w}d",
@@ -122,6 +173,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 f"against the {w} days before",
                 window=w,
                 sums=True,
+                **sign,
             ),
         ]
     feats += [
@@ -130,6 +182,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "purchases",
             f"avg(gap_us) {done} / {DAY_US}",
             "Usually buys every {gap_mean_days:.0f} days",
+            role="context",
+            family="overdue",
         ),
         Feature(
             "gap_std_days",
@@ -138,12 +192,16 @@ def _purchases(windows: list[int]) -> list[Feature]:
             f"- sum(gap_us::HUGEINT) {done} ** 2)::DOUBLE "
             f"/ nullif(count(gap_us) {done} * (count(gap_us) {done} - 1), 0)) / {DAY_US}",
             "Irregular buyer: gaps vary by {gap_std_days:.0f} days",
+            role="context",
+            family="overdue",
         ),
         Feature(
             "last_gap_days",
             "purchases",
             f"arg_max(gap_us, seq) {done} / {DAY_US}",
             "The last two orders were {last_gap_days:.0f} days apart",
+            role="context",
+            family="overdue",
         ),
         Feature(
             "discount_share",
@@ -151,6 +209,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
             f"avg(discounted::INTEGER) {done}",
             "{discount_share:.0%} of orders used a discount",
             requires=("discount",),
+            role="driver",
+            family="pricing",
         ),
         Feature(
             "refund_rate",
@@ -158,6 +218,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "avg(refunded::INTEGER)",
             "{refund_rate:.0%} of orders refunded or returned",
             requires=("status",),
+            role="driver",
+            family="returns",
         ),
         Feature(
             "categories_bought",
@@ -166,6 +228,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "Bought from {categories_bought:.0f} categories",
             "int64",
             requires=("category",),
+            **sign,
         ),
         Feature(
             "channels_used",
@@ -174,6 +237,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "Bought through {channels_used:.0f} channels",
             "int64",
             requires=("channel",),
+            **sign,
         ),
         Feature(
             "last_channel",
@@ -182,15 +246,29 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "Last bought via {last_channel}",
             "category",
             requires=("channel",),
+            role="context",
+            family="fading",
         ),
     ]
     return feats
 
 
-def _tickets(windows: list[int]) -> list[Feature]:
+def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
+    support = dict(role="driver", family="support")
+    # ended_at: the first of resolved_at and closed_at (data contract)
+    is_open = "ended_at IS NULL OR ended_at >= cutoff"
+    unanswered = "first_response_at IS NULL OR first_response_at >= cutoff"
+    # the first reply's delay as known at the cutoff: an unanswered ticket has waited till now
+    replied = "CASE WHEN first_response_at < cutoff THEN first_response_at ELSE cutoff END"
+    slow = f"epoch_us({replied}) - epoch_us(ts) > {round(slow_reply_hours * HOUR_US)}"
     feats = [
         Feature(
-            "tickets_total", "tickets", "count(*)", "{tickets_total:.0f} support tickets", "int64"
+            "tickets_total",
+            "tickets",
+            "count(*)",
+            "{tickets_total:.0f} support tickets",
+            "int64",
+            **support,
         ),
     ]
     feats += [
@@ -201,6 +279,7 @@ def _tickets(windows: list[int]) -> list[Feature]:
             f"{{tickets_{w}d:.0f}} support tickets in the last {w} days",
             "int64",
             w,
+            **support,
         )
         for w in windows
     ]
@@ -208,20 +287,55 @@ def _tickets(windows: list[int]) -> list[Feature]:
         Feature(
             "open_tickets",
             "tickets",
-            # ended_at: the first of resolved_at and closed_at (data contract)
-            "count(*) FILTER (WHERE ended_at IS NULL OR ended_at >= cutoff)",
-            "{open_tickets:.0f} support ticket(s) still open",
+            f"count(*) FILTER (WHERE {is_open})",
+            "{open_tickets:.0f} support ticket(s) open, the oldest for "
+            "{oldest_open_ticket_days:.0f} days",
             "int64",
             requires=("ended_at",),
+            **support,
+        ),
+        Feature(
+            "oldest_open_ticket_days",
+            "tickets",
+            f"max(epoch(cutoff) - epoch(ts)) FILTER (WHERE {is_open}) / {DAY}",
+            "A support ticket has been open for {oldest_open_ticket_days:.0f} days",
+            requires=("ended_at",),
+            **support,
         ),
         Feature(
             "awaiting_first_response",
             "tickets",
-            "count(*) FILTER (WHERE first_response_at IS NULL OR first_response_at >= cutoff)",
-            "{awaiting_first_response:.0f} ticket(s) still waiting for a first reply",
+            f"count(*) FILTER (WHERE {unanswered})",
+            "{awaiting_first_response:.0f} ticket(s) waiting for a first reply, the oldest for "
+            "{first_reply_wait_hours:.0f} hours",
             "int64",
             requires=("first_response_at",),
+            **support,
         ),
+        Feature(
+            "first_reply_wait_hours",
+            "tickets",
+            f"max(epoch_us(cutoff) - epoch_us(ts)) FILTER (WHERE {unanswered}) / {HOUR_US}",
+            "A ticket has waited {first_reply_wait_hours:.0f} hours for a first reply",
+            requires=("first_response_at",),
+            **support,
+        ),
+    ]
+    feats += [
+        Feature(
+            f"slow_replies_{w}d",
+            "tickets",
+            f"count(*) FILTER (WHERE {_in_window(w)} AND {slow})",
+            f"{{slow_replies_{w}d:.0f}} ticket(s) in the last {w} days waited over "
+            f"{slow_reply_hours:g} hours for a first reply",
+            "int64",
+            w,
+            requires=("first_response_at",),
+            **support,
+        )
+        for w in RECENT_DAYS
+    ]
+    feats += [
         Feature(
             "first_response_hours_mean",
             "tickets",
@@ -229,6 +343,7 @@ def _tickets(windows: list[int]) -> list[Feature]:
             f"FILTER (WHERE first_response_at < cutoff) / {HOUR_US}",
             "First reply took {first_response_hours_mean:.0f} hours on average",
             requires=("first_response_at",),
+            **support,
         ),
         Feature(
             "resolution_hours_mean",
@@ -237,7 +352,10 @@ def _tickets(windows: list[int]) -> list[Feature]:
             f"/ {HOUR_US}",
             "Tickets took {resolution_hours_mean:.0f} hours to resolve on average",
             requires=("resolved_at",),
+            **support,
         ),
+        # `reopened` is a count without a date: these two assume reopens happen soon after the
+        # ticket is opened (the contract has no reopen time)
         Feature(
             "reopen_rate",
             "tickets",
@@ -246,12 +364,28 @@ def _tickets(windows: list[int]) -> list[Feature]:
             "THEN coalesce(reopened_since < cutoff, FALSE)::INTEGER END)",
             "{reopen_rate:.0%} of tickets were reopened",
             requires=("reopened",),
+            **support,
+        ),
+        Feature(
+            f"reopened_tickets_{RECENT_DAYS[-1]}d",
+            "tickets",
+            f"count(*) FILTER (WHERE reopened_since < cutoff AND {_in_window(RECENT_DAYS[-1])})",
+            f"{{reopened_tickets_{RECENT_DAYS[-1]}d:.0f}} ticket(s) from the last "
+            f"{RECENT_DAYS[-1]} days reopened",
+            "int64",
+            RECENT_DAYS[-1],
+            requires=("reopened",),
+            **support,
         ),
         Feature(
             "days_since_last_ticket",
             "tickets",
             _days_since("max(ts)"),
             "Last support ticket {days_since_last_ticket:.0f} days ago",
+            # long ago says the customer is quiet (a proxy for inactivity), not that support
+            # failed them: recent trouble is in the windowed and open-ticket drivers
+            role="context",
+            family="support",
         ),
     ]
     return feats
@@ -259,39 +393,85 @@ def _tickets(windows: list[int]) -> list[Feature]:
 
 def _surveys(ces_scale: int) -> list[Feature]:
     high_effort = int(ces_scale * 2 / 3) + 1  # 5..7 on the usual 7-point scale
+    survey = dict(role="driver", family="detractor")
+    days = RECENT_DAYS[-1]
     return [
         Feature(
             "last_nps",
             "surveys",
             "arg_max(score, seq) FILTER (WHERE kind = 'nps')",
-            "Last NPS answer was {last_nps:.0f}",
+            "Last NPS answer was {last_nps:.0f} out of 10",
+            **survey,
         ),
         Feature(
             "nps_change",
             "surveys",
             "arg_max(score - prev_score, seq) FILTER (WHERE kind = 'nps')",
             "NPS moved by {nps_change:+.0f} since the answer before",
+            **survey,
+        ),
+        Feature(
+            "days_since_detractor",
+            "surveys",
+            _days_since("max(ts) FILTER (WHERE kind = 'nps' AND score <= 6)"),
+            "Gave a detractor NPS answer {days_since_detractor:.0f} days ago",
+            **survey,
         ),
         Feature(
             "csat_mean",
             "surveys",
             "avg(score::BIGINT) FILTER (WHERE kind = 'csat')",
             "Average CSAT {csat_mean:.1f}",
+            **survey,
+        ),
+        Feature(
+            "last_csat",
+            "surveys",
+            "arg_max(score, seq) FILTER (WHERE kind = 'csat')",
+            "Last CSAT answer was {last_csat:.0f}",
+            **survey,
+        ),
+        Feature(
+            "csat_change",
+            "surveys",
+            "arg_max(score - prev_score, seq) FILTER (WHERE kind = 'csat')",
+            "CSAT moved by {csat_change:+.0f} since the answer before",
+            **survey,
         ),
         Feature(
             "last_ces",
             "surveys",
             "arg_max(score, seq) FILTER (WHERE kind = 'ces')",
             "Last effort score (CES) was {last_ces:.0f}",
+            **survey,
+        ),
+        Feature(
+            f"high_effort_{days}d",
+            "surveys",
+            f"count(*) FILTER (WHERE kind = 'ces' AND score >= {high_effort} "
+            f"AND {_in_window(days)})",
+            f"{{high_effort_{days}d:.0f}} high-effort answer(s) (CES {high_effort}+) "
+            f"in the last {days} days",
+            "int64",
+            days,
+            **survey,
         ),
         Feature(
             "days_since_last_answer",
             "surveys",
             _days_since("max(ts)"),
             "Last survey answer {days_since_last_answer:.0f} days ago",
+            role="sign",
+            family="disengaged",
         ),
         Feature(
-            "survey_answers", "surveys", "count(*)", "{survey_answers:.0f} survey answers", "int64"
+            "survey_answers",
+            "surveys",
+            "count(*)",
+            "{survey_answers:.0f} survey answers",
+            "int64",
+            role="context",
+            family="detractor",
         ),
         Feature(
             "nps_category",
@@ -301,6 +481,7 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "Last NPS answer makes them a {nps_category} ({last_nps:.0f})",
             "category",
             requires=("last_nps",),
+            **survey,
         ),
         Feature(
             "high_effort",
@@ -308,14 +489,20 @@ def _surveys(ces_scale: int) -> list[Feature]:
             f"(last_ces >= {high_effort})::DOUBLE",
             "Reported high effort (CES {last_ces:.0f})",
             requires=("last_ces",),
+            **survey,
+            flag=True,
         ),
     ]
 
 
-def _events(windows: list[int], kinds: list[str]) -> list[Feature]:
+def _events(windows: list[int], kinds: list[str], config: FeatureConfig) -> list[Feature]:
     feats = []
     for kind in kinds:
         col, label = _column_name(kind), kind.replace("_", " ")
+        role, family = KNOWN_EVENTS.get(kind, UNKNOWN_EVENT)
+        if kind in config.event_roles:
+            role, family = config.event_roles[kind], col
+        kind_of = dict(role=role, family=config.event_families.get(kind, family))
         is_kind = f"kind = '{kind.replace(chr(39), chr(39) * 2)}'"
         feats += [
             Feature(
@@ -325,6 +512,7 @@ def _events(windows: list[int], kinds: list[str]) -> list[Feature]:
                 f"{{{col}_{w}d:.0f}} {label} event(s) in the last {w} days",
                 "int64",
                 w,
+                **kind_of,
             )
             for w in windows
         ]
@@ -334,6 +522,7 @@ def _events(windows: list[int], kinds: list[str]) -> list[Feature]:
                 "events",
                 _days_since(f"max(ts) FILTER (WHERE {is_kind})"),
                 f"Last {label} {{days_since_{col}:.0f}} days ago",
+                **kind_of,
             )
         )
     return feats
@@ -345,8 +534,10 @@ def _cross_source() -> list[Feature]:
             "overdue_ratio",
             "derived",
             "recency_days / nullif(gap_mean_days, 0)",
-            "No purchase for {recency_days:.0f} days; usually buys every {gap_mean_days:.0f}",
+            "No purchase for {recency_days:.0f} days; usually every {gap_mean_days:.0f} days",
             requires=("recency_days", "gap_mean_days"),
+            role="sign",
+            family="overdue",
         ),
         Feature(
             "overdue_last_gap",
@@ -354,6 +545,8 @@ def _cross_source() -> list[Feature]:
             "recency_days / nullif(last_gap_days, 0)",
             "No purchase for {recency_days:.0f} days; the last gap was {last_gap_days:.0f}",
             requires=("recency_days", "last_gap_days"),
+            role="sign",
+            family="overdue",
         ),
         Feature(
             "avg_order_value",
@@ -361,6 +554,8 @@ def _cross_source() -> list[Feature]:
             "spend_total / nullif(orders_total, 0)",
             "Average order {avg_order_value:,.0f}",
             requires=("spend_total", "orders_total"),
+            role="context",
+            family="fading",
         ),
         Feature(
             "tickets_per_order",
@@ -368,22 +563,58 @@ def _cross_source() -> list[Feature]:
             "tickets_total / nullif(orders_total, 0)",
             "{tickets_per_order:.1f} support tickets per order",
             requires=("tickets_total", "orders_total"),
+            role="driver",
+            family="support",
         ),
     ]
 
 
-def feature_registry(
-    windows: list[int], event_kinds: list[str], ces_scale: int = 7
-) -> list[Feature]:
-    """All features in output order, for the given windows and event kinds."""
-    tenure = Feature(
-        "tenure_days", "customers", _days_since("signup_at"), "Customer for {tenure_days:.0f} days"
+def attribute_feature(name: str, dtype: Dtype, config: FeatureConfig) -> Feature:
+    """A customer attribute: context unless declared, its own family unless declared."""
+    label = name.replace("_", " ")
+    number = "{" + name + ":,.2f}" if dtype == "float64" else "{" + name + "}"
+    return Feature(
+        name,
+        "customers",
+        '"' + name.replace('"', '""') + '"',
+        config.attribute_sentences.get(name)
+        or ATTRIBUTE_SENTENCES.get(name)
+        or f"Their {label} is {number}",
+        dtype,
+        role=config.attribute_roles.get(name, "context"),
+        family=config.attribute_families.get(name, name),
     )
+
+
+def feature_registry(
+    config: FeatureConfig, event_kinds: list[str], ces_scale: int = 7
+) -> list[Feature]:
+    """All built-in features in output order, for the configured windows and these event kinds."""
+    tenure = Feature(
+        "tenure_days",
+        "customers",
+        _days_since("signup_at"),
+        "Customer for {tenure_days:.0f} days",
+        role="context",
+        family="overdue",
+    )
+    windows = config.windows_days
     return (
         [tenure]
         + _purchases(windows)
-        + _tickets(windows)
+        + _tickets(windows, config.slow_reply_hours)
         + _surveys(ces_scale)
-        + _events(windows, event_kinds)
+        + _events(windows, event_kinds, config)
         + _cross_source()
     )
+
+
+def declared_features(config: FeatureConfig, columns, ces_scale: int = 7) -> list[Feature]:
+    """The registry for a feature frame when its tables are not at hand (e.g. training's
+    campaign): built-in features, the configured or declared event kinds, and the declared
+    attributes among `columns`. Roles and families are all reasons need."""
+    kinds = sorted(set(config.event_kinds or []) | set(config.event_roles))
+    attributes = [name for name in config.attribute_roles if name in set(columns)]
+    return feature_registry(config, kinds, ces_scale) + [
+        attribute_feature(name, "category", config) for name in attributes
+    ]

@@ -15,6 +15,7 @@ import pandas as pd
 from churnlens.config import Config, ModelConfig
 from churnlens.economics import customer_value, expected_gain
 from churnlens.errors import ChurnlensError
+from churnlens.features.registry import declared_features
 from churnlens.modeling.baselines import baselines
 from churnlens.modeling.evaluate import evaluate_by_cutoff, paired_bootstrap
 from churnlens.modeling.model import ChurnModel
@@ -77,8 +78,11 @@ def campaign(
     """
     value = customer_value(frame, config.features.windows_days, config.playbook)
     status = pd.Series(customer_status(frame, config.scoring.status), index=frame.index)
+    registry = declared_features(config.features, frame.columns, config.data.ces_scale)
     parts = [
-        planned_actions(model, part, playbook, value.loc[part.index], status.loc[part.index])
+        planned_actions(
+            model, part, playbook, value.loc[part.index], registry, status.loc[part.index]
+        )
         for _, part in frame.groupby("cutoff", sort=True)
     ]
     eligible = (status != "lapsed") | config.scoring.status.target_lapsed

@@ -20,11 +20,12 @@ class OutputColumn:
 
 def _reason(i: int) -> list[OutputColumn]:
     return [
-        OutputColumn(f"reason_{i}_feature", "str", f"feature behind reason {i}"),
+        OutputColumn(f"reason_{i}_feature", "str", f"driver feature behind reason {i}"),
+        OutputColumn(f"reason_{i}_family", "str", f"playbook family of reason {i}"),
         OutputColumn(
             f"reason_{i}_contribution",
             "float64",
-            f"TreeSHAP contribution of reason {i} to the churn margin (log-odds)",
+            f"share (0-1) of the customer's risk-raising TreeSHAP contributions from reason {i}",
         ),
         OutputColumn(f"reason_{i}", "str", f"reason {i} as a sentence"),
     ]
@@ -64,7 +65,10 @@ RISK_LIST = (
     *_reason(1),
     *_reason(2),
     *_reason(3),
-    OutputColumn("reason_family", "str", "playbook family whose features raise risk most"),
+    OutputColumn("reason_family", "str", "playbook family whose drivers raise risk most"),
+    OutputColumn("sign_feature", "str", "the strongest risk-raising sign (how churn shows)"),
+    OutputColumn("sign_contribution", "float64", "its share (0-1) of the customer's risk"),
+    OutputColumn("sign", "str", "that sign as a sentence"),
     OutputColumn("recommended_action", "str", "the playbook's action for this customer"),
     OutputColumn("contact_cost", "float64", "cost of one contact with that action"),
     OutputColumn("save_rate", "float64", "share of churners that action is expected to keep"),

@@ -42,18 +42,19 @@ class NoIncentiveRule(_Strict):
 
 
 class Playbook(_Strict):
-    families: dict[str, list[str]]
     actions: dict[str, Action]
+    families: dict[str, list[str]] = {}  # re-file features into another family by pattern
     top_value: TopValueRule | None = None
     no_incentive: NoIncentiveRule | None = None
     win_back: Action | None = None  # for lapsed customers, whatever their reasons
 
-    def family_of(self, feature: str) -> str:
-        """The first family with a pattern matching `feature`, else 'default'."""
+    def family_of(self, feature: str, default: str = DEFAULT) -> str:
+        """The first family with a pattern matching `feature`, else `default` (the family the
+        feature registry gives it)."""
         for family, patterns in self.families.items():
             if any(fnmatch.fnmatchcase(feature, pattern) for pattern in patterns):
                 return family
-        return DEFAULT
+        return default
 
     def action_for(self, family: str) -> Action:
         return self.actions.get(family, self.actions[DEFAULT])
@@ -81,11 +82,11 @@ def load_playbook(path: Path) -> Playbook:
             for e in error.errors()
         )
         raise ChurnlensError(f"playbook {path}: {problems}") from None
-    unknown = sorted(set(playbook.actions) - set(playbook.families) - {DEFAULT})
-    if DEFAULT not in playbook.actions or unknown:
+    missing = sorted(set(playbook.families) - set(playbook.actions))
+    if DEFAULT not in playbook.actions or missing:
         raise ChurnlensError(
             f"playbook {path}: actions need a '{DEFAULT}' entry and one per family"
-            + (f"; no family named {', '.join(unknown)}" if unknown else "")
+            + (f"; no action for {', '.join(missing)}" if missing else "")
         )
     return playbook
 
@@ -135,11 +136,17 @@ def _column(features: pd.DataFrame, name: str) -> pd.Series:
 
 
 def planned_actions(
-    model, frame: pd.DataFrame, playbook: Playbook, value: pd.Series, status: pd.Series
+    model,
+    frame: pd.DataFrame,
+    playbook: Playbook,
+    value: pd.Series,
+    registry: list,
+    status: pd.Series,
 ) -> pd.DataFrame:
     """The playbook's action, cost and save rate per row of one population (one date):
-    from the family of the row's strongest reasons, the value rules and the status."""
+    from the family of the row's strongest drivers (roles from `registry`), the value rules
+    and the status."""
     from churnlens.scoring.reasons import top_reasons
 
-    families = top_reasons(model, frame, [], playbook.family_of)["reason_family"]
+    families = top_reasons(model, frame, registry, playbook.family_of)["reason_family"]
     return recommend(playbook, families, frame, value, status)

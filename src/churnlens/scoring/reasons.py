@@ -1,9 +1,19 @@
-"""Per-customer reasons: the top risk-raising TreeSHAP contributions, told as sentences.
+"""Per-customer reasons: the strongest risk-raising drivers, and apart the strongest sign.
 
 Contributions are LightGBM's exact TreeSHAP (`pred_contrib`), the same values
-`shap.TreeExplainer` returns for a LightGBM booster, on the raw margin: they sum with the
-base value to the margin for every row. Each reason's sentence is the feature's registry
-template filled with the customer's own values.
+`shap.TreeExplainer` returns for a LightGBM booster, on the raw margin. Log-odds mean nothing
+to a retention team, so each reason reports its **share of the customer's risk**: the
+feature's contribution over the sum of every risk-raising contribution of that customer
+(0-1; 0.4 = "40 % of what pushes this customer above the average customer"). Shares keep
+the order of the contributions, need no calibration step (an isotonic map is flat in
+places, so "points of probability" would be 0 there), and compare across customers.
+
+Only `driver` features (causes the business can act on) fill reason_1..3; the strongest
+risk-raising `sign` (how the churn shows: recency, fading orders, logins) fills `sign`;
+`context` features are never told, nor is a value that reports nothing (a missing value, or
+0 for a count or flag: "no ticket open" is not a cause). A feature the registry does not know
+is context. Each sentence is the feature's registry template filled with the customer's own
+values.
 """
 
 from __future__ import annotations
@@ -18,25 +28,29 @@ from churnlens.features.registry import Feature
 from churnlens.modeling.model import ChurnModel
 
 TOP_K = 3
+DEFAULT_FAMILY = "default"
 REASON_COLUMNS = [
     *(
         f"reason_{i}{part}"
         for i in range(1, TOP_K + 1)
-        for part in ("_feature", "_contribution", "")
+        for part in ("_feature", "_family", "_contribution", "")
     ),
     "reason_family",
+    "sign_feature",
+    "sign_contribution",
+    "sign",
 ]
 
 
-def _sentence(template: str | None, name: str, row: dict) -> str:
-    """The filled template; a plain statement when a value it needs is missing."""
-    if template is not None:
+def sentence(feature: Feature | None, name: str, row: dict) -> str:
+    """The feature's sentence for this customer; a plain statement when a value is missing."""
+    value = row.get(name)
+    if feature is not None:
         try:
-            if all(pd.notna(v) for v in _fields(template, row)):
-                return template.format(**row)
+            if all(pd.notna(row[field]) for field in _field_names(feature.template)):
+                return feature.template.format(**row)
         except (KeyError, ValueError, TypeError):
             pass
-    value = row.get(name)
     label = name.replace("_", " ")
     return f"No {label} on record" if pd.isna(value) else f"{label}: {value}"
 
@@ -45,52 +59,79 @@ def _field_names(template: str) -> list[str]:
     return [field for _, field, _, _ in string.Formatter().parse(template) if field]
 
 
-def _fields(template: str, row: dict) -> list:
-    return [row[field] for field in _field_names(template)]
+def _strongest(values: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and values of the k largest positive entries per row among `allowed`
+    columns; ties keep the column order, so the result is deterministic."""
+    masked = np.where(allowed, values, -np.inf)
+    order = np.argsort(-masked, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(masked, order, axis=1)
 
 
 def top_reasons(
     model: ChurnModel,
     frame: pd.DataFrame,
     registry: list[Feature],
-    family_of: Callable[[str], str],
+    family_of: Callable[[str, str], str],
     k: int = TOP_K,
 ) -> pd.DataFrame:
-    """reason_i_feature, reason_i_contribution and reason_i per row of `frame` (i = 1..k),
-    and reason_family: the family whose features together raise the risk most.
+    """REASON_COLUMNS per row of `frame`: for i = 1..k reason_i_feature, reason_i_family,
+    reason_i_contribution (share of the customer's risk) and the sentence reason_i, from the
+    risk-raising drivers; reason_family, the family whose drivers together raise the risk most
+    (it picks the action); sign_feature, sign_contribution and sign, the strongest sign.
 
-    Only positive (risk-raising) contributions are reasons; a row with fewer has missing
-    slots. Ties keep the model's feature order, so the result is deterministic. The family
-    sums over all its features, so five small support signals can outweigh one recency.
+    `family_of(feature, registry_family)` gives a feature's playbook family (the playbook may
+    re-file features). Rows with fewer risk-raising drivers have missing slots. The family
+    sums over its drivers, so five small support drivers can outweigh one detractor answer.
     """
     contributions = model.contributions(frame)[:, :-1]
-    families = np.array([family_of(name) for name in model.feature_names_])
-    names_of_families = sorted(set(families))
-    strength = np.column_stack(
-        [
-            np.clip(contributions[:, families == family], 0, None).sum(axis=1)
-            for family in names_of_families
-        ]
+    pushing = np.clip(contributions, 0, None)
+    total = pushing.sum(axis=1, keepdims=True)
+    share = np.divide(contributions, total, out=np.zeros_like(contributions), where=total > 0)
+    known = {f.name: f for f in registry}
+    names = np.asarray(model.feature_names_, dtype=object)
+    roles = np.array([known[n].role if n in known else "context" for n in names])
+    families = np.array(
+        [family_of(n, known[n].family if n in known else DEFAULT_FAMILY) for n in names],
+        dtype=object,
     )
-    order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
-    top = np.take_along_axis(contributions, order, axis=1)
-    names = np.asarray(model.feature_names_, dtype=object)[order]
-    names[top <= 0] = None
-    templates = {f.name: f.template for f in registry}
-    used = {name for name in pd.unique(names.ravel()) if isinstance(name, str)}
-    needed = used | {f for name in used if name in templates for f in _field_names(templates[name])}
+    told = roles != "context"
+    silent = np.zeros(contributions.shape, dtype=bool)
+    for j in np.flatnonzero(told):
+        silent[:, j] = known[names[j]].says_nothing(frame[names[j]])
+    drivers = roles == "driver"
+    reason_idx, reason_share = _strongest(share, drivers & ~silent, k)
+    sign_idx, sign_share = _strongest(share, (roles == "sign") & ~silent, 1)
+    picked = np.column_stack([reason_idx, sign_idx])
+    picked_share = np.column_stack([reason_share, sign_share])
+    picked_names = np.where(picked_share > 0, names[picked], None)
+    used = {n for n in pd.unique(picked_names.ravel()) if isinstance(n, str)}
+    needed = used | {f for n in used if n in known for f in _field_names(known[n].template)}
     records = frame[[c for c in frame.columns if c in needed]].to_dict("records")
+    texts = [
+        [None if n is None else sentence(known.get(n), n, row) for n in row_names]
+        for row_names, row in zip(picked_names, records, strict=True)
+    ]
+    texts = np.array(texts, dtype=object).reshape(picked_names.shape)
     out = {}
     for i in range(k):
-        out[f"reason_{i + 1}_feature"] = names[:, i]
-        out[f"reason_{i + 1}_contribution"] = np.where(top[:, i] > 0, top[:, i], np.nan)
-        out[f"reason_{i + 1}"] = [
-            None if name is None else _sentence(templates.get(name), name, row)
-            for name, row in zip(names[:, i], records, strict=True)
-        ]
-    out["reason_family"] = np.where(
-        strength.max(axis=1) > 0, np.array(names_of_families)[strength.argmax(axis=1)], None
-    )
+        present = picked_share[:, i] > 0
+        out[f"reason_{i + 1}_feature"] = picked_names[:, i]
+        out[f"reason_{i + 1}_family"] = np.where(present, families[picked[:, i]], None)
+        out[f"reason_{i + 1}_contribution"] = np.where(present, picked_share[:, i], np.nan)
+        out[f"reason_{i + 1}"] = texts[:, i]
+    family_names = np.array(sorted(set(families[drivers])), dtype=object)
+    out["reason_family"] = np.full(len(frame), None, dtype=object)
+    if family_names.size:
+        acting = np.where(silent, 0.0, pushing)
+        strength = np.column_stack(
+            [acting[:, drivers & (families == f)].sum(axis=1) for f in family_names]
+        )
+        out["reason_family"] = np.where(
+            strength.max(axis=1) > 0, family_names[strength.argmax(axis=1)], None
+        )
+    out["sign_feature"] = picked_names[:, k]
+    out["sign_contribution"] = np.where(picked_share[:, k] > 0, picked_share[:, k], np.nan)
+    out["sign"] = texts[:, k]
     result = pd.DataFrame(out, index=frame.index)
     text = [c for c in result.columns if not c.endswith("_contribution")]
     return result.astype({c: "str" for c in text})
@@ -110,3 +151,27 @@ def explain(model: ChurnModel, features: pd.DataFrame, tables, config=None) -> p
     family_of = load_playbook(config.playbook.path).family_of
     reasons = top_reasons(model, features, registry, family_of)
     return pd.concat([features[["customer_id", "cutoff"]], reasons], axis=1)
+
+
+def reason_accuracy(risk: pd.DataFrame, truth: pd.DataFrame, horizon_days: int) -> dict:
+    """How often the reasons name the true cause, on a shop whose truth is known.
+
+    `risk` is a risk list with reasons (customer_id, as_of, reason_i_family, reason_family);
+    `truth` has customer_id, churned_at and churn_driver (the family of the cause). Counted:
+    customers in the list who truly leave within `horizon_days` after the as-of date with a
+    known driver. Returns their number and the shares whose first reason's family is the
+    driver's (`first`), whose any of the reasons is (`any`), and whose reason family, which
+    picks the action, is (`action_family`).
+    """
+    rows = risk.merge(truth, on="customer_id", how="inner")
+    end = rows["as_of"] + pd.Timedelta(days=horizon_days)
+    leave = (rows["churned_at"] >= rows["as_of"]) & (rows["churned_at"] < end)
+    rows = rows[leave & rows["churn_driver"].notna()]
+    slots = rows[[c for c in rows.columns if c.startswith("reason_") and c.endswith("_family")]]
+    named = slots.drop(columns="reason_family").eq(rows["churn_driver"], axis=0)
+    return {
+        "customers": len(rows),
+        "first": float(named["reason_1_family"].mean()),
+        "any": float(named.any(axis=1).mean()),
+        "action_family": float((rows["reason_family"] == rows["churn_driver"]).mean()),
+    }
