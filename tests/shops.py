@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from churnlens.data.contract import Tables
+from churnlens.data.contract import Tables, with_ticket_times
 
 
 def ts(values) -> pd.Series:
@@ -20,6 +20,8 @@ def make_tables(customers, purchases, tickets=None, surveys=None, events=None) -
         "opened_at",
         "first_response_at",
         "resolved_at",
+        "closed_at",
+        "reopened_at",
         "answered_at",
         "at",
     )
@@ -39,7 +41,7 @@ def make_tables(customers, purchases, tickets=None, surveys=None, events=None) -
                 frame[column] = frame[column].astype("Int64")
             else:
                 frame[column] = frame[column].astype("str")
-        frames[name] = frame
+        frames[name] = with_ticket_times(frame) if name == "tickets" else frame
     known = {"customer_id", "signup_at", "cancelled_at"}
     attributes = [c for c in frames["customers"].columns if c not in known]
     return Tables(**frames, attributes=attributes)

@@ -213,10 +213,10 @@ def test_at_most_five_offending_rows_are_listed(shop):
 def test_parquet_input_and_timezones_are_normalised(shop):
     shop.write()
     purchases = shop.tables["purchases"].assign(
-        ordered_at=pd.to_datetime(["2024-01-10T10:00:00+02:00"] * 4, utc=True),
+        ordered_at=pd.to_datetime(["2024-02-10T10:00:00+02:00"] * 4, utc=True),
         amount=[1.0, 2.0, 3.0, 4.0],
     )
     purchases.to_parquet(shop.root / "purchases.parquet")
     shop.config["data"]["purchases"]["path"] = "purchases.parquet"
     tables = load_tables(load_config(shop.write()).data)
-    assert tables.purchases["ordered_at"].iloc[0] == pd.Timestamp("2024-01-10 08:00:00")
+    assert tables.purchases["ordered_at"].iloc[0] == pd.Timestamp("2024-02-10 08:00:00")

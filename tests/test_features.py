@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from churnlens.config import FeatureConfig
+from churnlens.data.contract import with_ticket_times
 from churnlens.features.engine import active_features, build_features
 from shops import make_tables
 
@@ -363,4 +364,5 @@ def test_rows_at_or_after_the_cutoff_never_change_its_features(
     for column in ("first_response_at", "resolved_at"):
         late = changed.tickets[column] >= _day(cutoff_hours)
         changed.tickets.loc[late, column] += pd.Timedelta(hours=shift)
+    changed.tickets = with_ticket_times(changed.tickets)
     pd.testing.assert_frame_equal(original, build_features(changed, frame, config, None, 30))

@@ -18,7 +18,6 @@ from churnlens.data.contract import load_tables
 from churnlens.labels import data_end
 from churnlens.pipeline import load_model
 from churnlens.scoring.score import score as score_tables
-from churnlens.scoring.score import spreadsheet_safe
 
 runner = CliRunner()
 
@@ -209,13 +208,6 @@ def test_missing_champion_is_a_clear_error_for_scoring(setting, tmp_path):
         ],
     )
     assert result.exit_code == 2 and "no 'champion' version" in result.output
-
-
-def test_csv_cells_that_look_like_formulas_are_neutralised():
-    frame = pd.DataFrame({"customer_id": ["=HYPERLINK(1)", "plain", "-2"], "p": [0.5, -1.0, 2]})
-    safe = spreadsheet_safe(frame)
-    assert safe["customer_id"].tolist() == ["'=HYPERLINK(1)", "plain", "'-2"]
-    assert safe["p"].tolist() == [0.5, -1.0, 2]  # numbers stay numbers
 
 
 def test_an_exported_folder_scores_like_the_registry(setting, scored, exported_model):

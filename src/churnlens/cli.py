@@ -123,6 +123,8 @@ def validate(config: ConfigOption) -> None:
     summary = validate_tables(config)
     console.print("input tables: valid")
     console.print(_text_table(summary), highlight=False, soft_wrap=True)
+    for warning in summary.attrs.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @command

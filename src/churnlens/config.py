@@ -45,6 +45,20 @@ class DataConfig(_Strict):
     events: TableConfig | None = None
     csat_scale: int = Field(5, ge=2, le=10, description="CSAT answers range from 1 to this")
     ces_scale: int = Field(7, ge=2, le=10, description="CES answers range from 1 to this")
+    earliest: dt.date = Field(dt.date(1990, 1, 1), description="dates before this are errors")
+    latest: dt.date | None = Field(
+        None, description="dates after this day are errors; default: the day of the run (UTC)"
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> DataConfig:
+        if self.latest is not None and self.latest < self.earliest:
+            raise ValueError("'latest' is before 'earliest'")
+        return self
+
+    def latest_day(self) -> dt.date:
+        """The last plausible day: `latest`, else today in UTC."""
+        return self.latest or dt.datetime.now(dt.UTC).date()
 
     def table(self, name: str) -> TableConfig | None:
         return getattr(self, name)

@@ -3,7 +3,8 @@
 A cutoff `t` splits past from future: who is in the population depends only on rows before
 `t`, whether they churned only on rows in `[t, t + horizon)`. A label window that runs past
 the end of the data would make customers look retained, so training cutoffs stop at
-`end of data − horizon` and an explicit cutoff beyond that is refused.
+`end of data − horizon` and an explicit cutoff beyond that is refused. A cutoff at or before
+the first row of data has no one to label, so it is refused too.
 """
 
 from __future__ import annotations
@@ -36,6 +37,23 @@ def data_end(tables: Tables, churn_type: str = "non_contractual") -> pd.Timestam
     return max(end for end in ends if pd.notna(end))
 
 
+def data_start(tables: Tables) -> pd.Timestamp:
+    """The first signup or purchase: before it no customer can be in any population."""
+    return min(tables.customers["signup_at"].min(), tables.purchases["ordered_at"].min())
+
+
+def _refuse_before_data(tables: Tables, dates: list[pd.Timestamp]) -> list[pd.Timestamp]:
+    start = data_start(tables)
+    early = [d.date().isoformat() for d in dates if d <= start]
+    if early:
+        shown = ", ".join(early[:5]) + (f" and {len(early) - 5} more" if len(early) > 5 else "")
+        raise ChurnlensError(
+            f"config cutoffs: {shown} at or before the start of the data ({start:%Y-%m-%d}): "
+            "no customer has any history there; move the cutoffs into the data"
+        )
+    return dates
+
+
 def training_cutoffs(
     tables: Tables, cutoffs: CutoffConfig, churn: ChurnConfig
 ) -> list[pd.Timestamp]:
@@ -55,7 +73,7 @@ def training_cutoffs(
         late = [d.date().isoformat() for d in dates if d > last_allowed]
         if late:
             raise ChurnlensError(f"config cutoffs.dates: {', '.join(late)} {too_late}")
-        return dates
+        return _refuse_before_data(tables, dates)
     if cutoffs.test:
         test = pd.Timestamp(cutoffs.test)
         if test > last_allowed:
@@ -86,7 +104,7 @@ def training_cutoffs(
             f"test cutoff {test:%Y-%m-%d} ({derived_test}); set cutoffs.start or "
             "cutoffs.min_history_days earlier, or shorten churn.horizon_days"
         )
-    return dates
+    return _refuse_before_data(tables, dates)
 
 
 def _completed_purchases(con: duckdb.DuckDBPyConnection, tables: Tables) -> None:

@@ -4,10 +4,34 @@ Every broken input becomes one `ContractError` that lists each problem with the 
 column, the rule and up to five offending rows (1-based data rows of the file, with the row's
 id where the table has one), so a user can fix the file without reading a traceback. All
 rules run before anything is returned, so one run reports every problem at once.
+
+Errors are what would silently corrupt labels or features, or crash a later step:
+- a date before `data.earliest` (default 1990-01-01) or after `data.latest` (default: the day
+  of the run): one date in 2999 moves every cutoff and makes everyone look churned;
+- a purchase before its customer's signup day: purchases define the population and tenure,
+  so the signup date or the customer id is wrong;
+- a number that is not finite, larger than 1e12 in size (beyond any real amount, and beyond
+  the exact money type the features use), or a true/false column where a number belongs;
+- an id that is blank or a missing-value marker (?, NULL, -, NA, N/A): not a customer;
+- an attribute name LightGBM cannot take as a feature name (" , : [ ] { } or control
+  characters).
+Warnings are plausible in real exports and reported by `validate` (`Tables.warnings`):
+- a ticket, survey answer or event before the signup day (contacts before an account exists);
+- a ticket that never ends (neither resolved_at nor closed_at): open at every later cutoff;
+- a column a non-customer table does not know: it is ignored, not used;
+- customer attributes: they are taken as of the data export, so a value changed later reaches
+  every past cutoff (a leak the contract cannot see).
+
+Enumerated text (purchase status, survey kind, event kind) is compared lower-case and
+stripped, so `LOGIN ` and `login` are one kind. Two ticket times are derived for the
+features (`with_ticket_times`): `ended_at`, the first of resolved_at and closed_at, and
+`reopened_since`, when a reopened ticket counts as reopened: its last reopening
+(`reopened_at`) when given, else its opening (the time is unknown, so every cutoff sees it).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -19,10 +43,14 @@ from churnlens.config import DataConfig
 from churnlens.data.io import read_table
 from churnlens.errors import ChurnlensError
 
-Kind = Literal["id", "datetime", "float", "int", "text"]
+Kind = Literal["id", "datetime", "float", "int", "text", "code"]  # code: lower-case, stripped
 PURCHASE_STATUSES = ("completed", "cancelled", "refunded", "returned")
 SURVEY_KINDS = ("nps", "csat", "ces")
 MAX_EXAMPLES = 5
+MAX_NUMBER = 1e12
+MISSING_MARKERS = ("", "?", "-", "NULL", "NA", "N/A", "NAN", "NONE")
+UNSAFE_NAME = re.compile(r'[",:\[\]{}\x00-\x1f\x7f]')
+TICKET_ENDS = ("resolved_at", "closed_at")
 
 
 @dataclass(frozen=True)
@@ -65,7 +93,7 @@ SCHEMAS: dict[str, TableSchema] = {
                 Column("customer_id", "id", True),
                 Column("ordered_at", "datetime", True),
                 Column("amount", "float", True),
-                Column("status", "text"),
+                Column("status", "code"),
                 Column("discount", "float"),
                 Column("category", "text"),
                 Column("channel", "text"),
@@ -81,9 +109,11 @@ SCHEMAS: dict[str, TableSchema] = {
                 Column("opened_at", "datetime", True),
                 Column("first_response_at", "datetime"),
                 Column("resolved_at", "datetime"),
+                Column("closed_at", "datetime"),
                 Column("channel", "text"),
                 Column("priority", "text"),
                 Column("reopened", "int"),
+                Column("reopened_at", "datetime"),
                 Column("topic", "text"),
             ),
             key="ticket_id",
@@ -95,7 +125,7 @@ SCHEMAS: dict[str, TableSchema] = {
                 Column("response_id", "id", True),
                 Column("customer_id", "id", True),
                 Column("answered_at", "datetime", True),
-                Column("kind", "text", True),
+                Column("kind", "code", True),
                 Column("score", "float", True),
                 Column("comment", "text"),
             ),
@@ -107,7 +137,7 @@ SCHEMAS: dict[str, TableSchema] = {
             (
                 Column("customer_id", "id", True),
                 Column("at", "datetime", True),
-                Column("kind", "text", True),
+                Column("kind", "code", True),
             ),
         ),
     )
@@ -151,6 +181,7 @@ class Tables:
     surveys: pd.DataFrame | None = None
     events: pd.DataFrame | None = None
     attributes: list[str] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
 
     def present(self) -> dict[str, pd.DataFrame]:
         names = ("customers", "purchases", "tickets", "surveys", "events")
@@ -172,14 +203,28 @@ def _examples(frame: pd.DataFrame, bad: np.ndarray, key: str | None) -> tuple[in
 class _Checker:
     """Collects problems for one table; each check marks offending rows with a boolean mask."""
 
-    def __init__(self, schema: TableSchema, frame: pd.DataFrame, problems: list[Problem]):
+    def __init__(
+        self,
+        schema: TableSchema,
+        frame: pd.DataFrame,
+        problems: list[Problem],
+        warnings: list[Problem] | None = None,
+    ):
         self.schema, self.frame, self.problems = schema, frame, problems
+        self.warnings = problems if warnings is None else warnings
 
-    def add(self, column: str, rule: str, bad) -> None:
+    def add(self, column: str, rule: str, bad, warning: bool = False) -> None:
         bad = np.asarray(bad, dtype=bool)
         if bad.any():
             rows, examples = _examples(self.frame, bad, self.schema.key)
-            self.problems.append(Problem(self.schema.name, column, rule, rows, examples))
+            found = self.warnings if warning else self.problems
+            found.append(Problem(self.schema.name, column, rule, rows, examples))
+
+    def whole(self, column: str, rule: str, warning: bool = False) -> None:
+        """A problem with a column or the table rather than with rows."""
+        (self.warnings if warning else self.problems).append(
+            Problem(self.schema.name, column, rule)
+        )
 
 
 def _rename(schema: TableSchema, frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
@@ -189,10 +234,23 @@ def _rename(schema: TableSchema, frame: pd.DataFrame, mapping: dict[str, str]) -
             f"config data.{schema.name}.columns: unknown column(s) {', '.join(unknown)}; "
             f"{schema.name} has {', '.join(schema.names)}"
         )
-    return frame.rename(columns={source: name for name, source in mapping.items()})
+    repeated = sorted(set(frame.columns[frame.columns.duplicated()]), key=str)
+    if repeated:
+        raise ChurnlensError(
+            f"table {schema.name}: duplicate column header(s) "
+            f"{', '.join(map(repr, repeated))}; each column name must appear once"
+        )
+    renamed = frame.rename(columns={source: name for name, source in mapping.items()})
+    repeated = sorted(set(renamed.columns[renamed.columns.duplicated()]))
+    if repeated:
+        raise ChurnlensError(
+            f"config data.{schema.name}.columns: column(s) {', '.join(repeated)} would appear "
+            "twice (the file already has a column of that name)"
+        )
+    return renamed
 
 
-def _coerce(column: Column, values: pd.Series, check: _Checker) -> pd.Series:
+def _coerce(column: Column, values: pd.Series, check: _Checker, data: DataConfig) -> pd.Series:
     """Convert one column to its contract type, reporting values that do not convert."""
     present = values.notna().to_numpy()
     if column.kind == "id":
@@ -201,6 +259,8 @@ def _coerce(column: Column, values: pd.Series, check: _Checker) -> pd.Series:
         return values.astype("str")
     if column.kind == "text":
         return values.astype("str")
+    if column.kind == "code":
+        return values.astype("str").str.strip().str.lower()
     if column.kind == "datetime":
         if isinstance(values.dtype, pd.DatetimeTZDtype):
             converted = values.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -215,9 +275,25 @@ def _coerce(column: Column, values: pd.Series, check: _Checker) -> pd.Series:
             "not a date (expected ISO 8601 such as 2024-01-31 or 2024-01-31 14:05:00)",
             present & converted.isna().to_numpy(),
         )
-        return converted.astype("datetime64[us]")
+        converted = converted.astype("datetime64[us]")
+        earliest = pd.Timestamp(data.earliest)
+        latest = pd.Timestamp(data.latest_day())
+        check.add(column.name, f"before data.earliest ({earliest:%Y-%m-%d})", converted < earliest)
+        check.add(
+            column.name,
+            f"after data.latest ({latest:%Y-%m-%d}; default: the day of the run)",
+            converted >= latest + pd.Timedelta(days=1),
+        )
+        return converted
+    if pd.api.types.is_bool_dtype(values):
+        check.add(column.name, "must be a number, not true/false", present)
+        return pd.Series(np.nan, index=values.index)
     converted = pd.to_numeric(values, errors="coerce").astype("float64")
     check.add(column.name, "not a number", present & converted.isna().to_numpy())
+    check.add(column.name, "must be finite (not inf)", np.isinf(converted))
+    absurd = converted.abs() > MAX_NUMBER
+    check.add(column.name, f"must be at most {MAX_NUMBER:.0e} in size (implausible)", absurd)
+    converted = converted.where(~absurd)  # also removes inf
     if column.kind == "int":
         fractional = converted.notna() & (converted % 1 != 0)
         check.add(column.name, "not a whole number", fractional)
@@ -225,12 +301,11 @@ def _coerce(column: Column, values: pd.Series, check: _Checker) -> pd.Series:
     return converted
 
 
-def _conform(schema: TableSchema, raw: pd.DataFrame, problems: list[Problem]) -> pd.DataFrame:
+def _conform(schema: TableSchema, raw: pd.DataFrame, check: _Checker, data: DataConfig):
     """Check columns exist and convert them; extra customer columns become attributes."""
-    check = _Checker(schema, raw, problems)
     missing = [c.name for c in schema.columns if c.required and c.name not in raw.columns]
     for name in missing:
-        problems.append(Problem(schema.name, name, "required column is missing"))
+        check.whole(name, "required column is missing")
     if missing:
         return raw
     out = {}
@@ -239,15 +314,35 @@ def _conform(schema: TableSchema, raw: pd.DataFrame, problems: list[Problem]) ->
             continue
         values = raw[column.name]
         if column.required:
-            check.add(column.name, "required value is missing", values.isna())
-        out[column.name] = _coerce(column, values, check)
-    if schema.name == "customers":
-        for name in raw.columns.difference(schema.names, sort=False):
-            out[name] = _attribute(raw[name])
+            check.add(
+                column.name,
+                "required value is missing (blank, or a marker such as NULL, N/A, ?, -)",
+                _missing(values, column.kind),
+            )
+        out[column.name] = _coerce(column, values, check, data)
+    for name in raw.columns.difference(schema.names, sort=False):
+        if schema.name == "customers":
+            out[name] = _attribute(name, raw[name], check)
+        else:
+            check.whole(
+                str(name),
+                f"not a column of {schema.name}, ignored (known: {', '.join(schema.names)}; "
+                f"map yours in data.{schema.name}.columns)",
+                warning=True,
+            )
     frame = pd.DataFrame(out, index=raw.index)
     if schema.key:
         check.add(schema.key, "ids must be unique", frame[schema.key].duplicated(keep=False))
     return frame
+
+
+def _missing(values: pd.Series, kind: Kind) -> np.ndarray:
+    """Absent values; for ids and codes also blanks and missing-value markers such as NULL."""
+    missing = values.isna()
+    if kind in ("id", "code") and not pd.api.types.is_numeric_dtype(values):
+        text = values.astype("str").str.strip().str.upper()
+        missing |= text.isin(MISSING_MARKERS if kind == "id" else ("",))
+    return missing.to_numpy()
 
 
 def _blank_as_missing(frame: pd.DataFrame) -> pd.DataFrame:
@@ -258,12 +353,19 @@ def _blank_as_missing(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{c: frame[c].mask(frame[c].eq("")) for c in text})
 
 
-def _attribute(values: pd.Series) -> pd.Series:
+def _attribute(name, values: pd.Series, check: _Checker) -> pd.Series:
     """A customer attribute is numeric when every present value is a number, else text."""
+    if not isinstance(name, str) or not name.strip() or UNSAFE_NAME.search(name):
+        check.whole(
+            repr(name),
+            'attribute name must not be blank nor hold " , : [ ] { } or control characters '
+            "(it becomes a LightGBM feature name); rename the column",
+        )
     if pd.api.types.is_bool_dtype(values):
         return values.astype("str")
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().sum() == values.notna().sum():
+        check.add(str(name), "must be finite (not inf)", np.isinf(numbers.astype("float64")))
         return numbers.astype("float64")
     return values.astype("str")
 
@@ -282,18 +384,38 @@ def _table_rules(name: str, frame: pd.DataFrame, check: _Checker, data: DataConf
         if "discount" in cols:
             check.add("discount", "must be >= 0", frame["discount"] < 0)
         if "status" in cols:
-            allowed = frame["status"].str.lower().isin(PURCHASE_STATUSES)
+            allowed = frame["status"].isin(PURCHASE_STATUSES)
             check.add("status", f"must be one of {', '.join(PURCHASE_STATUSES)}", ~allowed)
     if name == "tickets":
-        for column in ("first_response_at", "resolved_at"):
+        for column in ("first_response_at", *TICKET_ENDS, "reopened_at"):
             if column in cols:
                 check.add(
                     column, "must not be before opened_at", frame[column] < frame["opened_at"]
                 )
         if "reopened" in cols:
             check.add("reopened", "must be >= 0", (frame["reopened"] < 0).fillna(False))
+        if "reopened" in cols and "reopened_at" in cols:
+            check.add(
+                "reopened_at",
+                "set on a ticket whose reopened count is 0",
+                (frame["reopened"] == 0).fillna(False) & frame["reopened_at"].notna(),
+            )
+        ends = [column for column in TICKET_ENDS if column in cols]
+        if ends:
+            check.add(
+                "/".join(ends),
+                "ticket never ends (no resolved_at or closed_at): open at every later cutoff",
+                frame[ends].isna().all(axis=1),
+                warning=True,
+            )
+        else:
+            check.whole(
+                "resolved_at",
+                "no resolved_at or closed_at column: open tickets cannot be counted",
+                warning=True,
+            )
     if name == "surveys":
-        kind = frame["kind"].str.lower()
+        kind = frame["kind"]
         check.add(
             "kind",
             f"must be one of {', '.join(SURVEY_KINDS)}",
@@ -310,11 +432,54 @@ def _table_rules(name: str, frame: pd.DataFrame, check: _Checker, data: DataConf
             )
 
 
-def _normalise(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """Lower-case the enumerated text columns once they have passed validation."""
-    for column in {"purchases": ("status",), "surveys": ("kind",)}.get(name, ()):
-        if column in frame.columns:
-            frame[column] = frame[column].str.lower()
+def _check_customers(frames: dict[str, pd.DataFrame], problems, warnings) -> None:
+    """Each row's customer must exist, and its date must not be before their signup day:
+    an error for purchases, a warning for the other tables."""
+    customers = frames["customers"].drop_duplicates("customer_id")
+    index = pd.Index(customers["customer_id"])
+    signup_day = customers["signup_at"].dt.normalize().to_numpy()
+    for name, frame in frames.items():
+        if name == "customers":
+            continue
+        schema = SCHEMAS[name]
+        check = _Checker(schema, frame, problems, warnings)
+        position = index.get_indexer(frame["customer_id"])
+        known = position >= 0
+        check.add(
+            "customer_id",
+            "unknown customer (not in customers)",
+            ~known & frame["customer_id"].notna().to_numpy(),
+        )
+        day = np.where(known, signup_day[position], np.datetime64("NaT"))
+        check.add(
+            schema.time_column,
+            "before the customer's signup day (customers.signup_at)",
+            frame[schema.time_column].to_numpy() < day,
+            warning=name != "purchases",
+        )
+
+
+def _attribute_warning(attributes: list[str], warnings: list[Problem]) -> None:
+    if attributes:
+        warnings.append(
+            Problem(
+                "customers",
+                ", ".join(attributes),
+                "attributes are taken as of the data export: a value changed later "
+                "reaches every past cutoff",
+            )
+        )
+
+
+def with_ticket_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add `ended_at` and `reopened_since` to the tickets (see the module docstring)."""
+    ends = [column for column in TICKET_ENDS if column in frame.columns]
+    if ends:
+        frame["ended_at"] = frame[ends].min(axis=1).astype("datetime64[us]")
+    if "reopened" in frame.columns:
+        since = frame.get("reopened_at", pd.Series(pd.NaT, index=frame.index))
+        since = since.fillna(frame["opened_at"]).astype("datetime64[us]")
+        frame["reopened_since"] = since.where((frame["reopened"] > 0).fillna(False))
     return frame
 
 
@@ -331,6 +496,8 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
     `frames` maps table names (customers and purchases required; tickets, surveys, events
     optional) to DataFrames with the user's column names, renamed by `data`'s column mappings.
     Returns the converted tables; raises one `ContractError` listing every problem.
+    Warnings (see the module docstring) do not stop the run; they come back in
+    `Tables.warnings`.
     """
     data = data or DataConfig()
     unknown = sorted(set(frames) - set(SCHEMAS))
@@ -345,6 +512,7 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
             + f" (tables are {', '.join(SCHEMAS)})"
         )
     problems: list[Problem] = []
+    warnings: list[Problem] = []
     frames = dict(frames)
     for name, schema in SCHEMAS.items():
         raw = frames.pop(name, None)
@@ -354,29 +522,33 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
             raise ChurnlensError(f"table {name}: has no rows")
         mapping = data.table(name).columns if data.table(name) else {}
         raw = _blank_as_missing(_rename(schema, raw.reset_index(drop=True), mapping))
-        frame = _conform(schema, raw, problems)
+        frame = _conform(schema, raw, _Checker(schema, raw, problems, warnings), data)
         if all(c.name in frame.columns for c in schema.columns if c.required):
-            _table_rules(name, frame, _Checker(schema, frame, problems), data)
+            _table_rules(name, frame, _Checker(schema, frame, problems, warnings), data)
         frames[name] = frame
     customers = frames["customers"]
-    if "customer_id" in customers.columns:
-        known = customers["customer_id"]
-        for name, frame in frames.items():
-            if name != "customers" and "customer_id" in frame.columns:
-                _Checker(SCHEMAS[name], frame, problems).add(
-                    "customer_id",
-                    "unknown customer (not in customers)",
-                    ~frame["customer_id"].isin(known) & frame["customer_id"].notna(),
-                )
+    complete = all(
+        c.name in frames[name].columns
+        for name in frames
+        for c in SCHEMAS[name].columns
+        if c.required
+    )
+    if complete:
+        _check_customers(frames, problems, warnings)
     if problems:
         raise ContractError(problems)
-    frames = {name: _normalise(name, frame) for name, frame in frames.items()}
     attributes = [c for c in customers.columns if c not in SCHEMAS["customers"].names]
-    return Tables(**frames, attributes=attributes)
+    _attribute_warning(attributes, warnings)
+    if "tickets" in frames:
+        frames["tickets"] = with_ticket_times(frames["tickets"])
+    return Tables(**frames, attributes=attributes, warnings=warnings)
 
 
 def summarize(tables: Tables) -> pd.DataFrame:
-    """One row per table: rows, customers, date range and the share of missing values."""
+    """One row per table: rows, customers, date range, share of missing values, warnings.
+
+    The warnings' texts ride along in `attrs["warnings"]` for `validate` to print.
+    """
     rows = []
     for name, frame in tables.present().items():
         time = frame[SCHEMAS[name].time_column]
@@ -391,6 +563,9 @@ def summarize(tables: Tables) -> pd.DataFrame:
                 "missing": ", ".join(
                     f"{c} {share:.0%}" for c, share in missing.items() if share > 0
                 ),
+                "warnings": sum(warning.table == name for warning in tables.warnings),
             }
         )
-    return pd.DataFrame(rows)
+    summary = pd.DataFrame(rows)
+    summary.attrs["warnings"] = [str(warning) for warning in tables.warnings]
+    return summary

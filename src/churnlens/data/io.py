@@ -1,8 +1,11 @@
 """Reading input files and writing every output atomically.
 
 Readers turn file-level problems (missing, wrong type, bad encoding, empty) into one clear
-error naming the table. Writers go through a temp file in the target folder and `os.replace`,
-so a reader never sees half an output and a failed run leaves nothing behind.
+error naming the table. Writers go through a temp file in the target folder and
+`os.replace`, so a reader never sees half an output and a failed run leaves nothing behind;
+the finished file gets the mode the process umask asks for (mkstemp alone makes it 0600).
+Every CSV the package writes goes through `write_csv`, the one place that neutralises cells a
+spreadsheet would run as a formula.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import pyarrow.parquet as pq
 from churnlens.errors import ChurnlensError
 
 READABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+PLAIN_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
 
 def read_table(path: Path, table: str) -> pd.DataFrame:
@@ -69,6 +74,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success fsync it and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -78,6 +84,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; it is put straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
@@ -91,5 +104,39 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> Path:
     return write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
-def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    return write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))
+def write_csv(frame: pd.DataFrame, path: Path, encoding: str = "utf-8") -> Path:
+    """Write `frame` as CSV with every formula-like text cell and header neutralised.
+
+    Lines end in CRLF (RFC 4180): then the csv writer quotes any cell holding a CR or LF, so
+    a stray carriage return cannot start a new row in a spreadsheet.
+    """
+    safe = _spreadsheet_safe(frame)
+    return write_atomic(
+        path,
+        lambda tmp: safe.to_csv(tmp, index=False, lineterminator="\r\n", encoding=encoding),
+    )
+
+
+def _spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text that a spreadsheet would run as a formula with ' (OWASP CSV injection).
+
+    Text starting with =, +, -, @, TAB, CR or NUL is prefixed, unless it is a plain number
+    such as -2 or +1.5e3, which a spreadsheet reads as that number. Numeric columns are
+    left as they are, so numbers (negative ones too) stay numbers. Headers get the same rule.
+    """
+    safe = frame.rename(columns=lambda name: _neutralised(pd.Series([str(name)])).iat[0])
+    for position in range(safe.shape[1]):
+        values = safe.iloc[:, position]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.astype("object")
+        if pd.api.types.is_string_dtype(values) or values.dtype == object:
+            safe.isetitem(position, _neutralised(values))
+    return safe
+
+
+def _neutralised(values: pd.Series) -> pd.Series:
+    text = values.where(values.map(lambda v: isinstance(v, str)).astype(bool))  # strings only
+    risky = text.str.startswith(FORMULA_STARTS, na=False) & ~text.str.fullmatch(
+        PLAIN_NUMBER, na=False
+    )
+    return values.where(~risky, "'" + text)

@@ -54,7 +54,9 @@ HELPER_COLUMNS = {
         "category": "category",
         "channel": "channel",
     },
-    "tickets": {c: c for c in ("first_response_at", "resolved_at", "reopened")},
+    "tickets": {
+        c: c for c in ("first_response_at", "resolved_at", "ended_at", "reopened", "reopened_since")
+    },
 }
 
 

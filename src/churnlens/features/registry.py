@@ -255,7 +255,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
 
 def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
     support = dict(role="driver", family="support")
-    is_open = "resolved_at IS NULL OR resolved_at >= cutoff"
+    # ended_at: the first of resolved_at and closed_at (data contract)
+    is_open = "ended_at IS NULL OR ended_at >= cutoff"
     unanswered = "first_response_at IS NULL OR first_response_at >= cutoff"
     # the first reply's delay as known at the cutoff: an unanswered ticket has waited till now
     replied = "CASE WHEN first_response_at < cutoff THEN first_response_at ELSE cutoff END"
@@ -290,7 +291,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "{open_tickets:.0f} support ticket(s) open, the oldest for "
             "{oldest_open_ticket_days:.0f} days",
             "int64",
-            requires=("resolved_at",),
+            requires=("ended_at",),
             **support,
         ),
         Feature(
@@ -298,7 +299,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "tickets",
             f"max(epoch(cutoff) - epoch(ts)) FILTER (WHERE {is_open}) / {DAY}",
             "A support ticket has been open for {oldest_open_ticket_days:.0f} days",
-            requires=("resolved_at",),
+            requires=("ended_at",),
             **support,
         ),
         Feature(
@@ -358,7 +359,9 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
         Feature(
             "reopen_rate",
             "tickets",
-            "avg((reopened > 0)::INTEGER)",
+            # reopened_since: when the ticket counts as reopened (data contract)
+            "avg(CASE WHEN reopened IS NOT NULL "
+            "THEN coalesce(reopened_since < cutoff, FALSE)::INTEGER END)",
             "{reopen_rate:.0%} of tickets were reopened",
             requires=("reopened",),
             **support,
@@ -366,7 +369,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
         Feature(
             f"reopened_tickets_{RECENT_DAYS[-1]}d",
             "tickets",
-            f"count(*) FILTER (WHERE reopened > 0 AND {_in_window(RECENT_DAYS[-1])})",
+            f"count(*) FILTER (WHERE reopened_since < cutoff AND {_in_window(RECENT_DAYS[-1])})",
             f"{{reopened_tickets_{RECENT_DAYS[-1]}d:.0f}} ticket(s) from the last "
             f"{RECENT_DAYS[-1]} days reopened",
             "int64",

@@ -8,7 +8,7 @@ action and the expected gain — no raw contributions, feature names or run ids.
 It is a CSV, not XLSX: every spreadsheet opens it, it needs no extra dependency, and numbers
 stay numbers. It is written with a UTF-8 byte-order mark because Excel reads UTF-8 without
 one as a legacy code page and garbles any non-ASCII name. Text cells that a spreadsheet
-would run as a formula are quoted (`spreadsheet_safe`).
+would run as a formula are neutralised by `write_csv`, like in every CSV the package writes.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from churnlens.data.io import write_atomic
+from churnlens.data.io import write_csv
 from churnlens.errors import ChurnlensError
-from churnlens.scoring.score import spreadsheet_safe
 
 REQUIRED = (
     "customer_id",
@@ -94,8 +93,4 @@ def readable_list(risk: pd.DataFrame, currency: str) -> pd.DataFrame:
 
 def write_readable_list(risk: pd.DataFrame, currency: str, path: Path) -> Path:
     """Write `readable_list` as a UTF-8 (with BOM) CSV, atomically."""
-    frame = spreadsheet_safe(readable_list(risk, currency))
-    return write_atomic(
-        path,
-        lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n", encoding="utf-8-sig"),
-    )
+    return write_csv(readable_list(risk, currency), path, encoding="utf-8-sig")

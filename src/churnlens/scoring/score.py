@@ -33,7 +33,6 @@ from churnlens.scoring.status import STATUSES, customer_status
 
 log = logging.getLogger(__name__)
 EXPLAIN_CHUNK = 20_000  # rows explained per round when a budget may stop early
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 
 
 class DriftError(ChurnlensError):
@@ -249,22 +248,11 @@ def score(
     return ScoreResult(risk, drift, summary)
 
 
-def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """Prefix text cells that a spreadsheet would run as a formula with ' (OWASP CSV injection)."""
-    safe = frame.copy()
-    for column in safe.columns:
-        if pd.api.types.is_string_dtype(safe[column]) or safe[column].dtype == object:
-            text = safe[column]
-            risky = text.str.startswith(FORMULA_STARTS, na=False)
-            safe[column] = text.where(~risky, "'" + text.astype("str"))
-    return safe
-
-
 def write_outputs(result: ScoreResult, out: Path) -> dict:
     """Write the risk list (Parquet, CSV), the PSI table and the manifest as one set."""
     files = {
         "risk_list.parquet": lambda path: write_parquet(result.risk_list, path),
-        "risk_list.csv": lambda path: write_csv(spreadsheet_safe(result.risk_list), path),
+        "risk_list.csv": lambda path: write_csv(result.risk_list, path),
         "drift.csv": lambda path: write_csv(result.drift, path),
     }
     manifest = {
