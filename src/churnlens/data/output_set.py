@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from churnlens.data.io import umask
 from churnlens.errors import ChurnlensError
 
 MANIFEST = "manifest.json"
@@ -48,13 +49,6 @@ def _take_over(out: Path) -> None:
         os.symlink(aside.name, out)
 
 
-def _umask_mode(folder: Path) -> None:
-    """mkdtemp makes 0700 folders: give the set the modes the user's umask asks for."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-
-
 def publish(out: Path, files: dict[str, Callable[[Path], object]], manifest: dict) -> dict:
     """Write `files` (name -> writer of that path) and then `manifest` (with `files`: each
     file's sha256) as one set at `out`; return the manifest. On any failure the previous set
@@ -70,7 +64,7 @@ def publish(out: Path, files: dict[str, Callable[[Path], object]], manifest: dic
             write(staging / name)
         manifest = {**manifest, "files": {name: _sha256(staging / name) for name in files}}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        _umask_mode(staging)
+        staging.chmod(0o777 & ~umask())  # mkdtemp makes 0700 folders
         for path in [*staging.iterdir(), staging]:
             descriptor = os.open(path, os.O_RDONLY)
             try:
