@@ -17,6 +17,7 @@ from churnlens.config import load_config
 from churnlens.data.contract import load_tables
 from churnlens.labels import data_end
 from churnlens.pipeline import load_model
+from churnlens.scoring import columns
 from churnlens.scoring.score import score as score_tables
 
 runner = CliRunner()
@@ -144,6 +145,8 @@ def test_rerun_is_byte_identical_and_manifest_matches(setting, tmp_path):
     assert manifest["files"]["risk_list.csv"] == digests(first)["risk_list.csv"]
     assert manifest["targets"] == 30 and manifest["model_name"] == "shop"
     risk = pd.read_parquet(first / "risk_list.parquet")
+    assert risk.columns.tolist() == columns.NAMES  # the one definition feeds the writer
+    assert pd.read_csv(first / "risk_list.csv").columns.tolist() == columns.NAMES
     assert risk.columns[:10].tolist() == [
         "customer_id",
         "as_of",
