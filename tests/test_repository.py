@@ -11,7 +11,11 @@ import pandas as pd
 from churnlens.datasets import load_cdnow
 
 ROOT = Path(__file__).parents[1]
-OUTSIDE = re.compile(r"\.\./shared|/work/|/home/\w+|/Users/\w+|/tmp/\w")
+# The sibling reference folder and machine paths, spelled in parts so this file passes too.
+OUTSIDE = re.compile(
+    "|".join([re.escape("../" + "shared"), re.escape("/" + "work/"), r"/home/\w+", r"/Users/\w+"])
+    + r"|/tmp/\w"
+)
 
 
 def test_no_tracked_file_points_outside_the_repository():
@@ -24,7 +28,7 @@ def test_no_tracked_file_points_outside_the_repository():
         if path.suffix in (".gz", ".png", ".parquet") or not path.is_file():
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if OUTSIDE.search(line) and name != "tests/test_repository.py":
+            if OUTSIDE.search(line):
                 offenders.append(f"{name}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
 
