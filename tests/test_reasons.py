@@ -117,3 +117,21 @@ def test_reasons_name_the_true_cause_of_leaving(explained):
     assert accuracy["customers"] >= 50
     assert accuracy["first"] >= FLOOR_FIRST
     assert accuracy["any"] >= FLOOR_ANY
+
+
+def test_a_protective_value_is_never_a_reason():
+    known = {f.name: f for f in feature_registry(FeatureConfig(), [], ces_scale=7, csat_scale=5)}
+    cases = {  # feature: (values, which say nothing to worry about)
+        "last_nps": ([9, 7, 6, 0], [True, True, False, False]),
+        "csat_mean": ([5.0, 4.0, 3.5, 1.0], [True, True, False, False]),
+        "last_csat": ([4, 3], [True, False]),
+        "nps_change": ([3, 0, -2], [True, True, False]),
+        "csat_change": ([1, -1], [True, False]),
+        "refund_rate": ([0.0, 0.25], [True, False]),
+        "discount_share": ([0.0, 0.5], [True, False]),
+        "first_response_hours_mean": ([3.0, 24.0, 30.0], [True, True, False]),
+        "last_ces": ([2, 4, 5, 7], [True, True, False, False]),
+    }
+    for name, (values, silent) in cases.items():
+        got = known[name].says_nothing(pd.Series(values, dtype="float64")).tolist()
+        assert got == silent, name

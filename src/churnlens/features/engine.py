@@ -60,14 +60,16 @@ HELPER_COLUMNS = {
 }
 
 
-def active_features(tables: Tables, config: FeatureConfig, ces_scale: int = 7) -> list[Feature]:
+def active_features(
+    tables: Tables, config: FeatureConfig, ces_scale: int = 7, csat_scale: int = 5
+) -> list[Feature]:
     """The registry's features whose source table and columns exist, plus the attributes."""
     kinds = config.event_kinds
     if kinds is None:
         kinds = sorted(tables.events["kind"].unique()) if tables.events is not None else []
     present = tables.present()
     chosen: list[Feature] = []
-    for feature in feature_registry(config, kinds, ces_scale):
+    for feature in feature_registry(config, kinds, ces_scale, csat_scale):
         if feature.source == "derived":
             names = {f.name for f in chosen}
             ok = all(name in names for name in feature.requires)
@@ -165,7 +167,8 @@ def _check_spine(spine: pd.DataFrame) -> list[str]:
 
 
 def _relation(tables: Tables, spine: pd.DataFrame, config: FeatureConfig, data: DataConfig | None):
-    features = active_features(tables, config, data.ces_scale if data else 7)
+    data = data or DataConfig()
+    features = active_features(tables, config, data.ces_scale, data.csat_scale)
     con = duckdb.connect()
     _register(con, tables, spine)
     return con, con.sql(feature_sql(tables, features, _check_spine(spine))), features

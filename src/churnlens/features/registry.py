@@ -23,6 +23,7 @@ byte-identical from run to run.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -53,6 +54,9 @@ ATTRIBUTE_SENTENCES = {
 }
 
 
+CONCERN_OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str
@@ -66,12 +70,21 @@ class Feature:
     role: Role = field(kw_only=True)
     family: str = field(kw_only=True)
     flag: bool = field(default=False, kw_only=True)  # a 0/1 flag: 0 is nothing to report
+    # The side on which a value is a concern, e.g. ("<=", 6) for an NPS answer: a value on the
+    # other side (a promoter's 9, a CSAT of 5, no refund) is never told as a risk reason, even
+    # where the model's TreeSHAP contribution happens to be positive.
+    concern: tuple[str, float] | None = field(default=None, kw_only=True)
 
     def says_nothing(self, values: pd.Series) -> np.ndarray:
-        """Per value, whether it reports nothing: missing, or 0 for a count, sum or flag."""
+        """Per value, whether it reports nothing to worry about: missing, 0 for a count, sum or
+        flag, or a value outside the feature's `concern`."""
         silent = values.isna().to_numpy()
         if self.fill == "0" or self.flag:
-            return silent | (values == 0).to_numpy(dtype=bool, na_value=False)
+            silent = silent | (values == 0).to_numpy(dtype=bool, na_value=False)
+        if self.concern is not None:
+            operator, bound = self.concern
+            worrying = CONCERN_OPERATORS[operator](values.astype("float64"), bound)
+            silent = silent | ~worrying.to_numpy(dtype=bool, na_value=False)
         return silent
 
     @property
@@ -211,6 +224,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
             requires=("discount",),
             role="driver",
             family="pricing",
+            concern=(">", 0.0),
         ),
         Feature(
             "refund_rate",
@@ -220,6 +234,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
             requires=("status",),
             role="driver",
             family="returns",
+            concern=(">", 0.0),
         ),
         Feature(
             "categories_bought",
@@ -344,6 +359,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "First reply took {first_response_hours_mean:.0f} hours on average",
             requires=("first_response_at",),
             **support,
+            concern=(">", slow_reply_hours),
         ),
         Feature(
             "resolution_hours_mean",
@@ -365,6 +381,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "{reopen_rate:.0%} of tickets were reopened",
             requires=("reopened",),
             **support,
+            concern=(">", 0.0),
         ),
         Feature(
             f"reopened_tickets_{RECENT_DAYS[-1]}d",
@@ -391,7 +408,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
     return feats
 
 
-def _surveys(ces_scale: int) -> list[Feature]:
+def _surveys(ces_scale: int, csat_scale: int = 5) -> list[Feature]:
     high_effort = int(ces_scale * 2 / 3) + 1  # 5..7 on the usual 7-point scale
     survey = dict(role="driver", family="detractor")
     days = RECENT_DAYS[-1]
@@ -402,6 +419,7 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "arg_max(score, seq) FILTER (WHERE kind = 'nps')",
             "Last NPS answer was {last_nps:.0f} out of 10",
             **survey,
+            concern=("<=", 6.0),
         ),
         Feature(
             "nps_change",
@@ -409,6 +427,7 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "arg_max(score - prev_score, seq) FILTER (WHERE kind = 'nps')",
             "NPS moved by {nps_change:+.0f} since the answer before",
             **survey,
+            concern=("<", 0.0),
         ),
         Feature(
             "days_since_detractor",
@@ -423,6 +442,7 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "avg(score::BIGINT) FILTER (WHERE kind = 'csat')",
             "Average CSAT {csat_mean:.1f}",
             **survey,
+            concern=("<", csat_scale - 1.0),
         ),
         Feature(
             "last_csat",
@@ -430,6 +450,7 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "arg_max(score, seq) FILTER (WHERE kind = 'csat')",
             "Last CSAT answer was {last_csat:.0f}",
             **survey,
+            concern=("<", csat_scale - 1.0),
         ),
         Feature(
             "csat_change",
@@ -437,6 +458,7 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "arg_max(score - prev_score, seq) FILTER (WHERE kind = 'csat')",
             "CSAT moved by {csat_change:+.0f} since the answer before",
             **survey,
+            concern=("<", 0.0),
         ),
         Feature(
             "last_ces",
@@ -444,6 +466,7 @@ def _surveys(ces_scale: int) -> list[Feature]:
             "arg_max(score, seq) FILTER (WHERE kind = 'ces')",
             "Last effort score (CES) was {last_ces:.0f}",
             **survey,
+            concern=(">=", float(high_effort)),
         ),
         Feature(
             f"high_effort_{days}d",
@@ -587,7 +610,7 @@ def attribute_feature(name: str, dtype: Dtype, config: FeatureConfig) -> Feature
 
 
 def feature_registry(
-    config: FeatureConfig, event_kinds: list[str], ces_scale: int = 7
+    config: FeatureConfig, event_kinds: list[str], ces_scale: int = 7, csat_scale: int = 5
 ) -> list[Feature]:
     """All built-in features in output order, for the configured windows and these event kinds."""
     tenure = Feature(
@@ -603,18 +626,20 @@ def feature_registry(
         [tenure]
         + _purchases(windows)
         + _tickets(windows, config.slow_reply_hours)
-        + _surveys(ces_scale)
+        + _surveys(ces_scale, csat_scale)
         + _events(windows, event_kinds, config)
         + _cross_source()
     )
 
 
-def declared_features(config: FeatureConfig, columns, ces_scale: int = 7) -> list[Feature]:
+def declared_features(
+    config: FeatureConfig, columns, ces_scale: int = 7, csat_scale: int = 5
+) -> list[Feature]:
     """The registry for a feature frame when its tables are not at hand (e.g. training's
     campaign): built-in features, the configured or declared event kinds, and the declared
     attributes among `columns`. Roles and families are all reasons need."""
     kinds = sorted(set(config.event_kinds or []) | set(config.event_roles))
     attributes = [name for name in config.attribute_roles if name in set(columns)]
-    return feature_registry(config, kinds, ces_scale) + [
+    return feature_registry(config, kinds, ces_scale, csat_scale) + [
         attribute_feature(name, "category", config) for name in attributes
     ]

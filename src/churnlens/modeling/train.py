@@ -78,7 +78,9 @@ def campaign(
     """
     value = customer_value(frame, config.features.windows_days, config.playbook)
     status = pd.Series(customer_status(frame, config.scoring.status), index=frame.index)
-    registry = declared_features(config.features, frame.columns, config.data.ces_scale)
+    registry = declared_features(
+        config.features, frame.columns, config.data.ces_scale, config.data.csat_scale
+    )
     parts = [
         planned_actions(
             model, part, playbook, value.loc[part.index], registry, status.loc[part.index]

@@ -147,7 +147,9 @@ def explain(model: ChurnModel, features: pd.DataFrame, tables, config=None) -> p
     config = config or Config()
     windows = model.contract_.get("feature_windows_days", config.features.windows_days)
     feature_config = config.features.model_copy(update={"windows_days": windows})
-    registry = active_features(tables, feature_config, config.data.ces_scale)
+    registry = active_features(
+        tables, feature_config, config.data.ces_scale, config.data.csat_scale
+    )
     family_of = load_playbook(config.playbook.path).family_of
     reasons = top_reasons(model, features, registry, family_of)
     return pd.concat([features[["customer_id", "cutoff"]], reasons], axis=1)

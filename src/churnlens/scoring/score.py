@@ -204,7 +204,9 @@ def score(
     tier = risk_tiers(p, config.scoring)
     status = pd.Series(customer_status(features, config.scoring.status), index=features.index)
     eligible = (status != "lapsed").to_numpy() | config.scoring.status.target_lapsed
-    registry = active_features(tables, feature_config, config.data.ces_scale)
+    registry = active_features(
+        tables, feature_config, config.data.ces_scale, config.data.csat_scale
+    )
     explained = np.asarray(tier == "high") | (explain == "all")
     reasons, actions, gain = _explain_and_target(
         model, features, registry, playbook, p, value, status, eligible, explained, contacts, money
