@@ -83,6 +83,9 @@ def test_model_carries_its_contract_and_scoring_refuses_another_horizon(trained,
     )
     with pytest.raises(ChurnlensError, match=r"horizon_days = 90.*churn.horizon_days is 60"):
         score(result.model, tables, result.split.test, other)
+    wider = config.churn.model_copy(update={"active_window_days": 730})
+    with pytest.raises(ChurnlensError, match=r"active_window_days = 365.*is 730"):
+        score(result.model, tables, result.split.test, config.model_copy(update={"churn": wider}))
 
 
 def test_training_profit_and_scoring_gain_agree_for_the_same_customers(trained):

@@ -31,7 +31,18 @@ def test_publish_switches_the_whole_set_and_leaves_nothing_behind(tmp_path):
     assert out.is_symlink() and os.readlink(out) != first
     assert (out / "a").read_text() == "a:new" and verify(out) == []
     assert json.loads((out / "manifest.json").read_text()) == manifest
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["scores", os.readlink(out)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".scores.sets", "scores"]
+    assert [f".scores.sets/{p.name}" for p in (tmp_path / ".scores.sets").iterdir()] == [
+        os.readlink(out)
+    ]
+
+
+def test_a_neighbouring_output_path_is_left_alone(tmp_path):
+    publish(tmp_path / "scores.prev", writers("prev"), {})
+    publish(tmp_path / "scores", writers("x"), {})
+    publish(tmp_path / "scores", writers("y"), {})
+    assert (tmp_path / "scores.prev" / "a").read_text() == "a:prev"
+    assert verify(tmp_path / "scores.prev") == [] and verify(tmp_path / "scores") == []
 
 
 def test_verify_finds_a_changed_missing_or_extra_file(tmp_path):
@@ -152,7 +163,10 @@ def test_kill_during_the_write_phase_leaves_the_old_or_the_new_set(
     done = run(0, 20)
     assert done.returncode == 0 and verify(out) == []
     assert json.loads((out / "manifest.json").read_text())["files"] != old
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["scores", os.readlink(out)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".scores.sets", "scores"]
+    assert [f".scores.sets/{p.name}" for p in (tmp_path / ".scores.sets").iterdir()] == [
+        os.readlink(out)
+    ]
     assert sorted(p.name for p in Path(out).iterdir()) == sorted(
         ["risk_list.parquet", "risk_list.csv", "drift.csv", "manifest.json"]
     )

@@ -86,6 +86,8 @@ def test_a_tampered_booster_is_refused_from_a_folder_and_from_the_registry(store
     "file, content, message",
     [
         ("champion.json", "{not json", "not a churnlens export"),
+        ("champion.json", '{"name": "s", "version": 1, "run_id": "r", "sha256": {}}', "no lineage"),
+        ("champion.json", '{"sha256": {"booster.txt": "0"}}', "not a churnlens export"),
         ("artifacts/model/model.json", "[1, 2", "does not match the sha256"),
         ("artifacts/model/booster.txt", "", "does not match the sha256"),
     ],

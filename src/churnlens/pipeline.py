@@ -127,17 +127,19 @@ def load_model(config: Config, reference: str | None = None):
     try:
         lineage = json.loads(lineage_file.read_text())
         hashes = lineage["sha256"]
+        names = {
+            "model_name": str(lineage["name"]),
+            "model_version": str(lineage["version"]),
+            "run_id": str(lineage["run_id"]),
+        }
+        if not hashes or not isinstance(hashes, dict):
+            raise ValueError("no file hashes")
     except (ValueError, KeyError, TypeError):
         raise ChurnlensError(
-            f"model folder {folder}: champion.json is not a churnlens export (no file hashes); "
-            "export the model again with `churnlens export`"
+            f"model folder {folder}: champion.json is not a churnlens export (no lineage or "
+            "file hashes); export the model again with `churnlens export`"
         ) from None
-    model = ChurnModel.load(folder / "artifacts" / "model", sha256=hashes)
-    return model, {
-        "model_name": lineage["name"],
-        "model_version": str(lineage["version"]),
-        "run_id": lineage["run_id"],
-    }
+    return ChurnModel.load(folder / "artifacts" / "model", sha256=hashes), names
 
 
 def score(

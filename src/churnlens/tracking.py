@@ -178,10 +178,12 @@ class RegisteredRun:
 
 def fingerprint(training_set: pd.DataFrame, config: Config) -> str:
     """What makes two trainings the same model: the data and the settings that shape it."""
+    sections = ("churn", "cutoffs", "features", "playbook", "scoring")
     settings = {
         "training_set": _digest(training_set),
-        **{key: getattr(config, key).model_dump(mode="json") for key in ("churn", "features")},
+        **{key: getattr(config, key).model_dump(mode="json") for key in sections},
         "model": config.model.model_dump(mode="json", exclude={"threads"}),
+        "playbook_file": hashlib.sha256(config.playbook.path.read_bytes()).hexdigest(),
         "churnlens": churnlens.__version__,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
@@ -335,15 +337,23 @@ def _load_version(found) -> ChurnModel:
     """The model files of a registered version, checked against the hashes recorded at
     training. No stored code runs: MLflow's pyfunc loader would execute the artifact store's
     churn_pyfunc.py, so scoring reads only the booster text and JSON (README, Trust)."""
-    hashes = json.loads(found.tags.get(SHA256_TAG, "{}"))
-    if not hashes:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = _download_model(found.name, found.version, Path(tmp))
+        return ChurnModel.load(folder, sha256=_recorded_hashes(found))
+
+
+def _recorded_hashes(found) -> dict[str, str]:
+    """The model files' sha256 recorded at training; a version without them is refused."""
+    try:
+        hashes = json.loads(found.tags.get(SHA256_TAG, "{}"))
+    except ValueError:
+        hashes = None
+    if not hashes or not isinstance(hashes, dict):
         raise ChurnlensError(
             f"model registry: version {found.version} of '{found.name}' has no recorded file "
             "hashes (trained before churnlens 0.2); retrain it"
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = _download_model(found.name, found.version, Path(tmp))
-        return ChurnModel.load(folder, sha256=hashes)
+    return hashes
 
 
 def _download_model(name: str, version, folder: Path) -> Path:
@@ -393,10 +403,7 @@ def promote(config: Config, force: bool = False) -> str:
         return f"version {version.version} of '{name}' is now the champion ({why})"
     champion, _ = load_registered(config, CHAMPION)
     with tempfile.TemporaryDirectory() as tmp:
-        path = mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path=TEST_SET, dst_path=tmp
-        )
-        test = pd.read_parquet(path)
+        test = pd.read_parquet(_run_artifact(version.run_id, TEST_SET, tmp))
     cutoff = f"{test['cutoff'].max():%Y-%m-%d}"
     try:
         champion_p = champion.predict_proba(test)
@@ -425,7 +432,7 @@ def export(config: Config, folder: Path) -> Path:
     found = _version(_client(config), name, CHAMPION)
     if found is None:
         load_registered(config, CHAMPION)  # raises the usual "no champion" message
-    hashes = json.loads(found.tags.get(SHA256_TAG, "{}"))
+    hashes = _recorded_hashes(found)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -454,13 +461,21 @@ def training_record(config: Config, run_id: str) -> tuple[dict, pd.DataFrame, pd
     except MlflowException:
         raise ChurnlensError(f"tracking store {tracking_uri(config)}: no run {run_id}") from None
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path="evaluation/metrics_by_cutoff.csv", dst_path=tmp
-        )
-        test = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=TEST_SET, dst_path=tmp
-        )
+        metrics = _run_artifact(run_id, "evaluation/metrics_by_cutoff.csv", tmp)
+        test = _run_artifact(run_id, TEST_SET, tmp)
         return dict(params), pd.read_csv(metrics), pd.read_parquet(test)
+
+
+def _run_artifact(run_id: str, path: str, folder: str) -> str:
+    """Download one artifact of a run; a missing or unreadable one is a clear error."""
+    try:
+        return mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=folder
+        )
+    except (MlflowException, OSError) as error:
+        raise ChurnlensError(
+            f"run {run_id}: cannot read its artifact {path} ({str(error).splitlines()[0]})"
+        ) from None
 
 
 def _metric_prefix(model: str, scope: str) -> str:

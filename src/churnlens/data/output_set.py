@@ -1,10 +1,11 @@
 """A run's output files as one unit: they appear together or not at all.
 
 Each file being atomic is not enough: a run killed between two files would leave a new risk
-list beside an old manifest. So a run writes every file into a fresh hidden folder beside the
-output path, the manifest (with each file's sha256) last, and then switches the output path,
-a symbolic link, to that folder with one atomic rename. Readers of `<out>/risk_list.csv` see
-the complete old set or the complete new one; `verify` checks a set against its manifest.
+list beside an old manifest. So a run writes every file into a fresh folder inside the hidden
+`.<out>.sets/` beside the output path, the manifest (with each file's sha256) last, and then
+switches the output path, a symbolic link, to that folder with one atomic rename. Readers of
+`<out>/risk_list.csv` see the complete old set or the complete new one; `verify` checks a set
+against its manifest.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -44,9 +46,10 @@ def _take_over(out: Path) -> None:
                 f"--out {out} is a folder that holds other files; give a new or empty folder"
             )
         # a plain folder (an empty one, or a set from before output sets): taken over once
-        aside = out.parent / f".{out.name}.{uuid.uuid4().hex[:12]}"
+        aside = _sets(out) / f"set-{uuid.uuid4().hex[:12]}"
+        aside.parent.mkdir(exist_ok=True)
         os.rename(out, aside)
-        os.symlink(aside.name, out)
+        os.symlink(f"{aside.parent.name}/{aside.name}", out)
 
 
 def publish(out: Path, files: dict[str, Callable[[Path], object]], manifest: dict) -> dict:
@@ -54,9 +57,9 @@ def publish(out: Path, files: dict[str, Callable[[Path], object]], manifest: dic
     file's sha256) as one set at `out`; return the manifest. On any failure the previous set
     stays as it was and nothing new is left behind."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        _sets(out).mkdir(parents=True, exist_ok=True)
         _take_over(out)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        staging = Path(tempfile.mkdtemp(prefix="set-", dir=_sets(out)))
     except OSError as error:
         raise ChurnlensError(f"cannot write outputs to {out}: {error.strerror or error}") from None
     try:
@@ -72,7 +75,7 @@ def publish(out: Path, files: dict[str, Callable[[Path], object]], manifest: dic
             finally:
                 os.close(descriptor)
         link = out.parent / f".{out.name}.link-{uuid.uuid4().hex[:12]}"
-        os.symlink(staging.name, link)
+        os.symlink(f"{staging.parent.name}/{staging.name}", link)
         os.replace(link, out)  # the switch: one atomic rename
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
@@ -84,15 +87,21 @@ def publish(out: Path, files: dict[str, Callable[[Path], object]], manifest: dic
     return manifest
 
 
+def _sets(out: Path) -> Path:
+    """The hidden folder that holds `out`'s sets: the current one and any being written."""
+    return out.parent / f".{out.name}.sets"
+
+
 def _clean(out: Path, keep: Path) -> None:
     """Remove the previous set and whatever runs killed before their switch left behind
-    (one scorer at a time per output path)."""
-    for stale in out.parent.glob(f".{out.name}.*"):
+    (one scorer at a time per output path); nothing of another output path is touched."""
+    for stale in _sets(out).iterdir():
         if stale != keep:
-            if stale.is_symlink() or stale.is_file():
-                stale.unlink(missing_ok=True)
-            else:
-                shutil.rmtree(stale, ignore_errors=True)
+            shutil.rmtree(stale, ignore_errors=True)
+    links = re.compile(re.escape(f".{out.name}.link-") + "[0-9a-f]{12}")
+    for stale in out.parent.iterdir():
+        if links.fullmatch(stale.name):
+            stale.unlink(missing_ok=True)
 
 
 def verify(out: Path) -> list[str]:
@@ -102,7 +111,8 @@ def verify(out: Path) -> list[str]:
         return [f"{out}: no {MANIFEST}"]
     try:
         recorded = json.loads(manifest_path.read_text())["files"]
-    except (ValueError, KeyError, TypeError):
+        recorded = {str(name): str(digest) for name, digest in recorded.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
         return [f"{manifest_path}: not a churnlens manifest"]
     problems = []
     for name, digest in sorted(recorded.items()):

@@ -193,8 +193,8 @@ def _ticket_kpis(tables: Tables, start, end, placed: int) -> dict:
         return dict.fromkeys(empty, math.nan)
     tickets = tables.tickets
     opened = tickets[_in(tickets["opened_at"], start, end)]
-    resolved = tickets.get("resolved_at", pd.Series(pd.NaT, index=tickets.index))
-    open_at_end = (tickets["opened_at"] < end) & ~(resolved < end)
+    ended = tickets.get("ended_at", pd.Series(pd.NaT, index=tickets.index))  # resolved or closed
+    open_at_end = (tickets["opened_at"] < end) & ~(ended < end)
     return {
         "first_response_hours": _hours(opened.get("first_response_at"), opened["opened_at"])
         if "first_response_at" in opened

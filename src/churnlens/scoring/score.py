@@ -51,8 +51,12 @@ class ScoreResult:
 def check_contract(model: ChurnModel, config: Config) -> None:
     """Refuse a config whose churn definition differs from the one the model learned."""
     contract = model.contract_
-    wanted = {"churn_type": config.churn.type, "horizon_days": config.churn.horizon_days}
-    keys = {"churn_type": "churn.type", "horizon_days": "churn.horizon_days"}
+    wanted = {
+        "churn_type": config.churn.type,
+        "horizon_days": config.churn.horizon_days,
+        "active_window_days": config.churn.active_window_days,
+    }
+    keys = {name: f"churn.{name}" for name in wanted} | {"churn_type": "churn.type"}
     for name, ours in wanted.items():
         if name in contract and contract[name] != ours:
             raise ChurnlensError(
@@ -122,8 +126,10 @@ def _explain_and_target(
                 }
             )
         )
-        left_out = ranked[
-            (ranked["expected_net_gain"] > 0) & ~_select_targets(ranked, contacts, money)
+        left_out = ranked[  # eligible customers the budget could not take
+            ranked["eligible"]
+            & (ranked["expected_net_gain"] > 0)
+            & ~_select_targets(ranked, contacts, money)
         ]
         if len(left_out) and upper[queue[0]] < left_out["expected_net_gain"].iloc[0]:
             break  # every unexplained customer ranks below one the budget already left out
