@@ -43,9 +43,12 @@ def test_the_api_is_listed_and_importing_it_loads_nothing_heavy():
     assert loaded == "[]"
 
 
-def test_version_is_printed():
+def test_version_is_printed_and_matches_the_package_metadata():
+    from importlib.metadata import version
+
     result = invoke("--version")
     assert result.exit_code == 0 and result.output.strip() == f"churnlens {churnlens.__version__}"
+    assert version("churnlens") == churnlens.__version__
 
 
 def test_dataframes_validate_with_the_same_messages_as_files(shop):
