@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from churnlens.errors import ChurnlensError
 
-TABLE_NAMES = ("customers", "purchases", "tickets", "surveys", "events")
 REQUIRED_TABLES = ("customers", "purchases")
 
 

@@ -3,11 +3,11 @@ baselines, a calibration curve and global SHAP importance, all on the out-of-tim
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from sklearn.calibration import calibration_curve
 
 from churnlens.modeling.model import ChurnModel
+from churnlens.modeling.train import mean_abs_shap
 
 METRICS = (
     "n",
@@ -57,7 +57,6 @@ def model_card(
         y, model.predict_proba(test), n_bins=10, strategy="quantile"
     )
     sample = test if len(test) <= IMPORTANCE_ROWS else test.sample(IMPORTANCE_ROWS, random_state=0)
-    contributions = np.abs(model.contributions(sample)[:, :-1]).mean(axis=0)
-    importance = pd.Series(contributions, index=model.feature_names_, name="mean_abs_shap")
+    importance = mean_abs_shap(model, sample).rename("mean_abs_shap")
     calibration = pd.DataFrame({"predicted": predicted, "observed": observed})
-    return facts, metrics, calibration, importance.sort_values(ascending=False)
+    return facts, metrics, calibration, importance
