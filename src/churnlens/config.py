@@ -183,19 +183,27 @@ class TrackingConfig(_Strict):
 
 
 class StatusConfig(_Strict):
-    """Customer status at the as-of date from the customer's own purchase rhythm.
+    """Customer status at the as-of date from the customer's own rhythm of signs of life.
 
-    lapsed: no purchase for more than `lapsed_gap_multiple` × their usual gap (and more than
-    `lapsed_floor_days`); at_risk: more than `at_risk_gap_multiple` × their usual gap; else
-    active. A one-order customer has no gap of their own: the population's median is used.
-    Measured on the simulator (20,000 customers, as of 2025-09-30, truth known): with 2 and
-    30 days, 88 % of the customers called lapsed had truly left, and 86 % of those who had
-    left were called lapsed; with 3, 96 % and 77 %.
+    Signs of life are completed purchases, tickets opened and the event kinds in `life_events`
+    (customer behaviour; events the shop sends, such as a late delivery, are not). Their usual
+    gap is 1 / (1 / the usual gap between purchases + the other signs per day over the longest
+    feature window): see churnlens.scoring.status. lapsed: no sign of life for more than
+    `lapsed_gap_multiple` × that gap (and more than `lapsed_floor_days`); at_risk: more than
+    `at_risk_gap_multiple` × it; else active. A one-order customer has no purchase gap of their
+    own: the population's median is used. Measured on the simulator (10,000 customers, seed 3,
+    as of 2025-10-01, truth known; benchmarks/results/reasons.md): with 2 and 30 days, 93.5 %
+    of the customers called lapsed had truly left and 91.2 % of those who had left were called
+    lapsed (purchases only: 91.6 % and 84.2 %); with 3, 96.9 % and 88.9 %.
     """
 
     lapsed_gap_multiple: float = Field(2.0, gt=1)
     at_risk_gap_multiple: float = Field(1.5, gt=0)
     lapsed_floor_days: float = Field(30.0, ge=0)
+    life_events: list[str] = Field(
+        default_factory=lambda: ["login", "cart_abandoned", "newsletter_unsubscribe"],
+        description="event kinds that show the customer is still there",
+    )
     target_lapsed: bool = Field(
         False, description="let lapsed customers into the retention target list"
     )
