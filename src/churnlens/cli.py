@@ -247,7 +247,8 @@ def score(
         churn=targets["churn_probability"].map("{:.0%}".format),
         value=targets["value"].map("{:,.0f}".format),
         gain=targets["expected_net_gain"].map("{:,.0f}".format),
-    )[["rank", "customer_id", "churn", "value", "gain", "why", "recommended_action"]]
+        action=targets["recommended_action"],
+    )[["rank", "customer_id", "status", "churn", "value", "gain", "why", "sign", "action"]]
     console.print(_text_table(shown), highlight=False, soft_wrap=True)
     covered = summary["value_at_risk_covered"] / max(summary["value_at_risk_total"], 1e-9)
     console.print(
@@ -255,6 +256,14 @@ def score(
         f"(contact cost {summary['contact_cost']:,.0f}, expected net gain "
         f"{summary['expected_net_gain']:,.0f}); they hold {covered:.0%} of the value at risk. "
         f"Model {summary['model_name']} v{summary['model_version']}."
+    )
+    lapsed = summary["status"]["lapsed"]
+    lapsed_targets = int(
+        result.risk_list.loc[result.risk_list["target"], "status"].eq("lapsed").sum()
+    )
+    console.print(
+        f"status: {summary['status']['active']:,} active, {summary['status']['at_risk']:,} at "
+        f"risk, {lapsed:,} lapsed (win-back action; {lapsed_targets} among the targets)"
     )
     console.print(f"risk list: {out / 'risk_list.parquet'} and {out / 'risk_list.csv'}")
 

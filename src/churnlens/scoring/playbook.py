@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from churnlens.errors import ChurnlensError
 
@@ -47,6 +48,16 @@ class Playbook(_Strict):
     top_value: TopValueRule | None = None
     no_incentive: NoIncentiveRule | None = None
     win_back: Action | None = None  # for lapsed customers, whatever their reasons
+    # Share of an action's save rate that holds for a customer of this status: an `at_risk`
+    # customer may already have left, and nobody gone can be kept. Missing statuses: 1.
+    status_save_factor: dict[Literal["active", "at_risk", "lapsed"], float] = {}
+
+    @field_validator("status_save_factor")
+    @classmethod
+    def _factors(cls, factors: dict[str, float]) -> dict[str, float]:
+        if any(not 0 <= f <= 1 for f in factors.values()):
+            raise ValueError("every factor must lie in [0, 1]")
+        return factors
 
     def family_of(self, feature: str, default: str = DEFAULT) -> str:
         """The first family with a pattern matching `feature`, else `default` (the family the
@@ -103,6 +114,7 @@ def recommend(
     `family` is each customer's strongest reason family (missing: none, so 'default').
     Value rules use quantiles of `value` in this scoring population; the top-value rule wins,
     except for lapsed customers (`status`), who get the win-back action when there is one.
+    The save rate is the action's times the playbook's factor for the customer's status.
     """
     family = family.fillna(DEFAULT)
     actions = {name: playbook.action_for(name) for name in set(family)}
@@ -119,11 +131,15 @@ def recommend(
     if playbook.win_back is not None and status is not None:
         chosen[np.asarray(status == "lapsed")] = "win_back"
         actions["win_back"] = playbook.win_back
+    save_rate = chosen.map(lambda k: actions[k].save_rate).astype("float64")
+    if status is not None and playbook.status_save_factor:
+        factors = playbook.status_save_factor
+        save_rate *= [factors.get(s, 1.0) for s in np.asarray(status, dtype=object)]
     return pd.DataFrame(
         {
             "recommended_action": chosen.map(lambda k: actions[k].action).astype("str"),
             "contact_cost": chosen.map(lambda k: actions[k].cost).astype("float64"),
-            "save_rate": chosen.map(lambda k: actions[k].save_rate).astype("float64"),
+            "save_rate": save_rate,
         },
         index=family.index,
     )

@@ -36,6 +36,7 @@ REASON_COLUMNS = [
         for part in ("_feature", "_family", "_contribution", "")
     ),
     "reason_family",
+    "driver_share",
     "sign_feature",
     "sign_contribution",
     "sign",
@@ -77,7 +78,9 @@ def top_reasons(
     """REASON_COLUMNS per row of `frame`: for i = 1..k reason_i_feature, reason_i_family,
     reason_i_contribution (share of the customer's risk) and the sentence reason_i, from the
     risk-raising drivers; reason_family, the family whose drivers together raise the risk most
-    (it picks the action); sign_feature, sign_contribution and sign, the strongest sign.
+    (it picks the action); driver_share, the share of the customer's risk that comes from
+    drivers told as reasons (what an action can address; the rest is how churn shows);
+    sign_feature, sign_contribution and sign, the strongest sign.
 
     `family_of(feature, registry_family)` gives a feature's playbook family (the playbook may
     re-file features). Rows with fewer risk-raising drivers have missing slots. The family
@@ -129,11 +132,12 @@ def top_reasons(
         out["reason_family"] = np.where(
             strength.max(axis=1) > 0, family_names[strength.argmax(axis=1)], None
         )
+    out["driver_share"] = np.where(drivers & ~silent, np.clip(share, 0, None), 0.0).sum(axis=1)
     out["sign_feature"] = picked_names[:, k]
     out["sign_contribution"] = np.where(picked_share[:, k] > 0, picked_share[:, k], np.nan)
     out["sign"] = texts[:, k]
     result = pd.DataFrame(out, index=frame.index)
-    text = [c for c in result.columns if not c.endswith("_contribution")]
+    text = [c for c in result.columns if not c.endswith(("_contribution", "_share"))]
     return result.astype({c: "str" for c in text})
 
 

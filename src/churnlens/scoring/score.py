@@ -112,7 +112,8 @@ def _explain_and_target(
         reasons = pd.concat(parts) if parts else pd.DataFrame(columns=REASON_COLUMNS)
         reasons = reasons.reindex(features.index)
         actions = recommend(playbook, reasons["reason_family"], features, values, status)
-        gain = expected_gain(p, value, actions["save_rate"], actions["contact_cost"])
+        share = reasons["driver_share"].to_numpy(float)
+        gain = expected_gain(p, value, actions["save_rate"], actions["contact_cost"], share)
         gain = np.where(explained, gain, np.nan)
         if not len(queue):
             break

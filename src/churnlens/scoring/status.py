@@ -30,9 +30,7 @@ def _longest_window(columns) -> int | None:
     return max(windows, default=None)
 
 
-def signs_of_life(
-    features: pd.DataFrame, settings: StatusConfig
-) -> tuple[np.ndarray, np.ndarray]:
+def signs_of_life(features: pd.DataFrame, settings: StatusConfig) -> tuple[np.ndarray, np.ndarray]:
     """Per row: days since the last sign of life, and the usual gap between signs of life.
 
     Signs are completed purchases, tickets opened and the events in `settings.life_events`,
