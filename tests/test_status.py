@@ -97,13 +97,17 @@ def test_a_lapsed_customer_gets_the_win_back_action_whatever_the_reason():
     assert actions["save_rate"].tolist() == [0.3, 0.03, 0.03]
 
 
-def test_the_save_rate_follows_the_status():
+def test_the_save_rate_follows_the_status_and_the_drivers_share():
     playbook = PLAYBOOK.model_copy(update={"status_save_factor": {"at_risk": 0.5}})
     family = pd.Series(["support", "support", "support"])
     status = pd.Series(["active", "at_risk", "lapsed"])
     value = pd.Series([100.0, 100.0, 100.0])
     actions = recommend(playbook, family, pd.DataFrame(index=family.index), value, status)
     assert actions["save_rate"].tolist() == [0.3, 0.15, 0.03]  # a missing status: factor 1
+    # only the part of the risk from drivers can be saved; a win-back is not about causes
+    share = pd.Series([0.5, 0.5, 0.5])
+    actions = recommend(playbook, family, pd.DataFrame(index=family.index), value, status, share)
+    assert actions["save_rate"].tolist() == [0.15, 0.075, 0.03]
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         Playbook.model_validate(PLAYBOOK.model_dump() | {"status_save_factor": {"active": 2}})
 

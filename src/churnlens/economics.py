@@ -5,14 +5,13 @@ list both use it, with the playbook's per-action costs and save rates.
 - **value**: the margin a customer brings in a year, ``margin_rate × spend`` over the feature
   window closest to ``playbook.value_window_days`` (365 by default), as of the cutoff.
   A customer with no spend on record is worth 0.
-- **expected saveable gain** of one contact: ``p × share × value × save_rate − cost``, where
-  ``p`` is the churn probability, ``share`` the part of the customer's risk that comes from
-  drivers an action can address (scoring.reasons: TreeSHAP; 1 where reasons are not at hand,
-  as in training's profit metric), ``save_rate`` the share of churners the action keeps (lower
-  for a customer who has gone quiet: the playbook's status factor) and ``cost`` its price.
-  Risk that only shows as symptoms (no purchase for a while, fewer logins) is not what a
-  retention offer can fix, and a customer who went quiet may already have left: both rank
-  lower than a customer with a live cause.
+- **expected gain** of one contact, the *saveable* gain: ``p × value × save_rate − cost``,
+  where ``p`` is the churn probability, ``cost`` the action's price and ``save_rate`` the
+  share of the customer's risk the contact removes: the action's save rate, lower for a
+  customer who went quiet (the playbook's status factor: some have already left), times the
+  share of the risk that comes from drivers an action can address (scoring.playbook.recommend).
+  So risk that only shows as symptoms, or from a customer who may be gone, ranks lower than
+  risk with a live cause.
 - **targets**: customers with a positive expected gain, best first, within the contact and
   money budgets; lapsed customers (scoring.status) get a win-back action and are not targets
   unless configured.
@@ -42,10 +41,9 @@ def customer_value(
     return (spend * settings.margin_rate).fillna(0.0).rename("value")
 
 
-def expected_gain(p, value, save_rate, cost, share=1.0) -> np.ndarray:
-    """Expected net gain of contacting each customer: p × share × value × save_rate − cost."""
-    saveable = np.asarray(p, float) * np.asarray(share, float)
-    return saveable * np.asarray(value, float) * np.asarray(save_rate, float) - (
+def expected_gain(p, value, save_rate, cost) -> np.ndarray:
+    """Expected net gain of contacting each customer: p × value × save_rate − cost."""
+    return np.asarray(p, float) * np.asarray(value, float) * np.asarray(save_rate, float) - (
         np.asarray(cost, float)
     )
 

@@ -52,9 +52,8 @@ RISK_LIST = (
     OutputColumn(
         "expected_net_gain",
         "float64",
-        "expected saveable gain of one contact: churn_probability × driver_share × value × "
-        "save_rate − contact_cost of the recommended action; empty when the customer was not "
-        "explained",
+        "expected saveable gain of one contact: churn_probability × value × save_rate − "
+        "contact_cost of the recommended action; empty when the customer was not explained",
     ),
     OutputColumn(
         "rank",
@@ -81,8 +80,8 @@ RISK_LIST = (
     OutputColumn(
         "save_rate",
         "float64",
-        "share of churners that action is expected to keep, times the playbook's factor for "
-        "the customer's status",
+        "share of the customer's risk the contact is expected to remove: the action's save "
+        "rate × the playbook's factor for the status × driver_share (not for win-back)",
     ),
     OutputColumn("model_name", "str", "registered model name"),
     OutputColumn("model_version", "str", "registered model version ('' when in memory)"),

@@ -108,13 +108,18 @@ def recommend(
     features: pd.DataFrame,
     value: pd.Series,
     status: pd.Series | None = None,
+    driver_share: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Action, cost and save rate per customer from their reason family and value rules.
 
     `family` is each customer's strongest reason family (missing: none, so 'default').
     Value rules use quantiles of `value` in this scoring population; the top-value rule wins,
     except for lapsed customers (`status`), who get the win-back action when there is one.
-    The save rate is the action's times the playbook's factor for the customer's status.
+    The save rate is the share of the customer's churn risk the contact is expected to
+    remove: the action's, times the playbook's factor for the customer's status, times (for a
+    retention action) `driver_share`, the part of the risk that comes from drivers an action
+    can address (scoring.reasons): "no purchase for 40 days" is how churn shows, not a cause
+    an offer can fix, so risk that only shows as signs earns little.
     """
     family = family.fillna(DEFAULT)
     actions = {name: playbook.action_for(name) for name in set(family)}
@@ -135,6 +140,8 @@ def recommend(
     if status is not None and playbook.status_save_factor:
         factors = playbook.status_save_factor
         save_rate *= [factors.get(s, 1.0) for s in np.asarray(status, dtype=object)]
+    if driver_share is not None:
+        save_rate *= np.where(chosen == "win_back", 1.0, driver_share.to_numpy(float))
     return pd.DataFrame(
         {
             "recommended_action": chosen.map(lambda k: actions[k].action).astype("str"),
@@ -160,9 +167,11 @@ def planned_actions(
     status: pd.Series,
 ) -> pd.DataFrame:
     """The playbook's action, cost and save rate per row of one population (one date):
-    from the family of the row's strongest drivers (roles from `registry`), the value rules
-    and the status."""
+    from the family of the row's strongest drivers and their share of the risk (roles from
+    `registry`), the value rules and the status."""
     from churnlens.scoring.reasons import top_reasons
 
-    families = top_reasons(model, frame, registry, playbook.family_of)["reason_family"]
-    return recommend(playbook, families, frame, value, status)
+    reasons = top_reasons(model, frame, registry, playbook.family_of)
+    return recommend(
+        playbook, reasons["reason_family"], frame, value, status, reasons["driver_share"]
+    )

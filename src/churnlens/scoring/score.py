@@ -111,9 +111,10 @@ def _explain_and_target(
             parts.append(top_reasons(model, features.iloc[new], registry, playbook.family_of))
         reasons = pd.concat(parts) if parts else pd.DataFrame(columns=REASON_COLUMNS)
         reasons = reasons.reindex(features.index)
-        actions = recommend(playbook, reasons["reason_family"], features, values, status)
-        share = reasons["driver_share"].to_numpy(float)
-        gain = expected_gain(p, value, actions["save_rate"], actions["contact_cost"], share)
+        actions = recommend(
+            playbook, reasons["reason_family"], features, values, status, reasons["driver_share"]
+        )
+        gain = expected_gain(p, value, actions["save_rate"], actions["contact_cost"])
         gain = np.where(explained, gain, np.nan)
         if not len(queue):
             break
