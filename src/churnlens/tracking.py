@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import churnlens
 from churnlens.config import Config
+from churnlens.data.io import file_sha256
 from churnlens.errors import ChurnlensError
 from churnlens.modeling.model import ChurnModel
 from churnlens.modeling.train import MODEL, TrainingResult
@@ -183,7 +184,7 @@ def fingerprint(training_set: pd.DataFrame, config: Config) -> str:
         "training_set": _digest(training_set),
         **{key: getattr(config, key).model_dump(mode="json") for key in sections},
         "model": config.model.model_dump(mode="json", exclude={"threads"}),
-        "playbook_file": hashlib.sha256(config.playbook.path.read_bytes()).hexdigest(),
+        "playbook_file": file_sha256(config.playbook.path),
         "churnlens": churnlens.__version__,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
