@@ -56,14 +56,27 @@ class PromotionRefused(ChurnlensError):
     exit_code = 1
 
 
-# Read once: mlflow.set_tracking_uri() writes this variable for subprocesses, so reading it
-# later would return whatever this process last used instead of what the user set.
-USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def tracking_uri(config: Config) -> str:
     """MLFLOW_TRACKING_URI, else the config's tracking.uri, else ./mlflow.db (SQLite)."""
-    return USER_TRACKING_URI or config.tracking.uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    user = os.environ.get("MLFLOW_TRACKING_URI")
+    return user or config.tracking.uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _use_store(uri: str) -> None:
+    """Point this process's MLflow at `uri`, leaving the environment as the user set it:
+    mlflow.set_tracking_uri/set_registry_uri also write MLFLOW_TRACKING_URI/REGISTRY_URI for
+    subprocesses, so a churnlens run started from here would take this store for the user's."""
+    before = {name: os.environ.get(name) for name in STORE_VARIABLES}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def check_store(config: Config) -> None:
@@ -108,8 +121,7 @@ def _client(config: Config) -> MlflowClient:
     check_store(config)
     _quiet()
     uri = tracking_uri(config)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    _use_store(uri)
     try:
         with store_lock(config):  # open (or create) both stores now, one process at a time
             client = MlflowClient(uri)
