@@ -33,14 +33,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import churnlens
 from churnlens.config import Config
-from churnlens.data.io import file_sha256
+from churnlens.data.io import file_sha256, write_csv
 from churnlens.errors import ChurnlensError
 from churnlens.modeling.model import ChurnModel
 from churnlens.modeling.train import MODEL, TrainingResult
+from churnlens.reporting.card import model_card
+from churnlens.reporting.report import render_card
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 MODEL_ARTIFACT = "model"
 TEST_SET = "evaluation/test_set.parquet"
+CARD = "model_card.html"  # the report's model-card part, rendered at training
 REQUIREMENTS = ("lightgbm", "pandas", "numpy", "scikit-learn", "pyarrow", "pydantic", "pyyaml")
 # models-from-code: MLflow runs this file to build the pyfunc, so nothing is pickled
 PYFUNC_SCRIPT = (
@@ -240,22 +243,22 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
         log.info("identical to version %s of %s: nothing registered", same.version, name)
         return same
     with mlflow.start_run(experiment_id=_experiment_id(client, config)) as run:
-        mlflow.log_params(
-            {
-                **{f"lgbm.{k}": v for k, v in config.model.params.items()},
-                "num_boost_round": config.model.num_boost_round,
-                "best_iteration": result.model.booster_.best_iteration,
-                "calibration": result.model.calibrator_.method_,
-                **{f"contract.{k}": v for k, v in result.model.contract_.items()},
-                "train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.train),
-                "valid_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.valid),
-                "validation": result.split.validation,
-                "test_cutoff": f"{result.split.test:%Y-%m-%d}",
-                "n_features": len(result.model.feature_names_),
-                "training_rows": len(training_set),
-                "training_set_sha256": _digest(training_set),
-            }
-        )
+        run_id = run.info.run_id
+        params = {
+            **{f"lgbm.{k}": v for k, v in config.model.params.items()},
+            "num_boost_round": config.model.num_boost_round,
+            "best_iteration": result.model.booster_.best_iteration,
+            "calibration": result.model.calibrator_.method_,
+            **{f"contract.{k}": v for k, v in result.model.contract_.items()},
+            "train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.train),
+            "valid_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.valid),
+            "validation": result.split.validation,
+            "test_cutoff": f"{result.split.test:%Y-%m-%d}",
+            "n_features": len(result.model.feature_names_),
+            "training_rows": len(training_set),
+            "training_set_sha256": _digest(training_set),
+        }
+        mlflow.log_params(params)
         test = result.test_metrics()
         mlflow.log_metrics(
             {
@@ -282,11 +285,12 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
             mlflow.log_input(dataset, context="training")
         if config_path is not None:
             mlflow.log_artifact(str(config_path), "config")
-        mlflow.log_text(result.metrics.to_csv(index=False), "evaluation/metrics_by_cutoff.csv")
         mlflow.log_dict(result.model.spec(), "model_spec.json")
         for figure_name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{figure_name}.png")
         with tempfile.TemporaryDirectory() as tmp:
+            write_csv(result.metrics, Path(tmp) / "metrics_by_cutoff.csv")
+            mlflow.log_artifact(str(Path(tmp) / "metrics_by_cutoff.csv"), "evaluation")
             test_rows = result.split.part(training_set, "test")
             test_rows.to_parquet(Path(tmp) / "test_set.parquet", index=False)
             mlflow.log_artifact(str(Path(tmp) / "test_set.parquet"), "evaluation")
@@ -316,7 +320,10 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
         }
         for key, value in tags.items():
             client.set_model_version_tag(name, registered.version, key, value)
-        return RegisteredRun(run.info.run_id, name, str(registered.version), info.model_uri)
+        lineage = {"model_name": name, "model_version": registered.version, "run_id": run_id}
+        card = model_card(lineage, params, result.metrics, test_rows, result.model)
+        mlflow.log_text(render_card(*card, config.reporting.currency), CARD)
+        return RegisteredRun(run_id, name, str(registered.version), info.model_uri)
 
 
 def _version(client: MlflowClient, name: str, alias: str):

@@ -241,6 +241,34 @@ def _table(frame: pd.DataFrame | None, formats: dict[str, str], currency: str) -
     return {"header": [str(c).replace("_", " ") for c in frame.columns], "rows": rows}
 
 
+def _template(name: str) -> jinja2.Template:
+    """A template of this package; autoescape makes every inserted text HTML-safe."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(files("churnlens.reporting"))),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return environment.get_template(name)
+
+
+def render_card(
+    card: dict,
+    metrics: pd.DataFrame,
+    calibration: pd.DataFrame,
+    importance: pd.Series,
+    currency: str = "EUR",
+) -> str:
+    """The model card alone as one HTML document: the report's model-card section and the
+    global importance, for the training run in MLflow (`reporting.card.model_card` output)."""
+    return _template("card.html.j2").render(
+        at_scoring=False,
+        card=card,
+        metrics=_table(metrics.reset_index(), METRIC_FORMATS, currency),
+        calibration_chart=calibration_chart(calibration),
+        importance_chart=importance_chart(importance) if len(importance) else None,
+    )
+
+
 def render(report: ReportInput) -> str:
     """The report as one HTML document (a string)."""
     risk, currency = report.risk_list, report.currency
@@ -253,11 +281,8 @@ def render(report: ReportInput) -> str:
     if drift is not None:
         drift = drift.head(DRIFT_SHOWN)
     targets = risk[risk["target"]]
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    template = environment.from_string(
-        files("churnlens.reporting").joinpath("report.html.j2").read_text(encoding="utf-8")
-    )
-    return template.render(
+    return _template("report.html.j2").render(
+        at_scoring=True,
         title=report.title,
         as_of=pd.Timestamp(risk["as_of"].iloc[0]).strftime("%Y-%m-%d") if len(risk) else "–",
         card=report.model_card,
