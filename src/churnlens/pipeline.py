@@ -239,6 +239,7 @@ def report(
         calibration=calibration,
         drift=drift,
         importance=importance,
+        exits=tables.exits,
         top_targets=config.reporting.top_targets,
     )
     path = write_report(report_input, out)
