@@ -200,6 +200,7 @@ class ChurnModel:
     def _batched(self, frame: pd.DataFrame, **options) -> np.ndarray:
         """The booster's predictions, BATCH_ROWS rows at a time: only one batch is ever
         held as a prepared float copy, so a million rows cost a batch's memory, not theirs."""
+        self._check_fitted()
         parts = [
             self.booster_.predict(
                 self.prepare(frame.iloc[start : start + BATCH_ROWS]),
