@@ -175,7 +175,7 @@ def test_drift_stop_writes_nothing_and_keeps_the_previous_list(setting, tmp_path
     before = digests(out)
     config = yaml.safe_load(path.read_text())
     config["data"]["dir"] = str(root / "data")
-    config["scoring"] = {"drift_stop_psi": 0.0001}
+    config["scoring"] = {"drift_warn_psi": 0.00005, "drift_stop_psi": 0.0001}
     strict = tmp_path / "strict.yaml"
     strict.write_text(yaml.safe_dump(config))
     result = run_score(strict, as_of, model_uri, out)
@@ -185,11 +185,59 @@ def test_drift_stop_writes_nothing_and_keeps_the_previous_list(setting, tmp_path
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
 
 
+def test_every_feature_exempt_from_drift_never_stops(setting, trained_shop, tmp_path):
+    root, path, _, as_of, model_uri = setting
+    config = yaml.safe_load(path.read_text())
+    config["data"]["dir"] = str(root / "data")
+    config["scoring"] = {
+        "drift_warn_psi": 0.00005,
+        "drift_stop_psi": 0.0001,
+        "drift_exempt": trained_shop[2].model.feature_names_,
+    }
+    (tmp_path / "exempt.yaml").write_text(yaml.safe_dump(config))
+    result = run_score(tmp_path / "exempt.yaml", as_of, model_uri, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(FILES)
+
+
 def test_scoring_after_the_data_end_is_refused(setting, tmp_path):
     _, path, _, as_of, model_uri = setting
     result = run_score(path, as_of + pd.Timedelta(days=400), model_uri, tmp_path / "o")
     assert result.exit_code == 2 and "after the data end" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_contractual_scoring_may_run_to_the_last_cancellation():
+    """Contractual data end with the last cancellation, so the as-of check must too."""
+    from churnlens.data.contract import validate
+    from churnlens.errors import ChurnlensError
+    from churnlens.scoring.score import _check_as_of
+
+    tables = validate(
+        {
+            "customers": pd.DataFrame(
+                {
+                    "customer_id": ["a", "b"],
+                    "signup_at": ["2024-01-01", "2024-01-01"],
+                    "cancelled_at": [None, "2024-08-01"],
+                }
+            ),
+            "purchases": pd.DataFrame(
+                {
+                    "order_id": ["1", "2"],
+                    "customer_id": ["a", "b"],
+                    "ordered_at": ["2024-05-01", "2024-06-01"],
+                    "amount": ["10", "20"],
+                }
+            ),
+        }
+    )
+    as_of = pd.Timestamp("2024-07-15")
+    _check_as_of(tables, as_of, "contractual")  # before the last cancellation: fine
+    with pytest.raises(ChurnlensError, match="after the data end"):
+        _check_as_of(tables, as_of, "non_contractual")
+    with pytest.raises(ChurnlensError, match=r"after the data end \(2024-08-01\)"):
+        _check_as_of(tables, pd.Timestamp("2024-08-03"), "contractual")
 
 
 def test_missing_champion_is_a_clear_error_for_scoring(setting, tmp_path):

@@ -235,12 +235,15 @@ def score(
         ),
     ] = None,
     top: Annotated[int, typer.Option(help="Rows of the target list to print.")] = 10,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write the HTML report here.")
+    ] = None,
 ) -> None:
     """Score customers at a date: risk, reasons, actions and a budgeted target list."""
     from churnlens.pipeline import score as score_customers
 
     with console.status(f"scoring customers at {as_of}"):
-        result = score_customers(config, as_of, out, model, budget, budget_money, explain)
+        result = score_customers(config, as_of, out, model, budget, budget_money, explain, report)
     summary = result.summary
     targets = result.risk_list[result.risk_list["target"]].head(top)
     console.print(f"top {len(targets)} customers to contact at {summary['as_of']}")
@@ -261,6 +264,8 @@ def score(
         f"Model {summary['model_name']} v{summary['model_version']}."
     )
     console.print(f"risk list: {out / 'risk_list.parquet'} and {out / 'risk_list.csv'}")
+    if report is not None:
+        console.print(f"report: {report}")
 
 
 @command

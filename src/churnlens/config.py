@@ -145,6 +145,20 @@ class FeatureConfig(_Strict):
         default_factory=dict, description="e.g. {plan: 'On the {plan} plan'}"
     )
 
+    @field_validator("event_kinds")
+    @classmethod
+    def _kinds_as_in_data(cls, v: list[str] | None) -> list[str] | None:
+        """Event kinds are compared lower-case and stripped, as the contract reads the data."""
+        return None if v is None else list(dict.fromkeys(kind.strip().lower() for kind in v))
+
+    @field_validator("event_roles", "event_families")
+    @classmethod
+    def _kind_keys_as_in_data(cls, v: dict) -> dict:
+        keys = [kind.strip().lower() for kind in v]
+        if len(set(keys)) < len(keys):
+            raise ValueError("names one event kind twice (kinds are compared lower-case)")
+        return dict(zip(keys, v.values(), strict=True))
+
     @field_validator("windows_days")
     @classmethod
     def _positive_sorted(cls, v: list[int]) -> list[int]:
@@ -223,6 +237,14 @@ class ScoringConfig(_Strict):
         default_factory=lambda: ["tenure_days", "days_since_first_purchase"],
         description="features that grow with the calendar: reported and warned, never a stop",
     )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScoringConfig:
+        if self.medium_risk_threshold >= self.high_risk_threshold:
+            raise ValueError("medium_risk_threshold must be below high_risk_threshold")
+        if self.drift_warn_psi >= self.drift_stop_psi:
+            raise ValueError("drift_warn_psi must be below drift_stop_psi")
+        return self
 
 
 DEFAULT_PLAYBOOK = Path(__file__).parent / "scoring" / "playbook.yaml"

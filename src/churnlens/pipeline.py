@@ -150,9 +150,11 @@ def score(
     budget_contacts: int | None = None,
     budget_money: float | None = None,
     explain: str | None = None,
+    report_path: Path | None = None,
 ):
     """Score the population at `as_of` with a registered or exported model; write the risk list
-    (Parquet, CSV), drift.csv and manifest.json to `out`. Returns the ScoreResult."""
+    (Parquet, CSV), drift.csv and manifest.json to `out`, and with `report_path` the HTML
+    report on them (as `report` does). Returns the ScoreResult."""
     from churnlens.config import parse_date
     from churnlens.scoring.score import score as score_tables
     from churnlens.scoring.score import write_outputs
@@ -171,6 +173,8 @@ def score(
         lineage=lineage,
     )
     write_outputs(result, out)
+    if report_path is not None:
+        report(config, out, report_path)
     return result
 
 
@@ -235,6 +239,7 @@ def report(
         calibration=calibration,
         drift=drift,
         importance=importance,
+        exits=tables.exits,
         top_targets=config.reporting.top_targets,
     )
     path = write_report(report_input, out)

@@ -22,6 +22,11 @@ Warnings are plausible in real exports and reported by `validate` (`Tables.warni
 - customer attributes: they are taken as of the data export, so a value changed later reaches
   every past cutoff (a leak the contract cannot see).
 
+Exit surveys: an answer of kind `exit` states why a customer left, as a `reason` code, a
+`comment`, or both (no score). It comes at leaving, so it is no survey score: `validate`
+moves exit answers out of `surveys` into `Tables.exits`, where the report reads them and no
+feature does (a count of answers would otherwise learn from the leaving itself).
+
 Enumerated text (purchase status, survey kind, event kind) is compared lower-case and
 stripped, so `LOGIN ` and `login` are one kind. Two ticket times are derived for the
 features (`with_ticket_times`): `ended_at`, the first of resolved_at and closed_at, and
@@ -47,7 +52,9 @@ from churnlens.errors import ChurnlensError
 
 Kind = Literal["id", "datetime", "float", "int", "text", "code"]  # code: lower-case, stripped
 PURCHASE_STATUSES = ("completed", "cancelled", "refunded", "returned")
-SURVEY_KINDS = ("nps", "csat", "ces")
+SCORED_SURVEYS = ("nps", "csat", "ces")
+EXIT_SURVEY = "exit"
+SURVEY_KINDS = (*SCORED_SURVEYS, EXIT_SURVEY)
 MAX_EXAMPLES = 5
 MAX_NUMBER = 1e12
 MISSING_MARKERS = ("", "?", "-", "NULL", "NA", "N/A", "NAN", "NONE")
@@ -128,7 +135,8 @@ SCHEMAS: dict[str, TableSchema] = {
                 Column("customer_id", "id", True),
                 Column("answered_at", "datetime", True),
                 Column("kind", "code", True),
-                Column("score", "float", True),
+                Column("score", "float", True),  # blank in exit answers
+                Column("reason", "code"),
                 Column("comment", "text"),
             ),
             key="response_id",
@@ -182,6 +190,7 @@ class Tables:
     tickets: pd.DataFrame | None = None
     surveys: pd.DataFrame | None = None
     events: pd.DataFrame | None = None
+    exits: pd.DataFrame | None = None  # exit survey answers: stated leaving reasons
     attributes: list[str] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
 
@@ -316,10 +325,13 @@ def _conform(schema: TableSchema, raw: pd.DataFrame, check: _Checker, data: Data
             continue
         values = raw[column.name]
         if column.required:
+            missing = _missing(values, column.kind)
+            if (schema.name, column.name) == ("surveys", "score") and "kind" in raw.columns:
+                missing = missing & ~_is_exit(raw["kind"])  # an exit answer states no score
             check.add(
                 column.name,
                 "required value is missing (blank, or a marker such as NULL, N/A, ?, -)",
-                _missing(values, column.kind),
+                missing,
             )
         out[column.name] = _coerce(column, values, check, data)
     for name in raw.columns.difference(schema.names, sort=False):
@@ -344,6 +356,18 @@ def _repeated(values: pd.Series) -> np.ndarray:
     if len(pc.unique(pa.array(values.array))) == len(values):
         return np.zeros(len(values), dtype=bool)
     return values.duplicated(keep=False).to_numpy()
+
+
+def _is_exit(kind: pd.Series) -> np.ndarray:
+    return kind.astype("str").str.strip().str.lower().eq(EXIT_SURVEY).fillna(False).to_numpy()
+
+
+def _split_exits(surveys: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """(scored answers, exit answers); a part with no rows is None, like an absent table."""
+    exit_rows = _is_exit(surveys["kind"])
+    scored = surveys[~exit_rows].reset_index(drop=True)
+    exits = surveys.loc[exit_rows].drop(columns="score").reset_index(drop=True)
+    return (scored if len(scored) else None), (exits if len(exits) else None)
 
 
 def _missing(values: pd.Series, kind: Kind) -> np.ndarray:
@@ -432,6 +456,12 @@ def _table_rules(name: str, frame: pd.DataFrame, check: _Checker, data: DataConf
             "kind",
             f"must be one of {', '.join(SURVEY_KINDS)}",
             ~kind.isin(SURVEY_KINDS) & frame["kind"].notna(),
+        )
+        stated = [c for c in ("reason", "comment") if c in cols]
+        check.add(
+            "/".join(stated) or "reason",
+            "an exit answer needs a reason code or a comment",
+            (kind == EXIT_SURVEY) & (frame[stated].isna().all(axis=1) if stated else True),
         )
         ranges = {"nps": (0, 10), "csat": (1, data.csat_scale), "ces": (1, data.ces_scale)}
         for survey_kind, (low, high) in ranges.items():
@@ -555,6 +585,8 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
     _attribute_warning(attributes, warnings)
     if "tickets" in frames:
         frames["tickets"] = with_ticket_times(frames["tickets"])
+    if "surveys" in frames:
+        frames["surveys"], frames["exits"] = _split_exits(frames["surveys"])
     return Tables(**frames, attributes=attributes, warnings=warnings)
 
 
@@ -564,8 +596,9 @@ def summarize(tables: Tables) -> pd.DataFrame:
     The warnings' texts ride along in `attrs["warnings"]` for `validate` to print.
     """
     rows = []
-    for name, frame in tables.present().items():
-        time = frame[SCHEMAS[name].time_column]
+    shown = tables.present() | ({} if tables.exits is None else {"exit answers": tables.exits})
+    for name, frame in shown.items():
+        time = frame[SCHEMAS.get(name, SCHEMAS["surveys"]).time_column]
         missing = frame.isna().mean()
         rows.append(
             {

@@ -12,7 +12,6 @@ booster as text and the rest as JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedKFold
 
+from churnlens.data.io import file_sha256
 from churnlens.drift import reference_profile
 from churnlens.errors import ChurnlensError
 
@@ -247,7 +247,7 @@ class ChurnModel:
 
     def file_hashes(self, folder: Path) -> dict[str, str]:
         """sha256 of the saved files, recorded at training so loading can check them."""
-        return {name: _sha256(Path(folder) / name) for name in (BOOSTER_FILE, SPEC_FILE)}
+        return {name: file_sha256(Path(folder) / name) for name in (BOOSTER_FILE, SPEC_FILE)}
 
     @classmethod
     def load(cls, folder: Path, sha256: dict[str, str] | None = None) -> ChurnModel:
@@ -259,7 +259,7 @@ class ChurnModel:
         if not (folder / BOOSTER_FILE).is_file() or not (folder / SPEC_FILE).is_file():
             raise ChurnlensError(f"model folder {folder}: {BOOSTER_FILE} or {SPEC_FILE} missing")
         for name, expected in (sha256 or {}).items():
-            if _sha256(folder / name) != expected:
+            if file_sha256(folder / name) != expected:
                 raise ChurnlensError(
                     f"model folder {folder}: {name} does not match the sha256 recorded at "
                     "training; the model was changed after training and is not loaded"
@@ -280,10 +280,6 @@ class ChurnModel:
             ) from None
         model.contract_ = spec.get("contract", {})
         return model
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _is_categorical(values: pd.Series) -> bool:

@@ -1,7 +1,7 @@
 """The risk list's columns, defined once: name, type and meaning.
 
 This list orders and types the columns `score` returns and the files `churnlens score`
-writes, and `docs/outputs.md` shows it (a test keeps the two equal).
+writes, and `docs/concepts.md` shows it (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown() -> str:
-    """The column table as Markdown, for docs/outputs.md."""
+    """The column table as Markdown, for docs/concepts.md."""
     rows = ["| column | type | meaning |", "|---|---|---|"]
     rows += [f"| `{c.name}` | {c.dtype} | {c.meaning} |" for c in RISK_LIST]
     return "\n".join(rows)

@@ -67,8 +67,8 @@ def check_contract(model: ChurnModel, config: Config) -> None:
             )
 
 
-def _check_as_of(tables: Tables, as_of: pd.Timestamp) -> None:
-    end = data_end(tables)
+def _check_as_of(tables: Tables, as_of: pd.Timestamp, churn_type: str) -> None:
+    end = data_end(tables, churn_type)  # contractual data end with the last cancellation
     if as_of > end.normalize() + pd.Timedelta(days=1):
         raise ChurnlensError(
             f"--as-of {as_of:%Y-%m-%d} is after the data end ({end:%Y-%m-%d}): features such as "
@@ -196,7 +196,7 @@ def score(
         **(lineage or {}),
     }
     playbook = load_playbook(config.playbook.path)
-    _check_as_of(tables, as_of)
+    _check_as_of(tables, as_of, config.churn.type)
     spine = population(tables, [as_of], config.churn)
     if spine.empty:
         raise ChurnlensError(f"no customer is in the population at {as_of:%Y-%m-%d}")
@@ -204,11 +204,13 @@ def score(
     windows = feature_config.windows_days
     features = build_features(tables, spine, feature_config, config.data, config.churn.horizon_days)
     drift = psi_table(model.reference_, features)
-    worst = drift[~drift["feature"].isin(config.scoring.drift_exempt)].iloc[0]
-    if worst["psi"] > config.scoring.drift_stop_psi:
+    watched = drift[~drift["feature"].isin(config.scoring.drift_exempt)]  # may be none
+    max_psi = float(watched["psi"].max()) if len(watched) else 0.0
+    if max_psi > config.scoring.drift_stop_psi:
         raise DriftError(
-            f"drift: feature {worst['feature']} has PSI {worst['psi']:.3f} against training, above "
-            f"the limit scoring.drift_stop_psi = {config.scoring.drift_stop_psi}; nothing written"
+            f"drift: feature {watched['feature'].iloc[0]} has PSI {max_psi:.3f} against "
+            f"training, above the limit scoring.drift_stop_psi = "
+            f"{config.scoring.drift_stop_psi}; nothing written"
         )
     warned = drift.loc[drift["psi"] > config.scoring.drift_warn_psi, "feature"].tolist()
     for feature in warned:
@@ -260,7 +262,7 @@ def score(
         "expected_net_gain": float(targets["expected_net_gain"].sum()),
         "value_at_risk_total": float(risk["value_at_risk"].sum()),
         "value_at_risk_covered": float(targets["value_at_risk"].sum()),
-        "max_psi": float(worst["psi"]),
+        "max_psi": max_psi,
         "drift_warnings": warned,
         "reasons_for": int(risk["reason_family"].notna().sum()),
         "model_contract": model.contract_,
