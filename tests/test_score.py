@@ -150,7 +150,7 @@ def test_budget_is_respected_and_no_negative_gain_is_selected(setting):
     by_money = score(config, as_of, model_uri, budget_money=40.0).risk_list
     spent = by_money.loc[by_money["target"], "contact_cost"].sum()
     assert 0 < spent <= 40.0
-    unlimited = score(config, as_of, model_uri).risk_list
+    unlimited = score(config, as_of, model_uri, explain="high").risk_list
     retained = unlimited["status"] != "lapsed"
     assert unlimited["target"].sum() == ((unlimited["expected_net_gain"] > 0) & retained).sum()
     lapsed = unlimited[~retained & unlimited["recommended_action"].notna()]
@@ -306,3 +306,15 @@ def test_explaining_only_what_the_budget_needs_gives_the_same_targets(setting, m
     assert explained < 0.8 * everyone["recommended_action"].notna().sum()
     unexplained = lean[lean["recommended_action"].isna()]
     assert unexplained["expected_net_gain"].isna().all() and not unexplained["target"].any()
+
+
+def test_reasons_go_to_possible_targets_by_default_and_the_high_tier_on_request(setting):
+    _, _, config, as_of, model_uri = setting
+    lean = score(config, as_of, model_uri, budget_contacts=25).risk_list
+    high = score(config, as_of, model_uri, budget_contacts=25, explain="high").risk_list
+    pd.testing.assert_frame_equal(lean[lean["target"]], high[high["target"]])
+    explained = lean["recommended_action"].notna()
+    assert (lean.loc[explained, "status"] != "lapsed").all()  # lapsed: never a target
+    assert explained.sum() < high["recommended_action"].notna().sum()
+    tier = high["risk_tier"] == "high"
+    assert tier.any() and high.loc[tier, "recommended_action"].notna().all()

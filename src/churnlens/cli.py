@@ -228,7 +228,11 @@ def score(
         float | None, typer.Option(help="Most money to spend on contacts (> 0).")
     ] = None,
     explain: Annotated[
-        str | None, typer.Option(help="'targets' (default: targets and high tier) or 'all'.")
+        str | None,
+        typer.Option(
+            help="Who gets reasons: 'targets' (default: possible targets), 'high' (also the "
+            "whole high tier) or 'all'."
+        ),
     ] = None,
     top: Annotated[int, typer.Option(help="Rows of the target list to print.")] = 10,
     report: Annotated[

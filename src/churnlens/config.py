@@ -233,8 +233,9 @@ class ScoringConfig(_Strict):
     status: StatusConfig = StatusConfig()
     high_risk_threshold: float = Field(0.5, gt=0, lt=1, description="risk tier 'high' from here")
     medium_risk_threshold: float = Field(0.2, gt=0, lt=1, description="tier 'medium' from here")
-    explain: Literal["targets", "all"] = Field(
-        "targets", description="reasons for possible targets and the high tier, or for all"
+    explain: Literal["targets", "high", "all"] = Field(
+        "targets",
+        description="reasons for the possible targets, also the whole high tier, or for all",
     )
     budget_contacts: int | None = Field(None, gt=0)
     budget_money: float | None = Field(None, gt=0)

@@ -192,11 +192,12 @@ class RegisteredRun:
     reused: bool = False  # an identical model was registered before: nothing new was logged
 
 
-def fingerprint(training_set: pd.DataFrame, config: Config) -> str:
-    """What makes two trainings the same model: the data and the settings that shape it."""
+def fingerprint(digest: str, config: Config) -> str:
+    """What makes two trainings the same model: the data (the training set's `_digest`) and
+    the settings that shape it."""
     sections = ("churn", "cutoffs", "features", "playbook", "scoring")
     settings = {
-        "training_set": _digest(training_set),
+        "training_set": digest,
         **{key: getattr(config, key).model_dump(mode="json") for key in sections},
         "model": config.model.model_dump(mode="json", exclude={"threads"}),
         "playbook_file": file_sha256(config.playbook.path),
@@ -237,7 +238,8 @@ def log_training(
 
 def _log_training(client, result, training_set, config, config_path, figures) -> RegisteredRun:
     name = config.model.name
-    print_ = fingerprint(training_set, config)
+    digest = _digest(training_set)  # hashing a large frame is costly: once per training
+    print_ = fingerprint(digest, config)
     same = _identical(client, name, print_)
     if same is not None:
         log.info("identical to version %s of %s: nothing registered", same.version, name)
@@ -256,7 +258,7 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
             "test_cutoff": f"{result.split.test:%Y-%m-%d}",
             "n_features": len(result.model.feature_names_),
             "training_rows": len(training_set),
-            "training_set_sha256": _digest(training_set),
+            "training_set_sha256": digest,
         }
         mlflow.log_params(params)
         test = result.test_metrics()
@@ -280,7 +282,7 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
                 training_set.astype({c: "str" for c in training_set.select_dtypes("category")}),
                 name="training_set",
                 targets="churned",
-                digest=_digest(training_set)[:16],
+                digest=digest[:16],
             )
             mlflow.log_input(dataset, context="training")
         if config_path is not None:
@@ -333,9 +335,10 @@ def _version(client: MlflowClient, name: str, alias: str):
         return None
 
 
-def load_registered(config: Config, alias: str = CHAMPION, name: str | None = None):
-    """(ChurnModel, model version) behind `models:/<name>@<alias>`; a clear error if absent."""
-    client = _client(config)
+def load_registered(config: Config, alias: str = CHAMPION, name: str | None = None, client=None):
+    """(ChurnModel, model version) behind `models:/<name>@<alias>`; a clear error if absent.
+    Pass the `client` of an open store to avoid opening it again."""
+    client = client or _client(config)
     name = name or config.model.name
     found = _version(client, name, alias)
     if found is None:
@@ -413,7 +416,7 @@ def promote(config: Config, force: bool = False) -> str:
 
     client = _client(config)
     name = config.model.name
-    challenger, version = load_registered(config, CHALLENGER)
+    challenger, version = load_registered(config, CHALLENGER, client=client)
     current = _version(client, name, CHAMPION)
     if current is not None and current.version == version.version:
         return f"version {version.version} of '{name}' is already the champion"
@@ -421,7 +424,7 @@ def promote(config: Config, force: bool = False) -> str:
         client.set_registered_model_alias(name, CHAMPION, version.version)
         why = "forced" if current is not None else "there was no champion yet"
         return f"version {version.version} of '{name}' is now the champion ({why})"
-    champion, _ = load_registered(config, CHAMPION)
+    champion, _ = load_registered(config, CHAMPION, client=client)
     with tempfile.TemporaryDirectory() as tmp:
         test = pd.read_parquet(_run_artifact(version.run_id, TEST_SET, tmp))
     cutoff = f"{test['cutoff'].max():%Y-%m-%d}"

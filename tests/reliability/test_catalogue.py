@@ -375,7 +375,7 @@ CASES: dict[str, Case] = {
     "features without out": Case(lambda shop: None, ("Missing option '--out'",), "features-bare"),
     "score explain unknown": Case(
         lambda shop: None,
-        ("explain must be 'targets' or 'all'", "'everyone'"),
+        ("explain must be 'targets', 'high' or 'all'", "'everyone'"),
         "score",
         ("--explain", "everyone"),
     ),

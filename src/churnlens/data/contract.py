@@ -43,6 +43,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from churnlens.config import DataConfig
 from churnlens.data.io import read_table
@@ -344,8 +346,16 @@ def _conform(schema: TableSchema, raw: pd.DataFrame, check: _Checker, data: Data
             )
     frame = pd.DataFrame(out, index=raw.index)
     if schema.key:
-        check.add(schema.key, "ids must be unique", frame[schema.key].duplicated(keep=False))
+        check.add(schema.key, "ids must be unique", _repeated(frame[schema.key]))
     return frame
+
+
+def _repeated(values: pd.Series) -> np.ndarray:
+    """Rows whose value occurs more than once. Counting distinct values (Arrow's hash) is
+    cheaper than marking duplicates, so the marking runs only when there are some."""
+    if len(pc.unique(pa.array(values.array))) == len(values):
+        return np.zeros(len(values), dtype=bool)
+    return values.duplicated(keep=False).to_numpy()
 
 
 def _is_exit(kind: pd.Series) -> np.ndarray:
@@ -387,8 +397,10 @@ def _attribute(name, values: pd.Series, check: _Checker) -> pd.Series:
         )
     if pd.api.types.is_bool_dtype(values):
         return values.astype("str")
-    numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().sum() == values.notna().sum():
+    head = values.dropna().head(100)  # a text column shows it at once: skip the full parse
+    numeric = pd.to_numeric(head, errors="coerce").notna().all()
+    numbers = pd.to_numeric(values, errors="coerce") if numeric else None
+    if numbers is not None and numbers.notna().sum() == values.notna().sum():
         check.add(str(name), "must be finite (not inf)", np.isinf(numbers.astype("float64")))
         return numbers.astype("float64")
     return values.astype("str")
@@ -465,15 +477,17 @@ def _table_rules(name: str, frame: pd.DataFrame, check: _Checker, data: DataConf
 def _check_customers(frames: dict[str, pd.DataFrame], problems, warnings) -> None:
     """Each row's customer must exist, and its date must not be before their signup day:
     an error for purchases, a warning for the other tables."""
-    customers = frames["customers"].drop_duplicates("customer_id")
-    index = pd.Index(customers["customer_id"])
+    customers = frames["customers"]
+    ids = pa.array(customers["customer_id"].array)  # looked up with Arrow's hash: fast on text
     signup_day = customers["signup_at"].dt.normalize().to_numpy()
     for name, frame in frames.items():
         if name == "customers":
             continue
         schema = SCHEMAS[name]
         check = _Checker(schema, frame, problems, warnings)
-        position = index.get_indexer(frame["customer_id"])
+        # each row's first customer of that id, -1 for none
+        found = pc.index_in(pa.array(frame["customer_id"].array), value_set=ids)
+        position = found.fill_null(-1).to_numpy()
         known = position >= 0
         check.add(
             "customer_id",

@@ -145,8 +145,12 @@ def _spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _neutralised(values: pd.Series) -> pd.Series:
-    text = values.where(values.map(lambda v: isinstance(v, str)).astype(bool))  # strings only
-    risky = text.str.startswith(FORMULA_STARTS, na=False) & ~text.str.fullmatch(
-        PLAIN_NUMBER, na=False
-    )
+    if isinstance(values.dtype, pd.StringDtype):  # only strings and missing values: no loop
+        text = values
+    else:
+        text = values.where(values.map(lambda v: isinstance(v, str)).astype(bool))  # strings
+    risky = text.str.startswith(FORMULA_STARTS, na=False)
+    if not risky.any():  # the usual column: nothing to prefix, nothing more to scan
+        return values
+    risky &= ~text.str.fullmatch(PLAIN_NUMBER, na=False)
     return values.where(~risky, "'" + text)

@@ -30,6 +30,7 @@ from churnlens.errors import ChurnlensError
 
 NOT_FEATURES = ("customer_id", "cutoff", "as_of", "churned")
 BOOSTER_FILE, SPEC_FILE = "booster.txt", "model.json"
+BATCH_ROWS = 200_000
 
 
 class Calibrator:
@@ -99,8 +100,15 @@ class ChurnModel:
         self.threads = threads
 
     # --- fitting -------------------------------------------------------------------------
-    def fit(self, train: pd.DataFrame, valid: pd.DataFrame, label: str = "churned") -> ChurnModel:
-        """Fit on `train`, stop early and calibrate on `valid` (both carry `label`)."""
+    def fit(
+        self,
+        train: pd.DataFrame,
+        valid: pd.DataFrame,
+        label: str = "churned",
+        reference: pd.DataFrame | None = None,
+    ) -> ChurnModel:
+        """Fit on `train`, stop early and calibrate on `valid` (both carry `label`); profile
+        `reference` (default: `valid`) for drift, see `set_reference`."""
         names = [c for c in train.columns if c not in NOT_FEATURES]
         self.feature_names_ = names
         self.dtypes_ = {n: "category" if _is_categorical(train[n]) else "float64" for n in names}
@@ -132,7 +140,10 @@ class ChurnModel:
         )
         self.calibrator_ = Calibrator(self.calibration).fit(self._margin(x_valid), y_valid)
         self.contract_ = {}
-        return self.set_reference(valid)
+        if reference is not None:
+            return self.set_reference(reference)
+        self.reference_ = reference_profile(x_valid, self.dtypes_)  # prepared once already
+        return self
 
     def set_contract(self, contract: dict) -> ChurnModel:
         """Record what the probabilities mean (see `churnlens.modeling.train.model_contract`)."""
@@ -186,8 +197,22 @@ class ChurnModel:
             prepared, raw_score=True, num_iteration=self.booster_.best_iteration or None
         )
 
+    def _batched(self, frame: pd.DataFrame, **options) -> np.ndarray:
+        """The booster's predictions, BATCH_ROWS rows at a time: only one batch is ever
+        held as a prepared float copy, so a million rows cost a batch's memory, not theirs."""
+        self._check_fitted()
+        parts = [
+            self.booster_.predict(
+                self.prepare(frame.iloc[start : start + BATCH_ROWS]),
+                num_iteration=self.booster_.best_iteration or None,
+                **options,
+            )
+            for start in range(0, max(len(frame), 1), BATCH_ROWS)
+        ]
+        return np.concatenate(parts)
+
     def predict_margin(self, frame: pd.DataFrame) -> np.ndarray:
-        return self._margin(self.prepare(frame))
+        return self._batched(frame, raw_score=True)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated churn probability per row."""
@@ -196,11 +221,7 @@ class ChurnModel:
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
         """Exact TreeSHAP contributions to the raw margin; the last column is the base value."""
-        return self.booster_.predict(
-            self.prepare(frame),
-            pred_contrib=True,
-            num_iteration=self.booster_.best_iteration or None,
-        )
+        return self._batched(frame, pred_contrib=True)
 
     # --- persistence ---------------------------------------------------------------------
     def spec(self) -> dict:

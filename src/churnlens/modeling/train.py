@@ -107,14 +107,13 @@ def fit(training_set: pd.DataFrame, config: Config | None = None) -> TrainingRes
         holdout_share=config.cutoffs.holdout_share,
     )
     train, valid = split.part(training_set, "train"), split.part(training_set, "valid")
-    scored = pd.concat([valid, split.part(training_set, "test")])
+    test = split.part(training_set, "test")
+    scored = pd.concat([valid, test])
     seconds = {}
     started = time.perf_counter()
-    model = configured_model(config.model).fit(train, valid)
+    model = configured_model(config.model).fit(train, valid, reference=test)
     seconds[MODEL] = time.perf_counter() - started
-    model.set_reference(split.part(training_set, "test")).set_contract(
-        model_contract(config, split)
-    )
+    model.set_contract(model_contract(config, split))
     columns = {MODEL: model.predict_proba(scored)}
     failed = {}
     for baseline in baselines(config.churn.horizon_days):

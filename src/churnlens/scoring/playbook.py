@@ -109,11 +109,13 @@ def recommend(
     value: pd.Series,
     status: pd.Series | None = None,
     driver_share: pd.Series | None = None,
+    population: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Action, cost and save rate per customer from their reason family and value rules.
 
     `family` is each customer's strongest reason family (missing: none, so 'default').
-    Value rules use quantiles of `value` in this scoring population; the top-value rule wins,
+    Value rules use quantiles of `value` in this scoring population (`population`, the values
+    of the whole population, when these rows are a part of it); the top-value rule wins,
     except for lapsed customers (`status`), who get the win-back action when there is one.
     The save rate is the share of the customer's churn risk the contact is expected to
     remove: the action's, times the playbook's factor for the customer's status, times (for a
@@ -121,6 +123,7 @@ def recommend(
     can address (scoring.reasons): "no purchase for 40 days" is how churn shows, not a cause
     an offer can fix, so risk that only shows as signs earns little.
     """
+    population = value if population is None else population
     family = family.fillna(DEFAULT)
     actions = {name: playbook.action_for(name) for name in set(family)}
     chosen = family.astype("object")
@@ -128,10 +131,10 @@ def recommend(
     if cheap is not None:
         costly = _column(features, "discount_share") >= cheap.min_discount_share
         costly |= _column(features, "tickets_per_order") >= cheap.min_tickets_per_order
-        chosen[(value <= value.quantile(cheap.max_value_quantile)) & costly] = "no_incentive"
+        chosen[(value <= population.quantile(cheap.max_value_quantile)) & costly] = "no_incentive"
         actions["no_incentive"] = cheap.action
     if top is not None:
-        chosen[value >= value.quantile(top.min_value_quantile)] = "top_value"
+        chosen[value >= population.quantile(top.min_value_quantile)] = "top_value"
         actions["top_value"] = top.action
     if playbook.win_back is not None and status is not None:
         chosen[np.asarray(status == "lapsed")] = "win_back"

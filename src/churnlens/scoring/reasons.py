@@ -141,19 +141,27 @@ def top_reasons(
     return result.astype({c: "str" for c in text})
 
 
-def explain(model: ChurnModel, features: pd.DataFrame, tables, config=None) -> pd.DataFrame:
-    """The reasons for every row of a feature frame (from `build_features` or `training_set`):
-    customer_id, cutoff and the reason columns, with families from the config's playbook."""
-    from churnlens.config import Config
+def registry_for(model: ChurnModel, tables, config) -> tuple:
+    """(feature settings, registry) a model's features are built and explained with: the
+    config's, with the feature windows the model was trained on. Built once per run."""
     from churnlens.features.engine import active_features
-    from churnlens.scoring.playbook import load_playbook
 
-    config = config or Config()
     windows = model.contract_.get("feature_windows_days", config.features.windows_days)
     feature_config = config.features.model_copy(update={"windows_days": windows})
     registry = active_features(
         tables, feature_config, config.data.ces_scale, config.data.csat_scale
     )
+    return feature_config, registry
+
+
+def explain(model: ChurnModel, features: pd.DataFrame, tables, config=None) -> pd.DataFrame:
+    """The reasons for every row of a feature frame (from `build_features` or `training_set`):
+    customer_id, cutoff and the reason columns, with families from the config's playbook."""
+    from churnlens.config import Config
+    from churnlens.scoring.playbook import load_playbook
+
+    config = config or Config()
+    _, registry = registry_for(model, tables, config)
     family_of = load_playbook(config.playbook.path).family_of
     reasons = top_reasons(model, features, registry, family_of)
     return pd.concat([features[["customer_id", "cutoff"]], reasons], axis=1)

@@ -23,16 +23,17 @@ from churnlens.drift import psi_table
 from churnlens.economics import check_budget, customer_value, expected_gain, risk_tiers
 from churnlens.economics import select_targets as _budgeted
 from churnlens.errors import ChurnlensError
-from churnlens.features.engine import active_features, build_features
+from churnlens.features.engine import build_features
 from churnlens.labels import data_end, population
 from churnlens.modeling.model import ChurnModel
 from churnlens.scoring import columns
 from churnlens.scoring.playbook import load_playbook, recommend
-from churnlens.scoring.reasons import REASON_COLUMNS, TOP_K, top_reasons
+from churnlens.scoring.reasons import REASON_COLUMNS, TOP_K, registry_for, top_reasons
 from churnlens.scoring.status import STATUSES, customer_status
 
 log = logging.getLogger(__name__)
-EXPLAIN_CHUNK = 20_000  # rows explained per round when a budget may stop early
+EXPLAIN_CHUNK = 20_000  # fewest rows explained per round when a budget may stop early
+EXPLAIN = ("targets", "high", "all")  # who gets reasons, beyond what the budget needs
 
 
 class DriftError(ChurnlensError):
@@ -91,54 +92,63 @@ def _explain_and_target(
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Reasons, actions and expected net gain for the rows that need them.
 
-    A customer's action, so their gain, depends on their reasons, and TreeSHAP costs a fraction
-    of a millisecond a row. So beyond the rows in `explained` (the high tier), customers are
-    explained best upper bound first (p x value x the best save rate - the cheapest action)
-    until no unexplained customer could still enter the budgeted target list (lapsed ones,
-    not `eligible`, never can). Rows left unexplained have no reasons, no action and no gain
-    (NaN); none of them could be a target.
+    A customer's action, so their gain, depends on their reasons, and TreeSHAP is the costly
+    step. So beyond the rows in `explained` (asked for), customers are explained in rounds,
+    best upper bound first (p x value x the best save rate - the cheapest action), until no
+    unexplained customer could still enter the budgeted target list (lapsed ones, not
+    `eligible`, never can). Each round explains and prices only its new rows (value rules
+    against the whole population) and ranks only the explained candidates. Rows left
+    unexplained have no reasons, no action and no gain (NaN); none of them could be a target.
     """
     best_save, least_cost = playbook.best_case
     upper = expected_gain(p, value, best_save, least_cost)
     order = np.argsort(-upper, kind="stable")
     queue = order[(upper[order] > 0) & ~explained[order] & eligible[order]]
     unlimited = contacts is None and money is None  # every positive gain is a target
-    chunk = len(queue) if unlimited else max(EXPLAIN_CHUNK, 2 * (contacts or 0))
+    size = len(queue) if unlimited else max(EXPLAIN_CHUNK, contacts or 0)  # the first round
     values = pd.Series(value, index=features.index)
-    parts, new = [], np.flatnonzero(explained)
+    ids = features["customer_id"].to_numpy()
+    gain = np.full(len(features), np.nan)
+    cost = np.full(len(features), np.nan)
+    parts, priced, new = [], [], np.flatnonzero(explained)
     while True:
         if len(new):
-            parts.append(top_reasons(model, features.iloc[new], registry, playbook.family_of))
-        reasons = pd.concat(parts) if parts else pd.DataFrame(columns=REASON_COLUMNS)
-        reasons = reasons.reindex(features.index)
-        actions = recommend(
-            playbook, reasons["reason_family"], features, values, status, reasons["driver_share"]
-        )
-        gain = expected_gain(p, value, actions["save_rate"], actions["contact_cost"])
-        gain = np.where(explained, gain, np.nan)
+            rows = features.iloc[new]
+            reasons = top_reasons(model, rows, registry, playbook.family_of)
+            actions = recommend(
+                playbook,
+                reasons["reason_family"],
+                rows,
+                values.iloc[new],
+                status.iloc[new],
+                reasons["driver_share"],
+                population=values,
+            )
+            gain[new] = expected_gain(
+                p[new], value[new], actions["save_rate"], actions["contact_cost"]
+            )
+            cost[new] = actions["contact_cost"].to_numpy()
+            parts.append(reasons)
+            priced.append(actions)
         if not len(queue):
             break
-        ranked = _ranked(
-            pd.DataFrame(
-                {
-                    "eligible": eligible,
-                    "expected_net_gain": gain,
-                    "contact_cost": actions["contact_cost"],
-                    "customer_id": features["customer_id"],
-                }
-            )
-        )
-        left_out = ranked[  # eligible customers the budget could not take
-            ranked["eligible"]
-            & (ranked["expected_net_gain"] > 0)
-            & ~_select_targets(ranked, contacts, money)
-        ]
-        if len(left_out) and upper[queue[0]] < left_out["expected_net_gain"].iloc[0]:
+        candidates = np.flatnonzero(eligible & (gain > 0))  # explained, could be targets
+        ranked = candidates[np.lexsort((ids[candidates], -gain[candidates]))]
+        left_out = ranked[~_budgeted(gain[ranked], cost[ranked], contacts, money)]
+        if len(left_out) and upper[queue[0]] < gain[left_out[0]]:
             break  # every unexplained customer ranks below one the budget already left out
-        new, queue = queue[:chunk], queue[chunk:]
+        new, queue = queue[:size], queue[size:]
         explained[new] = True
-    actions.loc[~explained, ["recommended_action", "contact_cost", "save_rate"]] = np.nan
+        size = max(EXPLAIN_CHUNK, int(explained.sum()) // 4)  # then a quarter more a round
+    reasons = _stacked(parts, REASON_COLUMNS, features.index)
+    actions = _stacked(priced, ["recommended_action", "contact_cost", "save_rate"], features.index)
     return reasons, actions, gain
+
+
+def _stacked(parts: list[pd.DataFrame], names: list[str], index: pd.Index) -> pd.DataFrame:
+    """The explained rows' parts on the whole population's index; other rows missing."""
+    frame = pd.concat(parts) if parts else pd.DataFrame(columns=names)
+    return frame.reindex(index)
 
 
 def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
@@ -166,7 +176,8 @@ def score(
 
     `tables` come from `churnlens.validate`; `model` from `churnlens.fit(...).model`,
     `ChurnModel.load` or the registry. Budgets (contacts, money) default to the config's;
-    `explain` is 'targets' (possible targets and the high tier) or 'all'. `lineage`
+    `explain` (default: the config's) gives reasons to the possible targets ('targets'),
+    also to the whole high tier ('high'), or to everyone ('all'). `lineage`
     (model_name, model_version, run_id) is stamped on every row. Raises `DriftError` when a
     feature drifted past scoring.drift_stop_psi.
     """
@@ -176,8 +187,8 @@ def score(
     money = budget_money if budget_money is not None else config.scoring.budget_money
     check_budget(contacts, money)
     explain = explain or config.scoring.explain
-    if explain not in ("targets", "all"):
-        raise ChurnlensError(f"explain must be 'targets' or 'all', not {explain!r}")
+    if explain not in EXPLAIN:
+        raise ChurnlensError(f"explain must be 'targets', 'high' or 'all', not {explain!r}")
     check_contract(model, config)
     lineage = {
         "model_name": config.model.name,
@@ -190,8 +201,8 @@ def score(
     spine = population(tables, [as_of], config.churn)
     if spine.empty:
         raise ChurnlensError(f"no customer is in the population at {as_of:%Y-%m-%d}")
-    windows = model.contract_.get("feature_windows_days", config.features.windows_days)
-    feature_config = config.features.model_copy(update={"windows_days": windows})
+    feature_config, registry = registry_for(model, tables, config)
+    windows = feature_config.windows_days
     features = build_features(tables, spine, feature_config, config.data, config.churn.horizon_days)
     drift = psi_table(model.reference_, features)
     watched = drift[~drift["feature"].isin(config.scoring.drift_exempt)]  # may be none
@@ -214,10 +225,11 @@ def score(
     tier = risk_tiers(p, config.scoring)
     status = pd.Series(customer_status(features, config.scoring.status), index=features.index)
     eligible = (status != "lapsed").to_numpy() | config.scoring.status.target_lapsed
-    registry = active_features(
-        tables, feature_config, config.data.ces_scale, config.data.csat_scale
-    )
-    explained = np.asarray(tier == "high") | (explain == "all")
+    explained = {
+        "targets": np.zeros(len(features), dtype=bool),
+        "high": np.asarray(tier == "high"),
+        "all": np.ones(len(features), dtype=bool),
+    }[explain]
     reasons, actions, gain = _explain_and_target(
         model, features, registry, playbook, p, value, status, eligible, explained, contacts, money
     )
