@@ -160,6 +160,11 @@ class ModelConfig(_Strict):
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
     seed: int = 0
     threads: int | None = Field(None, gt=0, description="LightGBM threads; default: all cores")
+    blend: bool = Field(
+        True,
+        description="blend a standardised logistic regression into LightGBM's margin at the "
+        "weight that ranks best on the latest validation cutoff (modeling/linear.py)",
+    )
     params: dict[str, float | int | str | bool] = Field(
         default_factory=lambda: {
             # shallow trees: TreeSHAP cost grows with leaves x depth^2; on 1M simulated

@@ -232,6 +232,7 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
                 **{f"lgbm.{k}": v for k, v in config.model.params.items()},
                 "num_boost_round": config.model.num_boost_round,
                 "best_iteration": result.model.booster_.best_iteration,
+                "lightgbm_weight": result.model.linear_.weight if result.model.linear_ else 1.0,
                 "calibration": result.model.calibrator_.method_,
                 **{f"contract.{k}": v for k, v in result.model.contract_.items()},
                 "train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.train),
@@ -271,6 +272,9 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
             mlflow.log_artifact(str(config_path), "config")
         mlflow.log_text(result.metrics.to_csv(index=False), "evaluation/metrics_by_cutoff.csv")
         mlflow.log_dict(result.model.spec(), "model_spec.json")
+        if result.model.blend_scores_:  # validation ROC-AUC per LightGBM weight (linear.py)
+            scores = {f"{w:.1f}": v for w, v in result.model.blend_scores_.items()}
+            mlflow.log_dict(scores, "blend_validation_roc_auc.json")
         for figure_name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{figure_name}.png")
         with tempfile.TemporaryDirectory() as tmp:

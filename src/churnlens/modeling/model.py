@@ -27,6 +27,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from churnlens.drift import reference_profile
 from churnlens.errors import ChurnlensError
+from churnlens.modeling.linear import LinearPart
 
 NOT_FEATURES = ("customer_id", "cutoff", "as_of", "churned")
 BOOSTER_FILE, SPEC_FILE = "booster.txt", "model.json"
@@ -90,6 +91,7 @@ class ChurnModel:
         calibration: str = "auto",
         seed: int = 0,
         threads: int | None = None,
+        blend: bool = False,
     ):
         self.params = params or {}
         self.num_boost_round = num_boost_round
@@ -97,6 +99,7 @@ class ChurnModel:
         self.calibration = calibration
         self.seed = seed
         self.threads = threads
+        self.blend = blend
 
     # --- fitting -------------------------------------------------------------------------
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame, label: str = "churned") -> ChurnModel:
@@ -130,9 +133,23 @@ class ChurnModel:
             valid_sets=[dvalid],
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         )
+        self.linear_, self.blend_scores_ = None, {}
+        if self.blend:
+            self._fit_linear(x_train, y_train, x_valid, y_valid, valid["cutoff"])
         self.calibrator_ = Calibrator(self.calibration).fit(self._margin(x_valid), y_valid)
         self.contract_ = {}
         return self.set_reference(valid)
+
+    def _fit_linear(self, x_train, y_train, x_valid, y_valid, valid_cutoffs) -> None:
+        """The logistic part and its weight, chosen on the latest validation cutoff
+        (all validation rows if that cutoff holds one class only); see linear.py."""
+        numeric = [n for n, kind in self.dtypes_.items() if kind == "float64"]
+        self.linear_ = LinearPart().fit(x_train, y_train, numeric)
+        latest = (valid_cutoffs == valid_cutoffs.max()).to_numpy()
+        if len(np.unique(y_valid[latest])) < 2:
+            latest[:] = True
+        tree = self._margin(x_valid)[latest]
+        self.blend_scores_ = self.linear_.choose_weight(tree, x_valid[latest], y_valid[latest])
 
     def set_contract(self, contract: dict) -> ChurnModel:
         """Record what the probabilities mean (see `churnlens.modeling.train.model_contract`)."""
@@ -182,9 +199,11 @@ class ChurnModel:
         return pd.DataFrame(out, index=frame.index)
 
     def _margin(self, prepared: pd.DataFrame) -> np.ndarray:
-        return self.booster_.predict(
+        """LightGBM's raw margin, blended with the logistic part when there is one."""
+        tree = self.booster_.predict(
             prepared, raw_score=True, num_iteration=self.booster_.best_iteration or None
         )
+        return tree if self.linear_ is None else self.linear_.blend(tree, prepared)
 
     def predict_margin(self, frame: pd.DataFrame) -> np.ndarray:
         return self._margin(self.prepare(frame))
@@ -195,12 +214,15 @@ class ChurnModel:
         return self.calibrator_.predict(margin)
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
-        """Exact TreeSHAP contributions to the raw margin; the last column is the base value."""
-        return self.booster_.predict(
-            self.prepare(frame),
-            pred_contrib=True,
-            num_iteration=self.booster_.best_iteration or None,
+        """Exact contributions to the raw margin (TreeSHAP, blended with the logistic terms
+        when there is a logistic part); the last column is the base value."""
+        prepared = self.prepare(frame)
+        tree = self.booster_.predict(
+            prepared, pred_contrib=True, num_iteration=self.booster_.best_iteration or None
         )
+        if self.linear_ is None:
+            return tree
+        return self.linear_.blend_contributions(tree, prepared, self.feature_names_)
 
     # --- persistence ---------------------------------------------------------------------
     def spec(self) -> dict:
@@ -212,6 +234,7 @@ class ChurnModel:
             "reference": self.reference_,
             "contract": self.contract_,
             "best_iteration": self.booster_.best_iteration,
+            "linear": self.linear_.state if self.linear_ is not None else None,
             "params": self.params,
             "lightgbm_version": lgb.__version__,
         }
@@ -252,6 +275,7 @@ class ChurnModel:
             model.categories_ = spec["categories"]
             model.calibrator_ = Calibrator.from_dict(spec["calibration"])
             model.reference_ = spec["reference"]
+            model.linear_ = LinearPart(spec["linear"]) if spec.get("linear") else None
         except (ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as error:
             raise ChurnlensError(
                 f"model folder {folder}: cannot be read ({type(error).__name__}: "

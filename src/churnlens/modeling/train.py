@@ -52,6 +52,7 @@ def configured_model(settings: ModelConfig) -> ChurnModel:
         settings.calibration,
         settings.seed,
         settings.threads,
+        settings.blend,
     )
 
 
