@@ -173,6 +173,14 @@ def train(config: ConfigOption) -> None:
     )
     console.print(_text_table(shown.reset_index()), highlight=False, soft_wrap=True)
     console.print(f"split: {result.split.reason}", highlight=False)
+    linear = result.model.linear_
+    if linear is not None:
+        console.print(
+            f"model (row lightgbm): margin {linear.weight:.1f} x LightGBM + "
+            f"{1 - linear.weight:.1f} x logistic regression (chosen on the latest validation "
+            "cutoff)",
+            highlight=False,
+        )
     console.print(_interval_table(result.intervals), highlight=False, soft_wrap=True)
     for name, why in result.failed.items():
         console.print(f"baseline {name} failed, not compared: {escape(why)}", highlight=False)

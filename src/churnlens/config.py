@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from churnlens.errors import ChurnlensError
 
-REQUIRED_TABLES = ("customers", "purchases")
+REQUIRED_TABLES = ("purchases",)  # without customers, they are derived from first purchases
 
 
 class _Strict(BaseModel):
@@ -24,11 +24,24 @@ class _Strict(BaseModel):
 
 
 class TableConfig(_Strict):
-    """Where one input table lives and how its columns are named in the user's data."""
+    """Where one input table lives, how its columns are named in the user's data, and how a
+    raw text export is written (see data/io.py)."""
 
     path: Path
     columns: dict[str, str] = Field(
         default_factory=dict, description="canonical column name -> the name in the file"
+    )
+    sep: str | None = Field(
+        None,
+        description="text separator, e.g. ';' or 'whitespace' (runs of blanks); default: ',' "
+        "for .csv, tab for .tsv, detected for .txt",
+    )
+    missing: list[str] = Field(
+        default_factory=list, description="the file's missing-value markers, e.g. ['?']"
+    )
+    header: bool = Field(True, description="false: no header row; columns are column0, ...")
+    date_format: str | None = Field(
+        None, description="strptime format of this table's dates, e.g. '%d/%m/%Y %H:%M'"
     )
 
 
@@ -67,7 +80,7 @@ class DataConfig(_Strict):
         return table.path if table.path.is_absolute() else self.dir / table.path
 
     def require_files(self) -> None:
-        """File-reading steps need at least the customers and purchases files."""
+        """File-reading steps need at least the purchases file."""
         missing = [f"data.{name}" for name in REQUIRED_TABLES if self.table(name) is None]
         if missing:
             raise ChurnlensError(
@@ -174,6 +187,11 @@ class ModelConfig(_Strict):
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
     seed: int = 0
     threads: int | None = Field(None, gt=0, description="LightGBM threads; default: all cores")
+    blend: bool = Field(
+        True,
+        description="blend a standardised logistic regression into LightGBM's margin at the "
+        "weight that ranks best on the latest validation cutoff (modeling/linear.py)",
+    )
     params: dict[str, float | int | str | bool] = Field(
         default_factory=lambda: {
             # shallow trees: TreeSHAP cost grows with leaves x depth^2; on 1M simulated

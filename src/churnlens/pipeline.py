@@ -47,8 +47,22 @@ def simulate(
 
 
 def validate(config: Config | str | Path) -> pd.DataFrame:
-    """Load and check every input table; return one summary row per table."""
-    return summarize(load_tables(_config(config).data))
+    """Load and check every input table; return one summary row per table. Its warnings
+    (`attrs["warnings"]`) include rows after the data end and cutoffs whose label window
+    falls in a sparse tail of rows."""
+    from churnlens.labels import rows_after_end, sparse_cutoffs, training_cutoffs
+
+    config = _config(config)
+    tables = load_tables(config.data)
+    summary = summarize(tables)
+    summary.attrs["warnings"] += rows_after_end(tables, config.churn.type)
+    try:
+        cutoffs = training_cutoffs(tables, config.cutoffs, config.churn)
+    except ChurnlensError as error:  # validate reports the data; the cutoff problem is a warning
+        summary.attrs["warnings"].append(str(error))
+        return summary
+    summary.attrs["warnings"] += sparse_cutoffs(tables, cutoffs, config.churn.horizon_days)
+    return summary
 
 
 @dataclass(frozen=True)
@@ -62,11 +76,12 @@ class FeaturesWritten:
 def features(config: Config | str | Path, out: Path) -> FeaturesWritten:
     """Write the point-in-time training set (features + label per customer and cutoff)."""
     from churnlens.features.engine import write_features
-    from churnlens.labels import labels, training_cutoffs
+    from churnlens.labels import labels, silent_cutoffs, training_cutoffs
 
     config = _config(config)
     tables = load_tables(config.data)
     spine = labels(tables, training_cutoffs(tables, config.cutoffs, config.churn), config.churn)
+    silent_cutoffs(spine)
     rows = write_features(
         tables, spine, config.features, out, config.data, config.churn.horizon_days
     )

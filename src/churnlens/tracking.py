@@ -250,6 +250,7 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
             **{f"lgbm.{k}": v for k, v in config.model.params.items()},
             "num_boost_round": config.model.num_boost_round,
             "best_iteration": result.model.booster_.best_iteration,
+            "lightgbm_weight": result.model.linear_.weight if result.model.linear_ else 1.0,
             "calibration": result.model.calibrator_.method_,
             **{f"contract.{k}": v for k, v in result.model.contract_.items()},
             "train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.train),
@@ -288,6 +289,9 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
         if config_path is not None:
             mlflow.log_artifact(str(config_path), "config")
         mlflow.log_dict(result.model.spec(), "model_spec.json")
+        if result.model.blend_scores_:  # validation ROC-AUC per LightGBM weight (linear.py)
+            scores = {f"{w:.1f}": v for w, v in result.model.blend_scores_.items()}
+            mlflow.log_dict(scores, "blend_validation_roc_auc.json")
         for figure_name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{figure_name}.png")
         with tempfile.TemporaryDirectory() as tmp:

@@ -27,6 +27,11 @@ Exit surveys: an answer of kind `exit` states why a customer left, as a `reason`
 moves exit answers out of `surveys` into `Tables.exits`, where the report reads them and no
 feature does (a count of answers would otherwise learn from the leaving itself).
 
+A raw transaction log is enough: without a customers table the customers are derived from
+the purchases (each one's first purchase is their signup), and without order_id each
+purchase is numbered by its data row. Dates are ISO 8601 unless a table declares its
+`date_format` (such as day-first `%d/%m/%Y %H:%M`).
+
 Enumerated text (purchase status, survey kind, event kind) is compared lower-case and
 stripped, so `LOGIN ` and `login` are one kind. Two ticket times are derived for the
 features (`with_ticket_times`): `ended_at`, the first of resolved_at and closed_at, and
@@ -98,7 +103,7 @@ SCHEMAS: dict[str, TableSchema] = {
             "purchases",
             "ordered_at",
             (
-                Column("order_id", "id", True),
+                Column("order_id", "id", True),  # numbered by data row when absent
                 Column("customer_id", "id", True),
                 Column("ordered_at", "datetime", True),
                 Column("amount", "float", True),
@@ -273,18 +278,24 @@ def _coerce(column: Column, values: pd.Series, check: _Checker, data: DataConfig
     if column.kind == "code":
         return values.astype("str").str.strip().str.lower()
     if column.kind == "datetime":
+        table = data.table(check.schema.name)
+        declared = table.date_format if table else None
         if isinstance(values.dtype, pd.DatetimeTZDtype):
             converted = values.dt.tz_convert("UTC").dt.tz_localize(None)
         elif pd.api.types.is_datetime64_dtype(values):
             converted = values
         else:
             converted = pd.to_datetime(
-                values.astype("str"), format="ISO8601", errors="coerce", utc=True
+                values.astype("str"), format=declared or "ISO8601", errors="coerce", utc=True
             ).dt.tz_localize(None)
+        expected = (
+            f"{declared!r} (data.{check.schema.name}.date_format)"
+            if declared
+            else "ISO 8601 such as 2024-01-31 or 2024-01-31 14:05:00, or declare "
+            f"data.{check.schema.name}.date_format"
+        )
         check.add(
-            column.name,
-            "not a date (expected ISO 8601 such as 2024-01-31 or 2024-01-31 14:05:00)",
-            present & converted.isna().to_numpy(),
+            column.name, f"not a date (expected {expected})", present & converted.isna().to_numpy()
         )
         converted = converted.astype("datetime64[us]")
         earliest = pd.Timestamp(data.earliest)
@@ -530,22 +541,27 @@ def with_ticket_times(frame: pd.DataFrame) -> pd.DataFrame:
 def load_tables(data: DataConfig) -> Tables:
     """Read every configured table from its file and validate it (see `validate`)."""
     data.require_files()
-    raw = {name: read_table(data.path_of(name), name) for name in SCHEMAS if data.table(name)}
+    raw = {
+        name: read_table(data.path_of(name), name, table.sep, tuple(table.missing), table.header)
+        for name in SCHEMAS
+        if (table := data.table(name))
+    }
     return validate(raw, data)
 
 
 def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None) -> Tables:
     """Check DataFrames against the contract: the same rules and messages as for files.
 
-    `frames` maps table names (customers and purchases required; tickets, surveys, events
+    `frames` maps table names (purchases required; customers, tickets, surveys, events
     optional) to DataFrames with the user's column names, renamed by `data`'s column mappings.
+    Without customers, they are derived from the purchases (see the module docstring).
     Returns the converted tables; raises one `ContractError` listing every problem.
     Warnings (see the module docstring) do not stop the run; they come back in
     `Tables.warnings`.
     """
     data = data or DataConfig()
     unknown = sorted(set(frames) - set(SCHEMAS))
-    missing = [name for name in ("customers", "purchases") if frames.get(name) is None]
+    missing = [name for name in ("purchases",) if frames.get(name) is None]
     if unknown or missing:
         raise ChurnlensError(
             "tables: "
@@ -566,12 +582,15 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
             raise ChurnlensError(f"table {name}: has no rows")
         mapping = data.table(name).columns if data.table(name) else {}
         raw = _blank_as_missing(_rename(schema, raw.reset_index(drop=True), mapping))
+        if name == "purchases" and "order_id" not in raw.columns:
+            raw.insert(0, "order_id", [str(row) for row in range(1, len(raw) + 1)])
         frame = _conform(schema, raw, _Checker(schema, raw, problems, warnings), data)
         if all(c.name in frame.columns for c in schema.columns if c.required):
             _table_rules(name, frame, _Checker(schema, frame, problems, warnings), data)
         frames[name] = frame
-    customers = frames["customers"]
-    complete = all(
+    if "customers" not in frames and {"customer_id", "ordered_at"} <= set(frames["purchases"]):
+        frames["customers"] = _first_purchases(frames["purchases"])
+    complete = "customers" in frames and all(
         c.name in frames[name].columns
         for name in frames
         for c in SCHEMAS[name].columns
@@ -581,6 +600,7 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
         _check_customers(frames, problems, warnings)
     if problems:
         raise ContractError(problems)
+    customers = frames["customers"]
     attributes = [c for c in customers.columns if c not in SCHEMAS["customers"].names]
     _attribute_warning(attributes, warnings)
     if "tickets" in frames:
@@ -590,8 +610,17 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
     return Tables(**frames, attributes=attributes, warnings=warnings)
 
 
+def _first_purchases(purchases: pd.DataFrame) -> pd.DataFrame:
+    """Customers of a bare transaction log: each id with its first purchase as signup."""
+    known = purchases.dropna(subset=["customer_id", "ordered_at"])
+    first = known.groupby("customer_id", sort=False)["ordered_at"].min()
+    return first.rename("signup_at").rename_axis("customer_id").reset_index()
+
+
 def summarize(tables: Tables) -> pd.DataFrame:
-    """One row per table: rows, customers, date range, share of missing values, warnings.
+    """One row per table: rows, customers, date range, the span holding the central 95 % of
+    rows (where the data really are: a few stray early or late rows stretch the range),
+    share of missing values, warnings.
 
     The warnings' texts ride along in `attrs["warnings"]` for `validate` to print.
     """
@@ -607,6 +636,7 @@ def summarize(tables: Tables) -> pd.DataFrame:
                 "customers": frame["customer_id"].nunique(),
                 "from": time.min(),
                 "to": time.max(),
+                "95% of rows": f"{time.quantile(0.025):%Y-%m-%d}..{time.quantile(0.975):%Y-%m-%d}",
                 "missing": ", ".join(
                     f"{c} {share:.0%}" for c, share in missing.items() if share > 0
                 ),

@@ -27,6 +27,7 @@ from sklearn.model_selection import StratifiedKFold
 from churnlens.data.io import file_sha256
 from churnlens.drift import reference_profile
 from churnlens.errors import ChurnlensError
+from churnlens.modeling.linear import LinearPart
 
 NOT_FEATURES = ("customer_id", "cutoff", "as_of", "churned")
 BOOSTER_FILE, SPEC_FILE = "booster.txt", "model.json"
@@ -91,6 +92,7 @@ class ChurnModel:
         calibration: str = "auto",
         seed: int = 0,
         threads: int | None = None,
+        blend: bool = False,
     ):
         self.params = params or {}
         self.num_boost_round = num_boost_round
@@ -98,6 +100,7 @@ class ChurnModel:
         self.calibration = calibration
         self.seed = seed
         self.threads = threads
+        self.blend = blend
 
     # --- fitting -------------------------------------------------------------------------
     def fit(
@@ -138,12 +141,26 @@ class ChurnModel:
             valid_sets=[dvalid],
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         )
+        self.linear_, self.blend_scores_ = None, {}
+        if self.blend:
+            self._fit_linear(x_train, y_train, x_valid, y_valid, valid["cutoff"])
         self.calibrator_ = Calibrator(self.calibration).fit(self._margin(x_valid), y_valid)
         self.contract_ = {}
         if reference is not None:
             return self.set_reference(reference)
         self.reference_ = reference_profile(x_valid, self.dtypes_)  # prepared once already
         return self
+
+    def _fit_linear(self, x_train, y_train, x_valid, y_valid, valid_cutoffs) -> None:
+        """The logistic part and its weight, chosen on the latest validation cutoff
+        (all validation rows if that cutoff holds one class only); see linear.py."""
+        numeric = [n for n, kind in self.dtypes_.items() if kind == "float64"]
+        self.linear_ = LinearPart().fit(x_train, y_train, numeric)
+        latest = (valid_cutoffs == valid_cutoffs.max()).to_numpy()
+        if len(np.unique(y_valid[latest])) < 2:
+            latest[:] = True
+        tree = self._margin(x_valid)[latest]
+        self.blend_scores_ = self.linear_.choose_weight(tree, x_valid[latest], y_valid[latest])
 
     def set_contract(self, contract: dict) -> ChurnModel:
         """Record what the probabilities mean (see `churnlens.modeling.train.model_contract`)."""
@@ -193,26 +210,34 @@ class ChurnModel:
         return pd.DataFrame(out, index=frame.index)
 
     def _margin(self, prepared: pd.DataFrame) -> np.ndarray:
-        return self.booster_.predict(
+        """LightGBM's raw margin, blended with the logistic part when there is one."""
+        tree = self.booster_.predict(
             prepared, raw_score=True, num_iteration=self.booster_.best_iteration or None
         )
+        return tree if self.linear_ is None else self.linear_.blend(tree, prepared)
 
-    def _batched(self, frame: pd.DataFrame, **options) -> np.ndarray:
-        """The booster's predictions, BATCH_ROWS rows at a time: only one batch is ever
-        held as a prepared float copy, so a million rows cost a batch's memory, not theirs."""
+    def _contributions(self, prepared: pd.DataFrame) -> np.ndarray:
+        """Exact contributions to the raw margin (TreeSHAP, blended with the logistic terms
+        when there is a logistic part); the last column is the base value."""
+        tree = self.booster_.predict(
+            prepared, pred_contrib=True, num_iteration=self.booster_.best_iteration or None
+        )
+        if self.linear_ is None:
+            return tree
+        return self.linear_.blend_contributions(tree, prepared, self.feature_names_)
+
+    def _batched(self, frame: pd.DataFrame, predict) -> np.ndarray:
+        """`predict` over BATCH_ROWS rows at a time: only one batch is ever held as a
+        prepared float copy, so a million rows cost a batch's memory, not theirs."""
         self._check_fitted()
         parts = [
-            self.booster_.predict(
-                self.prepare(frame.iloc[start : start + BATCH_ROWS]),
-                num_iteration=self.booster_.best_iteration or None,
-                **options,
-            )
+            predict(self.prepare(frame.iloc[start : start + BATCH_ROWS]))
             for start in range(0, max(len(frame), 1), BATCH_ROWS)
         ]
         return np.concatenate(parts)
 
     def predict_margin(self, frame: pd.DataFrame) -> np.ndarray:
-        return self._batched(frame, raw_score=True)
+        return self._batched(frame, self._margin)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated churn probability per row."""
@@ -220,8 +245,8 @@ class ChurnModel:
         return self.calibrator_.predict(margin)
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
-        """Exact TreeSHAP contributions to the raw margin; the last column is the base value."""
-        return self._batched(frame, pred_contrib=True)
+        """Exact contributions to the raw margin, the last column the base value."""
+        return self._batched(frame, self._contributions)
 
     # --- persistence ---------------------------------------------------------------------
     def spec(self) -> dict:
@@ -233,6 +258,7 @@ class ChurnModel:
             "reference": self.reference_,
             "contract": self.contract_,
             "best_iteration": self.booster_.best_iteration,
+            "linear": self.linear_.state if self.linear_ is not None else None,
             "params": self.params,
             "lightgbm_version": lgb.__version__,
         }
@@ -273,6 +299,7 @@ class ChurnModel:
             model.categories_ = spec["categories"]
             model.calibrator_ = Calibrator.from_dict(spec["calibration"])
             model.reference_ = spec["reference"]
+            model.linear_ = LinearPart(spec["linear"]) if spec.get("linear") else None
         except (ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as error:
             raise ChurnlensError(
                 f"model folder {folder}: cannot be read ({type(error).__name__}: "
