@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from churnlens.config import ChurnConfig
 from churnlens.errors import ChurnlensError
 from churnlens.modeling.bgnbd import BGNBD
+from churnlens.modeling.gammagamma import GammaGamma
 from churnlens.reporting import kpis
 from shops import make_tables
 
@@ -205,3 +207,32 @@ def test_bgnbd_clv_is_expected_purchases_times_order_value():
     assert a.expected_purchases == pytest.approx(expected)
     assert a.clv == pytest.approx(20.0 * expected)
     assert clv.set_index("customer_id").loc["b", "p_alive"] == 1.0  # no repeat purchase yet
+
+
+def test_gamma_gamma_clv_is_expected_purchases_times_the_shrunk_spend():
+    days = {"a": [1, 8, 15], "b": [2, 20], "c": [3, 9, 30, 40], "d": [5], "e": [4, 12]}
+    spend = {"a": [10, 30, 50], "b": [20, 80], "c": [5, 15, 25, 35], "d": [70], "e": [40, 60]}
+    rows = [(c, d, a) for c in days for d, a in zip(days[c], spend[c], strict=True)]
+    tables = make_tables(
+        customers={"customer_id": list(days), "signup_at": ["2024-01-01"] * len(days)},
+        purchases={
+            "order_id": [f"o{i}" for i in range(len(rows))],
+            "customer_id": [c for c, _, _ in rows],
+            "ordered_at": [
+                f"2024-01-{d:02d}" if d <= 31 else f"2024-02-{d - 31:02d}" for _, d, _ in rows
+            ],
+            "amount": [float(a) for _, _, a in rows],
+        },
+    )
+    model = BGNBD()
+    model.params_ = {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    clv = kpis.bgnbd_clv(tables, "2024-03-01", horizon_days=70, model=model).set_index(
+        "customer_id"
+    )
+    # repeats: every purchase day after the first; their mean spend
+    x = np.array([len(spend[c]) - 1 for c in clv.index], dtype=float)
+    m = np.array([np.mean(spend[c][1:]) if len(spend[c]) > 1 else 0.0 for c in clv.index])
+    expected = GammaGamma().fit(x, m).expected_spend(x, m)
+    assert np.isfinite(expected).all()
+    np.testing.assert_allclose(clv["expected_spend"], expected, rtol=1e-9)
+    np.testing.assert_allclose(clv["gamma_gamma_clv"], clv["expected_purchases"] * expected)

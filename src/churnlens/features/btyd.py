@@ -48,7 +48,7 @@ def _at_cutoff(purchases: pd.DataFrame, cutoff, customers: pd.Series, horizon_da
     summary = rfm_summary(purchases, cutoff, unit_days=WEEK)
     if summary.empty:
         return out
-    out["gg_expected_spend"] = _expected_spend(purchases, cutoff, customers)
+    out["gg_expected_spend"] = expected_spend(purchases, cutoff, customers)
     try:
         model = BGNBD(PENALIZER).fit(summary["frequency"], summary["recency"], summary["T"])
     except ChurnlensError as error:
@@ -64,7 +64,7 @@ def _at_cutoff(purchases: pd.DataFrame, cutoff, customers: pd.Series, horizon_da
     return out
 
 
-def _expected_spend(purchases: pd.DataFrame, cutoff, customers: pd.Series) -> np.ndarray:
+def expected_spend(purchases: pd.DataFrame, cutoff, customers: pd.Series) -> np.ndarray:
     """Gamma-Gamma expected spend per purchase day from the repeat purchase days before the
     cutoff (days as in `rfm_summary`); NaN for customers who never bought or a failed fit."""
     before = purchases[purchases["ordered_at"] < cutoff]

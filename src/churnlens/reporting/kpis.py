@@ -18,6 +18,7 @@ import pandas as pd
 from churnlens.config import ChurnConfig
 from churnlens.data.contract import Tables
 from churnlens.errors import ChurnlensError
+from churnlens.features.btyd import expected_spend
 from churnlens.labels import data_end, population
 from churnlens.modeling.bgnbd import BGNBD, rfm_summary
 
@@ -346,7 +347,9 @@ def cohort_retention(tables: Tables, churn: ChurnConfig) -> pd.DataFrame:
 def bgnbd_clv(tables: Tables, as_of, horizon_days: int, model: BGNBD | None = None) -> pd.DataFrame:
     """Forward-looking CLV per customer over the next `horizon_days` = BG/NBD expected purchases
     × the customer's historical average order value (fits BG/NBD in weeks unless `model` is a
-    fitted one). Returns customer_id, p_alive, expected_purchases, average_order_value, clv."""
+    fitted one); `gamma_gamma_clv` uses the Gamma-Gamma expected spend per purchase day
+    (features.btyd.expected_spend) instead, NaN where that fit fails. Returns customer_id,
+    p_alive, expected_purchases, average_order_value, clv, expected_spend, gamma_gamma_clv."""
     done = completed_purchases(tables)
     done = done[done["ordered_at"] < pd.Timestamp(as_of)]
     summary = rfm_summary(done, as_of)
@@ -356,6 +359,7 @@ def bgnbd_clv(tables: Tables, as_of, horizon_days: int, model: BGNBD | None = No
     args = (summary["frequency"], summary["recency"], summary["T"])
     expected = model.expected_purchases(horizon_days / 7.0, *args)
     order_value = done.groupby("customer_id")["amount"].mean().reindex(summary.index)
+    spend = expected_spend(done, pd.Timestamp(as_of), pd.Series(summary.index))
     return pd.DataFrame(
         {
             "customer_id": summary.index.astype("str"),
@@ -363,5 +367,7 @@ def bgnbd_clv(tables: Tables, as_of, horizon_days: int, model: BGNBD | None = No
             "expected_purchases": expected,
             "average_order_value": order_value.to_numpy(),
             "clv": expected * order_value.to_numpy(),
+            "expected_spend": spend,
+            "gamma_gamma_clv": expected * spend,
         }
     )
