@@ -87,7 +87,18 @@ def _select_targets(frame: pd.DataFrame, contacts: int | None, money: float | No
 
 
 def _explain_and_target(
-    model, features, registry, playbook, p, value, status, eligible, explained, contacts, money
+    model,
+    features,
+    registry,
+    playbook,
+    p,
+    value,
+    status,
+    eligible,
+    explained,
+    contacts,
+    money,
+    cuts=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Reasons, actions and expected net gain for the rows that need them.
 
@@ -111,7 +122,7 @@ def _explain_and_target(
             parts.append(top_reasons(model, features.iloc[new], registry, playbook.family_of))
         reasons = pd.concat(parts) if parts else pd.DataFrame(columns=REASON_COLUMNS)
         reasons = reasons.reindex(features.index)
-        actions = recommend(playbook, reasons["reason_family"], features, values, status)
+        actions = recommend(playbook, reasons["reason_family"], features, values, status, cuts)
         gain = expected_gain(p, value, actions["save_rate"], actions["contact_cost"])
         gain = np.where(explained, gain, np.nan)
         if not len(queue):
@@ -147,6 +158,115 @@ def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
         ascending=[False, False, True],
         kind="stable",
     )
+
+
+def risk_rows(
+    model,
+    features,
+    registry,
+    playbook,
+    config,
+    windows,
+    explain,
+    contacts,
+    money,
+    lineage,
+    cuts=None,
+) -> pd.DataFrame:
+    """The risk list's rows before ranking: probability, tier, value, status, reasons, action
+    and expected net gain. With explain='all' and the population's value `cuts`
+    (playbook.value_cuts) each row depends on that row only, so Spark runs this per
+    partition (churnlens.spark)."""
+    p = model.predict_proba(features)
+    value = customer_value(features, windows, config.playbook).to_numpy()
+    tier = risk_tiers(p, config.scoring)
+    status = pd.Series(customer_status(features, config.scoring.status), index=features.index)
+    eligible = (status != "lapsed").to_numpy() | config.scoring.status.target_lapsed
+    explained = np.asarray(tier == "high") | (explain == "all")
+    reasons, actions, gain = _explain_and_target(
+        model,
+        features,
+        registry,
+        playbook,
+        p,
+        value,
+        status,
+        eligible,
+        explained,
+        contacts,
+        money,
+        cuts,
+    )
+    risk = pd.DataFrame(
+        {
+            "customer_id": features["customer_id"],
+            "as_of": features["cutoff"],
+            "status": status,
+            "eligible": eligible,
+            "churn_probability": p,
+            "risk_tier": tier,
+            "value": value,
+            "value_at_risk": p * value,
+            "expected_net_gain": gain,
+        },
+        index=features.index,
+    )
+    return pd.concat([risk, reasons, actions], axis=1).assign(**lineage)
+
+
+def rank_and_target(risk: pd.DataFrame, contacts: int | None, money: float | None):
+    """`risk` (at least customer_id, eligible, expected_net_gain, contact_cost) ranked, with
+    `rank` and the budgeted `target` flag: the one global step of scoring."""
+    risk = _ranked(risk).reset_index(drop=True)
+    risk["rank"] = np.arange(1, len(risk) + 1)
+    risk["target"] = _select_targets(risk, contacts, money)
+    return risk
+
+
+def model_feature_config(model: ChurnModel, config: Config):
+    """The feature windows the model was trained with, and the feature config using them."""
+    windows = model.contract_.get("feature_windows_days", config.features.windows_days)
+    return windows, config.features.model_copy(update={"windows_days": windows})
+
+
+def check_drift(drift: pd.DataFrame, config: Config) -> tuple[float, list[str]]:
+    """The worst PSI among features not exempt, and the features past the warning limit;
+    raises DriftError past the stop limit."""
+    worst = drift[~drift["feature"].isin(config.scoring.drift_exempt)].iloc[0]
+    if worst["psi"] > config.scoring.drift_stop_psi:
+        raise DriftError(
+            f"drift: feature {worst['feature']} has PSI {worst['psi']:.3f} against training, above "
+            f"the limit scoring.drift_stop_psi = {config.scoring.drift_stop_psi}; nothing written"
+        )
+    warned = drift.loc[drift["psi"] > config.scoring.drift_warn_psi, "feature"].tolist()
+    for feature in warned:
+        log.warning(
+            "feature %s drifted (PSI above %s against training)",
+            feature,
+            config.scoring.drift_warn_psi,
+        )
+    return float(worst["psi"]), warned
+
+
+def summarize(risk, as_of, worst_psi, warned, model, lineage) -> dict:
+    """The manifest's summary of a ranked risk list."""
+    targets = risk[risk["target"]]
+    return {
+        "as_of": f"{as_of:%Y-%m-%d}",
+        "customers": len(risk),
+        "high_risk": int((risk["risk_tier"] == "high").sum()),
+        "status": {name: int((risk["status"] == name).sum()) for name in STATUSES},
+        "targets": len(targets),
+        "contact_cost": float(targets["contact_cost"].sum()),
+        "expected_net_gain": float(targets["expected_net_gain"].sum()),
+        "value_at_risk_total": float(risk["value_at_risk"].sum()),
+        "value_at_risk_covered": float(targets["value_at_risk"].sum()),
+        "max_psi": worst_psi,
+        "drift_warnings": warned,
+        "reasons_for": int(risk["reason_family"].notna().sum()),
+        "model_contract": model.contract_,
+        **lineage,
+    }
 
 
 def score(
@@ -188,71 +308,18 @@ def score(
     spine = population(tables, [as_of], config.churn)
     if spine.empty:
         raise ChurnlensError(f"no customer is in the population at {as_of:%Y-%m-%d}")
-    windows = model.contract_.get("feature_windows_days", config.features.windows_days)
-    feature_config = config.features.model_copy(update={"windows_days": windows})
+    windows, feature_config = model_feature_config(model, config)
     features = build_features(tables, spine, feature_config, config.data, config.churn.horizon_days)
     drift = psi_table(model.reference_, features)
-    worst = drift[~drift["feature"].isin(config.scoring.drift_exempt)].iloc[0]
-    if worst["psi"] > config.scoring.drift_stop_psi:
-        raise DriftError(
-            f"drift: feature {worst['feature']} has PSI {worst['psi']:.3f} against training, above "
-            f"the limit scoring.drift_stop_psi = {config.scoring.drift_stop_psi}; nothing written"
-        )
-    warned = drift.loc[drift["psi"] > config.scoring.drift_warn_psi, "feature"].tolist()
-    for feature in warned:
-        log.warning(
-            "feature %s drifted (PSI above %s against training)",
-            feature,
-            config.scoring.drift_warn_psi,
-        )
-    p = model.predict_proba(features)
-    value = customer_value(features, windows, config.playbook).to_numpy()
-    tier = risk_tiers(p, config.scoring)
-    status = pd.Series(customer_status(features, config.scoring.status), index=features.index)
-    eligible = (status != "lapsed").to_numpy() | config.scoring.status.target_lapsed
+    worst, warned = check_drift(drift, config)
     registry = active_features(
         tables, feature_config, config.data.ces_scale, config.data.csat_scale
     )
-    explained = np.asarray(tier == "high") | (explain == "all")
-    reasons, actions, gain = _explain_and_target(
-        model, features, registry, playbook, p, value, status, eligible, explained, contacts, money
+    risk = risk_rows(
+        model, features, registry, playbook, config, windows, explain, contacts, money, lineage
     )
-    risk = pd.DataFrame(
-        {
-            "customer_id": features["customer_id"],
-            "as_of": features["cutoff"],
-            "status": status,
-            "eligible": eligible,
-            "churn_probability": p,
-            "risk_tier": tier,
-            "value": value,
-            "value_at_risk": p * value,
-            "expected_net_gain": gain,
-        },
-        index=features.index,
-    )
-    risk = pd.concat([risk, reasons, actions], axis=1).assign(**lineage)
-    risk = _ranked(risk).reset_index(drop=True)
-    risk["rank"] = np.arange(1, len(risk) + 1)
-    risk["target"] = _select_targets(risk, contacts, money)
-    risk = columns.conform(risk)
-    targets = risk[risk["target"]]
-    summary = {
-        "as_of": f"{as_of:%Y-%m-%d}",
-        "customers": len(risk),
-        "high_risk": int((risk["risk_tier"] == "high").sum()),
-        "status": {name: int((risk["status"] == name).sum()) for name in STATUSES},
-        "targets": len(targets),
-        "contact_cost": float(targets["contact_cost"].sum()),
-        "expected_net_gain": float(targets["expected_net_gain"].sum()),
-        "value_at_risk_total": float(risk["value_at_risk"].sum()),
-        "value_at_risk_covered": float(targets["value_at_risk"].sum()),
-        "max_psi": float(worst["psi"]),
-        "drift_warnings": warned,
-        "reasons_for": int(risk["reason_family"].notna().sum()),
-        "model_contract": model.contract_,
-        **lineage,
-    }
+    risk = columns.conform(rank_and_target(risk, contacts, money))
+    summary = summarize(risk, as_of, worst, warned, model, lineage)
     return ScoreResult(risk, drift, summary)
 
 
