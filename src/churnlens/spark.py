@@ -40,7 +40,7 @@ from sqlglot import exp
 
 from churnlens.config import Config, DataConfig, FeatureConfig, SparkConfig, parse_date
 from churnlens.data.contract import SCHEMAS, Tables, ticket_times_sql
-from churnlens.economics import check_budget, customer_value
+from churnlens.economics import TIERS, check_budget, customer_value
 from churnlens.errors import ChurnlensError
 from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
 from churnlens.features.engine import active_features, apply_dtypes, feature_sql
@@ -58,6 +58,7 @@ from churnlens.scoring.score import (
     risk_rows,
     summarize,
 )
+from churnlens.scoring.status import STATUSES
 
 log = logging.getLogger(__name__)
 SPARK_TYPES = {
@@ -428,4 +429,6 @@ def write_scores(risk: DataFrame, drift: pd.DataFrame, summary: dict, out: Path)
 def read_risk_list(path: Path) -> pd.DataFrame:
     """A Spark risk list read back in the local risk list's columns, dtypes and order."""
     frame = pd.read_parquet(path).drop(columns="as_of_date")
+    frame["risk_tier"] = pd.Categorical(frame["risk_tier"], categories=TIERS)
+    frame["status"] = pd.Categorical(frame["status"], categories=STATUSES)
     return columns.conform(frame.sort_values("rank").reset_index(drop=True))
