@@ -46,5 +46,6 @@ lint: setup ## ruff check and format check
 cdnow: setup ## CDNOW (real purchases) end to end: validate + train at 90 and 180 days
 	$(BIN)/python -c "from churnlens.datasets import load_cdnow; from churnlens.data.io import write_parquet; from pathlib import Path; [write_parquet(t, Path('data/cdnow') / f'{n}.parquet') for n, t in load_cdnow().items()]"
 	$(BIN)/churnlens validate -c configs/cdnow.yaml
+	$(BIN)/churnlens validate -c configs/cdnow-raw.yaml
 	$(BIN)/churnlens train -c configs/cdnow.yaml
 	$(BIN)/churnlens train -c configs/cdnow-180d.yaml

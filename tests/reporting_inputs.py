@@ -27,6 +27,7 @@ def risk_list(status: bool = True) -> pd.DataFrame:
             "rank": [1, 2, 3, 4],
             "target": [True, True, False, False],
             "reason_1_feature": ["open_tickets", "acquisition_channel", None, None],
+            "reason_1_family": ["support", "market", None, None],
             "reason_1_contribution": [0.812345, 0.4, None, None],
             "reason_1": ["2 tickets open, the oldest for 9 days", f"channel {SCRIPT}", None, None],
             "reason_2": ["last NPS answer 3 (detractor)", None, None, None],
@@ -73,4 +74,20 @@ def report_input(status: bool = True) -> ReportInput:
         calibration=pd.DataFrame({"predicted": [0.1, 0.5, 0.9], "observed": [0.12, 0.45, 0.85]}),
         drift=pd.DataFrame({"feature": ["recency_days", "open_tickets"], "psi": [0.05, 0.01]}),
         importance=pd.Series({"recency_days": 0.5, "open_tickets": 0.3, "last_nps": 0.1}),
+        exits=exit_answers(),
+    )
+
+
+def exit_answers() -> pd.DataFrame:
+    """Stated leaving reasons: one agreeing with the model, one not, one customer not scored,
+    and an older answer that a later one replaces."""
+    return pd.DataFrame(
+        {
+            "response_id": ["x1", "x2", "x3", "x4"],
+            "customer_id": ["top-customer-7", "c3", "gone-1", "c3"],
+            "answered_at": pd.to_datetime(["2024-02-20", "2024-02-25", "2024-02-27", "2024-01-10"]),
+            "kind": "exit",
+            "reason": ["support", "pricing", None, "delivery"],
+            "comment": [None, "too expensive", SCRIPT, None],
+        }
     )

@@ -220,3 +220,54 @@ def test_parquet_input_and_timezones_are_normalised(shop):
     shop.config["data"]["purchases"]["path"] = "purchases.parquet"
     tables = load_tables(load_config(shop.write()).data)
     assert tables.purchases["ordered_at"].iloc[0] == pd.Timestamp("2024-02-10 08:00:00")
+
+
+def test_exit_answers_are_stated_reasons_kept_out_of_the_features(shop):
+    """An exit answer comes at leaving: it must not count as a survey answer in features."""
+    from churnlens.config import FeatureConfig
+    from churnlens.features.engine import build_features
+
+    before = load_tables(load_config(shop.write()).data)
+    exits = pd.DataFrame(
+        {
+            "response_id": ["x1", "x2"],
+            "customer_id": ["c2", "c3"],
+            "answered_at": ["2024-02-01", "2024-02-21"],
+            "kind": ["EXIT", "exit"],
+            "score": ["", ""],
+            "reason": ["Support ", ""],
+            "comment": ["", "moved abroad"],
+        }
+    )
+    shop.tables["surveys"] = pd.concat([shop.tables["surveys"], exits], ignore_index=True)
+    tables = load_tables(load_config(shop.write()).data)
+    assert tables.surveys["response_id"].tolist() == ["s1", "s2", "s3"]
+    assert tables.exits["response_id"].tolist() == ["x1", "x2"]
+    assert tables.exits["reason"].tolist()[0] == "support"  # a code, compared lower-case
+    assert tables.exits["comment"].tolist()[1] == "moved abroad"
+    spine = pd.DataFrame(
+        {"customer_id": ["c2", "c3"], "cutoff": pd.to_datetime(["2024-03-01"] * 2)}
+    )
+    config = FeatureConfig(windows_days=[30, 90], btyd=False)
+    pd.testing.assert_frame_equal(
+        build_features(tables, spine, config), build_features(before, spine, config)
+    )
+
+
+def test_an_exit_answer_needs_a_reason_or_a_comment_and_others_a_score(shop):
+    shop.tables["surveys"] = pd.DataFrame(
+        {
+            "response_id": ["x1", "s9"],
+            "customer_id": ["c2", "c3"],
+            "answered_at": ["2024-02-01", "2024-02-21"],
+            "kind": ["exit", "nps"],
+            "score": ["", ""],
+            "reason": ["", ""],
+        }
+    )
+    result = runner.invoke(app, ["validate", "-c", str(shop.write())])
+    assert result.exit_code == 2, result.output
+    assert "surveys.reason: an exit answer needs a reason code or a comment" in result.output
+    assert "row 1 (response_id x1)" in result.output
+    assert "surveys.score: required value is missing" in result.output
+    assert "row 2 (response_id s9)" in result.output and "Traceback" not in result.output

@@ -86,6 +86,13 @@ def test_contributions_are_shares_of_the_customer_risk(explained):
             assert reasons["reason_1_contribution"].iloc[i] == pytest.approx(share)
     total = reasons[[f"reason_{i}_contribution" for i in (1, 2, 3)] + ["sign_contribution"]]
     assert (total.sum(axis=1) <= 1 + 1e-9).all()
+    # driver_share: every told driver's share, the three reasons' and maybe more, never a sign's
+    told = reasons[[f"reason_{i}_contribution" for i in (1, 2, 3)]].sum(axis=1)
+    share = reasons["driver_share"]
+    assert (share >= told - 1e-9).all()
+    assert (share + reasons["sign_contribution"].fillna(0) <= 1 + 1e-9).all()
+    assert (share[reasons["reason_1_feature"].isna()] == 0).all()
+    assert (share > told + 0.01).any()  # some customers have more than three drivers at work
 
 
 def test_sentences_read_as_a_retention_team_speaks():

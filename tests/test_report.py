@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
 import pytest
 
@@ -21,6 +22,7 @@ SECTIONS = (
     "budget",
     "targets",
     "reasons",
+    "exits",
     "importance",
     "model-card",
 )
@@ -69,6 +71,25 @@ def test_every_text_is_escaped():
     assert "<script" not in html
     assert "&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;" in html
     assert html.count("&lt;script&gt;") >= 3  # the customer id, its reason, the model card
+
+
+def test_stated_leaving_reasons_beside_the_model_drivers():
+    html = render(report_input())
+    section = html[html.index('<section id="exits">') : html.index('<section id="importance">')]
+    assert "3 customer(s) gave an exit answer" in section  # c3's older answer is replaced
+    for stated, customers, agrees in (("(comment only)", 1, "0 of 0"), ("pricing", 1, "0 of 1")):
+        assert (
+            f'<td>{stated}</td><td class="num">{customers}</td><td class="num">{agrees}</td>'
+            in (section)
+        )
+    assert '<td>support</td><td class="num">1</td><td class="num">1 of 1</td>' in section
+    assert "delivery" not in section
+    rows = re.findall(r'<td class="customer">([^<]*)</td>', section)
+    assert rows == ["gone-1", "c3", "top-customer-7"]  # the latest answer first
+    assert "not scored" in section and "Pricing" not in section and "Too expensive." in section
+    assert "2 tickets open, the oldest for 9 days." in section  # the model's reason beside it
+    without = render(replace(report_input(), exits=None))
+    assert "No exit survey answers in the data" in without
 
 
 def test_status_absent_or_present():

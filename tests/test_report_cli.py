@@ -76,3 +76,40 @@ def test_report_without_scores_is_a_clear_error(trained_shop, tmp_path):
     )
     assert result.exit_code == 2 and "no risk_list.parquet" in result.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_score_with_report_writes_the_same_report_as_the_report_command(trained_shop, tmp_path):
+    _, path, _, registered = trained_shop
+    as_of = data_end(load_tables(load_config(path).data)).normalize() - pd.Timedelta(days=60)
+    model = f"models:/shop/{registered.version}"
+    scored = runner.invoke(
+        app,
+        ["score", "-c", str(path), "--as-of", f"{as_of:%Y-%m-%d}", "--model", model]
+        + ["--budget", "50", "--out", str(tmp_path / "s"), "--report", str(tmp_path / "a.html")],
+    )
+    assert scored.exit_code == 0, scored.output
+    assert f"report: {tmp_path / 'a.html'}" in scored.output.replace("\n", "")
+    again = runner.invoke(
+        app,
+        ["report", "-c", str(path), "--scores", str(tmp_path / "s")]
+        + ["--out", str(tmp_path / "b.html")],
+    )
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "a.html").read_bytes() == (tmp_path / "b.html").read_bytes()
+
+
+def test_training_logs_its_model_card_and_a_safe_metrics_csv_to_mlflow(trained_shop, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    root, _, result, registered = trained_shop
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    card = client.download_artifacts(registered.run_id, "model_card.html", str(tmp_path))
+    html = open(card, encoding="utf-8").read()
+    assert f"shop v{registered.version}" in html and registered.run_id in html
+    assert f"{result.split.test:%Y-%m-%d}" in html  # the test cutoff
+    assert "Test metrics against baselines" in html and "rfm_logistic" in html
+    assert html.count("<svg") == 2  # calibration and importance, inline
+    assert "Drift at scoring" not in html and 'src="http' not in html
+    logged = client.download_artifacts(registered.run_id, "evaluation", str(tmp_path))
+    with open(f"{logged}/metrics_by_cutoff.csv", "rb") as handle:
+        assert b"\r\n" in handle.read()  # written by data.io.write_csv, like every CSV

@@ -203,7 +203,31 @@ def test_same_seed_same_tables_other_seed_differs(shop):
     assert not other["ground_truth"].equals(shop["ground_truth"])
 
 
+def test_the_true_hazard_at_a_date_is_the_generators(shop):
+    # asked for, the truth holds each customer's weekly hazard then and nothing else changes
+    at = START + 400 * DAY
+    told = simulate(5000, seed=11, hazard_at=str(at.date()))
+    for name in SCHEMA:
+        same = told[name].drop(columns="hazard_at", errors="ignore")
+        pd.testing.assert_frame_equal(same, shop[name])
+    truth = told["ground_truth"].merge(told["customers"][["customer_id", "signup_at", "plan"]])
+    hazard = truth["hazard_at"]
+    week_start = START + (400 // 7 * 7) * DAY
+    there = (truth["signup_at"] < week_start) & ~(truth["churned_at"] < week_start)
+    assert hazard[there].notna().all() and hazard[~there].isna().all()
+    # the generator's baseline times the factors of the active drivers: within its spread
+    assert hazard[there].min() >= 0.0023 * 0.8 * 0.8 * np.exp(-1.5)
+    # the standard plan's price rise (from half-way, before the date) triples the hazard
+    standard = truth["plan"] == "standard"
+    assert hazard[there & standard].median() > 2.5 * hazard[there & ~standard].median()
+    # and the hazard tells who leaves: leavers in the following 90 days had a higher one
+    leaves = truth["churned_at"] < at + 90 * DAY
+    assert hazard[there & leaves].mean() > 1.5 * hazard[there & ~leaves].mean()
+
+
 def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="hazard_at"):
+        simulate(10, seed=1, hazard_at="2030-01-01")
     with pytest.raises(ValueError, match="n_customers"):
         simulate(0, seed=1)
     with pytest.raises(ValueError, match="period"):

@@ -38,6 +38,37 @@ def test_the_floor_keeps_frequent_buyers_from_lapsing_too_early():
     assert list(customer_status(features, strict)) == ["lapsed", "lapsed"]
 
 
+def test_signs_of_life_beyond_purchases_set_the_return_window():
+    # usual gap between signs of life = 1 / (1 / purchase gap + (tickets + events) per day over
+    # the longest window, 365 days or the tenure if shorter)
+    features = pd.DataFrame(
+        {
+            "recency_days": [50.0, 50.0, 50.0, 50.0, float("nan")],
+            "gap_mean_days": [30.0, 30.0, 30.0, 30.0, None],
+            "tenure_days": [400.0, 400.0, 400.0, 400.0, 100.0],
+            "orders_365d": [10, 10, 10, 10, 0],
+            "tickets_365d": [0, 0, 0, 1, 0],
+            "days_since_last_ticket": [None, None, None, 2.0, None],
+            "login_365d": [0, 73, 73, 0, 10],
+            "days_since_login": [None, 3.0, 35.0, None, 5.0],
+            "page_view_365d": [0, 0, 0, 0, 0],
+            "days_since_page_view": [None, None, None, None, 1.0],
+        }
+    )
+    assert list(customer_status(features, StatusConfig())) == [
+        "at_risk",  # purchases only: 50 > 1.5 x 30, not > 60
+        "active",  # logs in every 5 days (gap 1 / (1/30 + 1/5) = 4.3): seen 3 days ago
+        "lapsed",  # the same customer silent for 35 days: > max(2 x 4.3, 30)
+        "active",  # opened a ticket 2 days ago
+        "active",  # no purchase yet, but logged in 5 days ago (gap 100 / 10 = 10 days)
+    ]
+    # an event kind counts only when listed; with none listed, purchases and tickets remain
+    logins_only = StatusConfig(life_events=["login", "page_view"])
+    assert customer_status(features, logins_only)[4] == "active"  # the page view, 1 day ago
+    purchases_only = StatusConfig(life_events=[])
+    assert list(customer_status(features, purchases_only))[:3] == ["at_risk"] * 3
+
+
 def test_the_multiples_must_be_ordered():
     with pytest.raises(ValueError, match="at_risk_gap_multiple must be below"):
         StatusConfig(lapsed_gap_multiple=2.0, at_risk_gap_multiple=2.5)
@@ -64,6 +95,21 @@ def test_a_lapsed_customer_gets_the_win_back_action_whatever_the_reason():
         "win-back message",
     ]
     assert actions["save_rate"].tolist() == [0.3, 0.03, 0.03]
+
+
+def test_the_save_rate_follows_the_status_and_the_drivers_share():
+    playbook = PLAYBOOK.model_copy(update={"status_save_factor": {"at_risk": 0.5}})
+    family = pd.Series(["support", "support", "support"])
+    status = pd.Series(["active", "at_risk", "lapsed"])
+    value = pd.Series([100.0, 100.0, 100.0])
+    actions = recommend(playbook, family, pd.DataFrame(index=family.index), value, status)
+    assert actions["save_rate"].tolist() == [0.3, 0.15, 0.03]  # a missing status: factor 1
+    # only the part of the risk from drivers can be saved; a win-back is not about causes
+    share = pd.Series([0.5, 0.5, 0.5])
+    actions = recommend(playbook, family, pd.DataFrame(index=family.index), value, status, share)
+    assert actions["save_rate"].tolist() == [0.15, 0.075, 0.03]
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        Playbook.model_validate(PLAYBOOK.model_dump() | {"status_save_factor": {"active": 2}})
 
 
 def test_targets_never_include_ineligible_customers():

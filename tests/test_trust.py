@@ -148,3 +148,22 @@ def test_two_trainings_on_a_new_store_both_register(store, tmp_path):
     versions = MlflowClient(uri, registry_uri=uri).search_model_versions("name='shop'")
     assert len(versions) == 2
     assert all(json.loads(v.tags["model_sha256"]) for v in versions)
+
+
+def test_the_store_comes_from_the_environment_when_needed_and_stays_out_of_it(
+    store, tmp_path, monkeypatch
+):
+    """MLflow writes MLFLOW_TRACKING_URI when told a store: a churnlens process started after
+    a run must still find the user's environment, and a later change of it must count."""
+    from churnlens import tracking
+    from churnlens.config import load_config
+
+    _, path, _, _ = store
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    assert "already the champion" in pipeline.promote(path)
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", other)
+    assert tracking.tracking_uri(load_config(path)) == other

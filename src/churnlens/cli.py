@@ -177,6 +177,14 @@ def train(config: ConfigOption) -> None:
     )
     console.print(_text_table(shown.reset_index()), highlight=False, soft_wrap=True)
     console.print(f"split: {result.split.reason}", highlight=False)
+    linear = result.model.linear_
+    if linear is not None:
+        console.print(
+            f"model (row lightgbm): margin {linear.weight:.1f} x LightGBM + "
+            f"{1 - linear.weight:.1f} x logistic regression (chosen on the latest validation "
+            "cutoff)",
+            highlight=False,
+        )
     console.print(_interval_table(result.intervals), highlight=False, soft_wrap=True)
     for name, why in result.failed.items():
         console.print(f"baseline {name} failed, not compared: {escape(why)}", highlight=False)
@@ -232,16 +240,25 @@ def score(
         float | None, typer.Option(help="Most money to spend on contacts (> 0).")
     ] = None,
     explain: Annotated[
-        str | None, typer.Option(help="'targets' (default: targets and high tier) or 'all'.")
+        str | None,
+        typer.Option(
+            help="Who gets reasons: 'targets' (default: possible targets), 'high' (also the "
+            "whole high tier) or 'all'."
+        ),
     ] = None,
     top: Annotated[int, typer.Option(help="Rows of the target list to print.")] = 10,
     engine: EngineOption = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write the HTML report here.")
+    ] = None,
 ) -> None:
     """Score customers at a date: risk, reasons, actions and a budgeted target list."""
     from churnlens.pipeline import score as score_customers
 
     with console.status(f"scoring customers at {as_of}"):
-        result = score_customers(config, as_of, out, model, budget, budget_money, explain, engine)
+        result = score_customers(
+            config, as_of, out, model, budget, budget_money, explain, engine, report
+        )
     summary = result.summary
     targets = result.risk_list[result.risk_list["target"]].head(top)
     console.print(f"top {len(targets)} customers to contact at {summary['as_of']}")
@@ -252,7 +269,8 @@ def score(
         churn=targets["churn_probability"].map("{:.0%}".format),
         value=targets["value"].map("{:,.0f}".format),
         gain=targets["expected_net_gain"].map("{:,.0f}".format),
-    )[["rank", "customer_id", "churn", "value", "gain", "why", "recommended_action"]]
+        action=targets["recommended_action"],
+    )[["rank", "customer_id", "status", "churn", "value", "gain", "why", "sign", "action"]]
     console.print(_text_table(shown), highlight=False, soft_wrap=True)
     covered = summary["value_at_risk_covered"] / max(summary["value_at_risk_total"], 1e-9)
     console.print(
@@ -261,10 +279,20 @@ def score(
         f"{summary['expected_net_gain']:,.0f}); they hold {covered:.0%} of the value at risk. "
         f"Model {summary['model_name']} v{summary['model_version']}."
     )
+    lapsed = summary["status"]["lapsed"]
+    lapsed_targets = int(
+        result.risk_list.loc[result.risk_list["target"], "status"].eq("lapsed").sum()
+    )
+    console.print(
+        f"status: {summary['status']['active']:,} active, {summary['status']['at_risk']:,} at "
+        f"risk, {lapsed:,} lapsed (win-back action; {lapsed_targets} among the targets)"
+    )
     if (out / "risk_list").is_dir():  # the Spark engine's partitioned risk list
         console.print(f"risk list: {out / 'risk_list'} (Parquet, by as_of_date)")
     else:
         console.print(f"risk list: {out / 'risk_list.parquet'} and {out / 'risk_list.csv'}")
+    if report is not None:
+        console.print(f"report: {report}")
 
 
 @command

@@ -5,8 +5,13 @@ list both use it, with the playbook's per-action costs and save rates.
 - **value**: the margin a customer brings in a year, ``margin_rate × spend`` over the feature
   window closest to ``playbook.value_window_days`` (365 by default), as of the cutoff.
   A customer with no spend on record is worth 0.
-- **expected gain** of one contact: ``p × value × save_rate − cost``, where ``p`` is the churn
-  probability, ``save_rate`` the share of churners the action keeps and ``cost`` its price.
+- **expected gain** of one contact, the *saveable* gain: ``p × value × save_rate − cost``,
+  where ``p`` is the churn probability, ``cost`` the action's price and ``save_rate`` the
+  share of the customer's risk the contact removes: the action's save rate, lower for a
+  customer who went quiet (the playbook's status factor: some have already left), times the
+  share of the risk that comes from drivers an action can address (scoring.playbook.recommend).
+  So risk that only shows as symptoms, or from a customer who may be gone, ranks lower than
+  risk with a live cause.
 - **targets**: customers with a positive expected gain, best first, within the contact and
   money budgets; lapsed customers (scoring.status) get a win-back action and are not targets
   unless configured.

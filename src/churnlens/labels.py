@@ -10,15 +10,19 @@ the first row of data has no one to label, so it is refused too.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import duckdb
 import pandas as pd
 
 from churnlens.config import ChurnConfig, CutoffConfig
-from churnlens.data.contract import Tables
+from churnlens.data.contract import SCHEMAS, Tables
 from churnlens.errors import ChurnlensError
 
 SPINE_COLUMNS = ["customer_id", "cutoff"]
+SILENT_RATES = (0.02, 0.95)  # a cutoff's churn rate at or beyond these says (almost) nothing
+SPARSE_SHARE = 0.1  # a label window with under this share of the expected rows is a thin tail
+log = logging.getLogger(__name__)
 
 
 def data_end(tables: Tables, churn_type: str = "non_contractual") -> pd.Timestamp:
@@ -170,3 +174,71 @@ def _query(tables, cutoffs, churn: ChurnConfig, with_labels: bool) -> pd.DataFra
     frame["customer_id"] = frame["customer_id"].astype("str")
     frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
     return frame
+
+
+def silent_cutoffs(spine: pd.DataFrame) -> pd.Series:
+    """The churn rate of each cutoff where (almost) everyone or no one churned, each with a
+    warning naming it: such a label says nothing (often a horizon too long for the data, or a
+    cutoff in a thin tail of rows; `churnlens validate` shows where the rows are)."""
+    rates = spine.groupby("cutoff")["churned"].mean()
+    low, high = SILENT_RATES
+    silent = rates[(rates <= low) | (rates >= high)]
+    for cutoff, rate in silent.items():
+        log.warning(
+            "labels: churn rate %.1f %% at cutoff %s (at most %.0f %% or at least %.0f %% says "
+            "almost nothing); check churn.horizon_days, churn.active_window_days and the "
+            "cutoffs against where the rows are (churnlens validate)",
+            100 * rate,
+            f"{cutoff:%Y-%m-%d}",
+            100 * low,
+            100 * high,
+        )
+    return silent
+
+
+def require_informative(spine: pd.DataFrame) -> None:
+    """Refuse to train when every cutoff's label is silent (see `silent_cutoffs`)."""
+    silent = silent_cutoffs(spine)
+    if len(silent) == spine["cutoff"].nunique():
+        rates = ", ".join(f"{c:%Y-%m-%d} {r:.1%}" for c, r in silent.items())
+        raise ChurnlensError(
+            f"labels: the churn rate is at most {SILENT_RATES[0]:.0%} or at least "
+            f"{SILENT_RATES[1]:.0%} at every cutoff ({rates}): there is nothing to learn; "
+            "check churn.horizon_days and churn.active_window_days, and move the cutoffs to "
+            "where the rows are (churnlens validate shows it)"
+        )
+
+
+def sparse_cutoffs(tables: Tables, cutoffs: list[pd.Timestamp], horizon_days: int) -> list[str]:
+    """A warning per cutoff whose label window holds under SPARSE_SHARE of the purchase rows
+    the data's average rate gives: the rows thin out there, so churn there means little."""
+    times = tables.purchases["ordered_at"]
+    days = max((times.max() - times.min()) / pd.Timedelta(days=1), 1.0)
+    expected = len(times) * min(horizon_days / days, 1.0)
+    horizon = pd.Timedelta(days=horizon_days)
+    found = []
+    for cutoff in cutoffs:
+        rows = int(((times >= cutoff) & (times < cutoff + horizon)).sum())
+        if rows < SPARSE_SHARE * expected:
+            found.append(
+                f"cutoff {cutoff:%Y-%m-%d}: its {horizon_days}-day label window holds {rows:,} "
+                f"purchase row(s), {rows / expected:.0%} of the {expected:,.0f} the data's "
+                "average rate gives: a sparse tail, where nearly everyone looks churned; pin "
+                "cutoffs.test (or cutoffs.end) before it"
+            )
+    return found
+
+
+def rows_after_end(tables: Tables, churn_type: str) -> list[str]:
+    """A warning per table with rows after the data end (`data_end`): no label reaches them."""
+    end = data_end(tables, churn_type)
+    found = []
+    for name, frame in tables.present().items():
+        later = int((frame[SCHEMAS[name].time_column] > end).sum())
+        if later:
+            found.append(
+                f"{name}: {later:,} row(s) after the data end {end:%Y-%m-%d} (the last "
+                "completed purchase, or cancellation for contractual churn): no label reaches "
+                "them"
+            )
+    return found

@@ -47,8 +47,22 @@ def simulate(
 
 
 def validate(config: Config | str | Path) -> pd.DataFrame:
-    """Load and check every input table; return one summary row per table."""
-    return summarize(load_tables(_config(config).data))
+    """Load and check every input table; return one summary row per table. Its warnings
+    (`attrs["warnings"]`) include rows after the data end and cutoffs whose label window
+    falls in a sparse tail of rows."""
+    from churnlens.labels import rows_after_end, sparse_cutoffs, training_cutoffs
+
+    config = _config(config)
+    tables = load_tables(config.data)
+    summary = summarize(tables)
+    summary.attrs["warnings"] += rows_after_end(tables, config.churn.type)
+    try:
+        cutoffs = training_cutoffs(tables, config.cutoffs, config.churn)
+    except ChurnlensError as error:  # validate reports the data; the cutoff problem is a warning
+        summary.attrs["warnings"].append(str(error))
+        return summary
+    summary.attrs["warnings"] += sparse_cutoffs(tables, cutoffs, config.churn.horizon_days)
+    return summary
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,7 @@ def features(config: Config | str | Path, out: Path, engine: str | None = None) 
     """Write the point-in-time training set (features + label per customer and cutoff): one
     Parquet file with DuckDB, a Parquet folder partitioned by cutoff_date with Spark."""
     from churnlens.features.engine import write_features
-    from churnlens.labels import labels, training_cutoffs
+    from churnlens.labels import labels, silent_cutoffs, training_cutoffs
 
     config = _config(config)
     if _engine(config, engine) == "spark":
@@ -86,6 +100,7 @@ def features(config: Config | str | Path, out: Path, engine: str | None = None) 
         return FeaturesWritten(out, rows, cutoffs, rate)
     tables = load_tables(config.data)
     spine = labels(tables, training_cutoffs(tables, config.cutoffs, config.churn), config.churn)
+    silent_cutoffs(spine)
     rows = write_features(
         tables, spine, config.features, out, config.data, config.churn.horizon_days
     )
@@ -170,9 +185,11 @@ def score(
     budget_money: float | None = None,
     explain: str | None = None,
     engine: str | None = None,
+    report_path: Path | None = None,
 ):
     """Score the population at `as_of` with a registered or exported model; write the risk list
-    (Parquet, CSV), drift.csv and manifest.json to `out`. Returns the ScoreResult.
+    (Parquet, CSV), drift.csv and manifest.json to `out`, and with `report_path` the HTML
+    report on them (as `report` does). Returns the ScoreResult.
 
     With Spark: out/risk_list/ partitioned by as_of_date, drift.csv and summary.json; the
     returned risk_list holds the target rows only (the whole list stays on the cluster)."""
@@ -189,6 +206,8 @@ def score(
 
         if explain not in (None, "all"):
             raise ChurnlensError("--explain: the Spark engine explains every customer ('all')")
+        if report_path is not None:
+            raise ChurnlensError("--report: write the report from a local scoring run")
         session = spark.session(config.spark)
         tables = spark.register_tables(session, config)
         risk, drift, summary = spark.score(
@@ -215,6 +234,8 @@ def score(
         lineage=lineage,
     )
     write_outputs(result, out)
+    if report_path is not None:
+        report(config, out, report_path)
     return result
 
 
@@ -279,6 +300,7 @@ def report(
         calibration=calibration,
         drift=drift,
         importance=importance,
+        exits=tables.exits,
         top_targets=config.reporting.top_targets,
     )
     path = write_report(report_input, out)

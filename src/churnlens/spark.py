@@ -49,11 +49,11 @@ from churnlens.labels import SPINE_COLUMNS, label_sql, training_cutoffs
 from churnlens.modeling.model import ChurnModel
 from churnlens.scoring import columns
 from churnlens.scoring.playbook import load_playbook, value_cuts
+from churnlens.scoring.reasons import feature_settings
 from churnlens.scoring.score import (
     _check_as_of,
     check_contract,
     check_drift,
-    model_feature_config,
     rank_and_target,
     risk_rows,
     summarize,
@@ -318,11 +318,12 @@ def score(
     check_budget(contacts, money)
     check_contract(model, config)
     lineage = {"model_name": config.model.name, "model_version": "", "run_id": ""} | (lineage or {})
-    _check_as_of(tables, as_of)
+    _check_as_of(tables, as_of, config.churn.type)
     population = spine(spark, tables, [as_of], config.churn, with_labels=False)
     if population.isEmpty():
         raise ChurnlensError(f"no customer is in the population at {as_of:%Y-%m-%d}")
-    windows, feature_config = model_feature_config(model, config)
+    feature_config = feature_settings(model, config)
+    windows = feature_config.windows_days
     frame, active = features(
         spark, tables, population, feature_config, config.data, config.churn.horizon_days
     )

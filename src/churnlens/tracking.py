@@ -33,13 +33,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 import churnlens
 from churnlens.config import Config
+from churnlens.data.io import file_sha256, write_csv
 from churnlens.errors import ChurnlensError
 from churnlens.modeling.model import ChurnModel
 from churnlens.modeling.train import MODEL, TrainingResult
+from churnlens.reporting.card import model_card
+from churnlens.reporting.report import render_card
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 MODEL_ARTIFACT = "model"
 TEST_SET = "evaluation/test_set.parquet"
+CARD = "model_card.html"  # the report's model-card part, rendered at training
 REQUIREMENTS = ("lightgbm", "pandas", "numpy", "scikit-learn", "pyarrow", "pydantic", "pyyaml")
 # models-from-code: MLflow runs this file to build the pyfunc, so nothing is pickled
 PYFUNC_SCRIPT = (
@@ -55,14 +59,27 @@ class PromotionRefused(ChurnlensError):
     exit_code = 1
 
 
-# Read once: mlflow.set_tracking_uri() writes this variable for subprocesses, so reading it
-# later would return whatever this process last used instead of what the user set.
-USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+STORE_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def tracking_uri(config: Config) -> str:
     """MLFLOW_TRACKING_URI, else the config's tracking.uri, else ./mlflow.db (SQLite)."""
-    return USER_TRACKING_URI or config.tracking.uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    user = os.environ.get("MLFLOW_TRACKING_URI")
+    return user or config.tracking.uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _use_store(uri: str) -> None:
+    """Point this process's MLflow at `uri`, leaving the environment as the user set it:
+    mlflow.set_tracking_uri/set_registry_uri also write MLFLOW_TRACKING_URI/REGISTRY_URI for
+    subprocesses, so a churnlens run started from here would take this store for the user's."""
+    before = {name: os.environ.get(name) for name in STORE_VARIABLES}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def check_store(config: Config) -> None:
@@ -107,8 +124,7 @@ def _client(config: Config) -> MlflowClient:
     check_store(config)
     _quiet()
     uri = tracking_uri(config)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    _use_store(uri)
     try:
         with store_lock(config):  # open (or create) both stores now, one process at a time
             client = MlflowClient(uri)
@@ -176,14 +192,15 @@ class RegisteredRun:
     reused: bool = False  # an identical model was registered before: nothing new was logged
 
 
-def fingerprint(training_set: pd.DataFrame, config: Config) -> str:
-    """What makes two trainings the same model: the data and the settings that shape it."""
+def fingerprint(digest: str, config: Config) -> str:
+    """What makes two trainings the same model: the data (the training set's `_digest`) and
+    the settings that shape it."""
     sections = ("churn", "cutoffs", "features", "playbook", "scoring")
     settings = {
-        "training_set": _digest(training_set),
+        "training_set": digest,
         **{key: getattr(config, key).model_dump(mode="json") for key in sections},
         "model": config.model.model_dump(mode="json", exclude={"threads"}),
-        "playbook_file": hashlib.sha256(config.playbook.path.read_bytes()).hexdigest(),
+        "playbook_file": file_sha256(config.playbook.path),
         "churnlens": churnlens.__version__,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
@@ -221,28 +238,30 @@ def log_training(
 
 def _log_training(client, result, training_set, config, config_path, figures) -> RegisteredRun:
     name = config.model.name
-    print_ = fingerprint(training_set, config)
+    digest = _digest(training_set)  # hashing a large frame is costly: once per training
+    print_ = fingerprint(digest, config)
     same = _identical(client, name, print_)
     if same is not None:
         log.info("identical to version %s of %s: nothing registered", same.version, name)
         return same
     with mlflow.start_run(experiment_id=_experiment_id(client, config)) as run:
-        mlflow.log_params(
-            {
-                **{f"lgbm.{k}": v for k, v in config.model.params.items()},
-                "num_boost_round": config.model.num_boost_round,
-                "best_iteration": result.model.booster_.best_iteration,
-                "calibration": result.model.calibrator_.method_,
-                **{f"contract.{k}": v for k, v in result.model.contract_.items()},
-                "train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.train),
-                "valid_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.valid),
-                "validation": result.split.validation,
-                "test_cutoff": f"{result.split.test:%Y-%m-%d}",
-                "n_features": len(result.model.feature_names_),
-                "training_rows": len(training_set),
-                "training_set_sha256": _digest(training_set),
-            }
-        )
+        run_id = run.info.run_id
+        params = {
+            **{f"lgbm.{k}": v for k, v in config.model.params.items()},
+            "num_boost_round": config.model.num_boost_round,
+            "best_iteration": result.model.booster_.best_iteration,
+            "lightgbm_weight": result.model.linear_.weight if result.model.linear_ else 1.0,
+            "calibration": result.model.calibrator_.method_,
+            **{f"contract.{k}": v for k, v in result.model.contract_.items()},
+            "train_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.train),
+            "valid_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in result.split.valid),
+            "validation": result.split.validation,
+            "test_cutoff": f"{result.split.test:%Y-%m-%d}",
+            "n_features": len(result.model.feature_names_),
+            "training_rows": len(training_set),
+            "training_set_sha256": digest,
+        }
+        mlflow.log_params(params)
         test = result.test_metrics()
         mlflow.log_metrics(
             {
@@ -264,16 +283,20 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
                 training_set.astype({c: "str" for c in training_set.select_dtypes("category")}),
                 name="training_set",
                 targets="churned",
-                digest=_digest(training_set)[:16],
+                digest=digest[:16],
             )
             mlflow.log_input(dataset, context="training")
         if config_path is not None:
             mlflow.log_artifact(str(config_path), "config")
-        mlflow.log_text(result.metrics.to_csv(index=False), "evaluation/metrics_by_cutoff.csv")
         mlflow.log_dict(result.model.spec(), "model_spec.json")
+        if result.model.blend_scores_:  # validation ROC-AUC per LightGBM weight (linear.py)
+            scores = {f"{w:.1f}": v for w, v in result.model.blend_scores_.items()}
+            mlflow.log_dict(scores, "blend_validation_roc_auc.json")
         for figure_name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{figure_name}.png")
         with tempfile.TemporaryDirectory() as tmp:
+            write_csv(result.metrics, Path(tmp) / "metrics_by_cutoff.csv")
+            mlflow.log_artifact(str(Path(tmp) / "metrics_by_cutoff.csv"), "evaluation")
             test_rows = result.split.part(training_set, "test")
             test_rows.to_parquet(Path(tmp) / "test_set.parquet", index=False)
             mlflow.log_artifact(str(Path(tmp) / "test_set.parquet"), "evaluation")
@@ -303,7 +326,10 @@ def _log_training(client, result, training_set, config, config_path, figures) ->
         }
         for key, value in tags.items():
             client.set_model_version_tag(name, registered.version, key, value)
-        return RegisteredRun(run.info.run_id, name, str(registered.version), info.model_uri)
+        lineage = {"model_name": name, "model_version": registered.version, "run_id": run_id}
+        card = model_card(lineage, params, result.metrics, test_rows, result.model)
+        mlflow.log_text(render_card(*card, config.reporting.currency), CARD)
+        return RegisteredRun(run_id, name, str(registered.version), info.model_uri)
 
 
 def _version(client: MlflowClient, name: str, alias: str):
@@ -313,9 +339,10 @@ def _version(client: MlflowClient, name: str, alias: str):
         return None
 
 
-def load_registered(config: Config, alias: str = CHAMPION, name: str | None = None):
-    """(ChurnModel, model version) behind `models:/<name>@<alias>`; a clear error if absent."""
-    client = _client(config)
+def load_registered(config: Config, alias: str = CHAMPION, name: str | None = None, client=None):
+    """(ChurnModel, model version) behind `models:/<name>@<alias>`; a clear error if absent.
+    Pass the `client` of an open store to avoid opening it again."""
+    client = client or _client(config)
     name = name or config.model.name
     found = _version(client, name, alias)
     if found is None:
@@ -393,7 +420,7 @@ def promote(config: Config, force: bool = False) -> str:
 
     client = _client(config)
     name = config.model.name
-    challenger, version = load_registered(config, CHALLENGER)
+    challenger, version = load_registered(config, CHALLENGER, client=client)
     current = _version(client, name, CHAMPION)
     if current is not None and current.version == version.version:
         return f"version {version.version} of '{name}' is already the champion"
@@ -401,7 +428,7 @@ def promote(config: Config, force: bool = False) -> str:
         client.set_registered_model_alias(name, CHAMPION, version.version)
         why = "forced" if current is not None else "there was no champion yet"
         return f"version {version.version} of '{name}' is now the champion ({why})"
-    champion, _ = load_registered(config, CHAMPION)
+    champion, _ = load_registered(config, CHAMPION, client=client)
     with tempfile.TemporaryDirectory() as tmp:
         test = pd.read_parquet(_run_artifact(version.run_id, TEST_SET, tmp))
     cutoff = f"{test['cutoff'].max():%Y-%m-%d}"

@@ -343,6 +343,14 @@ CASES: dict[str, Case] = {
     "csat scale too small": Case(
         config(lambda c: c["data"].update(csat_scale=1)), ("data.csat_scale", "greater than")
     ),
+    "risk tiers out of order": Case(
+        config(lambda c: c.update(scoring={"medium_risk_threshold": 0.6})),
+        ("scoring", "medium_risk_threshold must be below high_risk_threshold"),
+    ),
+    "drift limits out of order": Case(
+        config(lambda c: c.update(scoring={"drift_warn_psi": 0.3})),
+        ("scoring", "drift_warn_psi must be below drift_stop_psi"),
+    ),
     "config not yaml": Case(raw_config("data: [unclosed\n"), ("config", "not valid YAML")),
     "config a list": Case(raw_config("- data\n"), ("config", "mapping of sections")),
     "cutoff dates before the data": Case(
@@ -367,7 +375,7 @@ CASES: dict[str, Case] = {
     "features without out": Case(lambda shop: None, ("Missing option '--out'",), "features-bare"),
     "score explain unknown": Case(
         lambda shop: None,
-        ("explain must be 'targets' or 'all'", "'everyone'"),
+        ("explain must be 'targets', 'high' or 'all'", "'everyone'"),
         "score",
         ("--explain", "everyone"),
     ),

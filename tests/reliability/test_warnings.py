@@ -31,6 +31,11 @@ def test_validate_prints_warnings_and_still_passes(shop):
         "1 row(s) break it: row 1",
         "warning: customers.region: attributes are taken as of the data export: a value changed "
         "later reaches every past cutoff",
+        "warning: surveys: 1 row(s) after the data end 2024-02-15 (the last completed purchase, "
+        "or cancellation for contractual churn): no label reaches them",
+        "warning: config cutoffs.dates: 2024-02-01 leave(s) less than the 90-day label window "
+        "before the data end (2024-02-15, the last purchase); the last usable cutoff is "
+        "2023-11-17",
     ]
 
 

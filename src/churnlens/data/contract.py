@@ -22,6 +22,16 @@ Warnings are plausible in real exports and reported by `validate` (`Tables.warni
 - customer attributes: they are taken as of the data export, so a value changed later reaches
   every past cutoff (a leak the contract cannot see).
 
+Exit surveys: an answer of kind `exit` states why a customer left, as a `reason` code, a
+`comment`, or both (no score). It comes at leaving, so it is no survey score: `validate`
+moves exit answers out of `surveys` into `Tables.exits`, where the report reads them and no
+feature does (a count of answers would otherwise learn from the leaving itself).
+
+A raw transaction log is enough: without a customers table the customers are derived from
+the purchases (each one's first purchase is their signup), and without order_id each
+purchase is numbered by its data row. Dates are ISO 8601 unless a table declares its
+`date_format` (such as day-first `%d/%m/%Y %H:%M`).
+
 Enumerated text (purchase status, survey kind, event kind) is compared lower-case and
 stripped, so `LOGIN ` and `login` are one kind. Two ticket times are derived for the
 features (`with_ticket_times`): `ended_at`, the first of resolved_at and closed_at, and
@@ -39,6 +49,8 @@ from typing import Literal
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from churnlens.config import DataConfig
 from churnlens.data.io import read_table
@@ -46,7 +58,9 @@ from churnlens.errors import ChurnlensError
 
 Kind = Literal["id", "datetime", "float", "int", "text", "code"]  # code: lower-case, stripped
 PURCHASE_STATUSES = ("completed", "cancelled", "refunded", "returned")
-SURVEY_KINDS = ("nps", "csat", "ces")
+SCORED_SURVEYS = ("nps", "csat", "ces")
+EXIT_SURVEY = "exit"
+SURVEY_KINDS = (*SCORED_SURVEYS, EXIT_SURVEY)
 MAX_EXAMPLES = 5
 MAX_NUMBER = 1e12
 MISSING_MARKERS = ("", "?", "-", "NULL", "NA", "N/A", "NAN", "NONE")
@@ -90,7 +104,7 @@ SCHEMAS: dict[str, TableSchema] = {
             "purchases",
             "ordered_at",
             (
-                Column("order_id", "id", True),
+                Column("order_id", "id", True),  # numbered by data row when absent
                 Column("customer_id", "id", True),
                 Column("ordered_at", "datetime", True),
                 Column("amount", "float", True),
@@ -127,7 +141,8 @@ SCHEMAS: dict[str, TableSchema] = {
                 Column("customer_id", "id", True),
                 Column("answered_at", "datetime", True),
                 Column("kind", "code", True),
-                Column("score", "float", True),
+                Column("score", "float", True),  # blank in exit answers
+                Column("reason", "code"),
                 Column("comment", "text"),
             ),
             key="response_id",
@@ -181,6 +196,7 @@ class Tables:
     tickets: pd.DataFrame | None = None
     surveys: pd.DataFrame | None = None
     events: pd.DataFrame | None = None
+    exits: pd.DataFrame | None = None  # exit survey answers: stated leaving reasons
     attributes: list[str] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
 
@@ -263,18 +279,24 @@ def _coerce(column: Column, values: pd.Series, check: _Checker, data: DataConfig
     if column.kind == "code":
         return values.astype("str").str.strip().str.lower()
     if column.kind == "datetime":
+        table = data.table(check.schema.name)
+        declared = table.date_format if table else None
         if isinstance(values.dtype, pd.DatetimeTZDtype):
             converted = values.dt.tz_convert("UTC").dt.tz_localize(None)
         elif pd.api.types.is_datetime64_dtype(values):
             converted = values
         else:
             converted = pd.to_datetime(
-                values.astype("str"), format="ISO8601", errors="coerce", utc=True
+                values.astype("str"), format=declared or "ISO8601", errors="coerce", utc=True
             ).dt.tz_localize(None)
+        expected = (
+            f"{declared!r} (data.{check.schema.name}.date_format)"
+            if declared
+            else "ISO 8601 such as 2024-01-31 or 2024-01-31 14:05:00, or declare "
+            f"data.{check.schema.name}.date_format"
+        )
         check.add(
-            column.name,
-            "not a date (expected ISO 8601 such as 2024-01-31 or 2024-01-31 14:05:00)",
-            present & converted.isna().to_numpy(),
+            column.name, f"not a date (expected {expected})", present & converted.isna().to_numpy()
         )
         converted = converted.astype("datetime64[us]")
         earliest = pd.Timestamp(data.earliest)
@@ -315,10 +337,13 @@ def _conform(schema: TableSchema, raw: pd.DataFrame, check: _Checker, data: Data
             continue
         values = raw[column.name]
         if column.required:
+            missing = _missing(values, column.kind)
+            if (schema.name, column.name) == ("surveys", "score") and "kind" in raw.columns:
+                missing = missing & ~_is_exit(raw["kind"])  # an exit answer states no score
             check.add(
                 column.name,
                 "required value is missing (blank, or a marker such as NULL, N/A, ?, -)",
-                _missing(values, column.kind),
+                missing,
             )
         out[column.name] = _coerce(column, values, check, data)
     for name in raw.columns.difference(schema.names, sort=False):
@@ -333,8 +358,28 @@ def _conform(schema: TableSchema, raw: pd.DataFrame, check: _Checker, data: Data
             )
     frame = pd.DataFrame(out, index=raw.index)
     if schema.key:
-        check.add(schema.key, "ids must be unique", frame[schema.key].duplicated(keep=False))
+        check.add(schema.key, "ids must be unique", _repeated(frame[schema.key]))
     return frame
+
+
+def _repeated(values: pd.Series) -> np.ndarray:
+    """Rows whose value occurs more than once. Counting distinct values (Arrow's hash) is
+    cheaper than marking duplicates, so the marking runs only when there are some."""
+    if len(pc.unique(pa.array(values.array))) == len(values):
+        return np.zeros(len(values), dtype=bool)
+    return values.duplicated(keep=False).to_numpy()
+
+
+def _is_exit(kind: pd.Series) -> np.ndarray:
+    return kind.astype("str").str.strip().str.lower().eq(EXIT_SURVEY).fillna(False).to_numpy()
+
+
+def _split_exits(surveys: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """(scored answers, exit answers); a part with no rows is None, like an absent table."""
+    exit_rows = _is_exit(surveys["kind"])
+    scored = surveys[~exit_rows].reset_index(drop=True)
+    exits = surveys.loc[exit_rows].drop(columns="score").reset_index(drop=True)
+    return (scored if len(scored) else None), (exits if len(exits) else None)
 
 
 def _missing(values: pd.Series, kind: Kind) -> np.ndarray:
@@ -364,8 +409,10 @@ def _attribute(name, values: pd.Series, check: _Checker) -> pd.Series:
         )
     if pd.api.types.is_bool_dtype(values):
         return values.astype("str")
-    numbers = pd.to_numeric(values, errors="coerce")
-    if numbers.notna().sum() == values.notna().sum():
+    head = values.dropna().head(100)  # a text column shows it at once: skip the full parse
+    numeric = pd.to_numeric(head, errors="coerce").notna().all()
+    numbers = pd.to_numeric(values, errors="coerce") if numeric else None
+    if numbers is not None and numbers.notna().sum() == values.notna().sum():
         check.add(str(name), "must be finite (not inf)", np.isinf(numbers.astype("float64")))
         return numbers.astype("float64")
     return values.astype("str")
@@ -422,6 +469,12 @@ def _table_rules(name: str, frame: pd.DataFrame, check: _Checker, data: DataConf
             f"must be one of {', '.join(SURVEY_KINDS)}",
             ~kind.isin(SURVEY_KINDS) & frame["kind"].notna(),
         )
+        stated = [c for c in ("reason", "comment") if c in cols]
+        check.add(
+            "/".join(stated) or "reason",
+            "an exit answer needs a reason code or a comment",
+            (kind == EXIT_SURVEY) & (frame[stated].isna().all(axis=1) if stated else True),
+        )
         ranges = {"nps": (0, 10), "csat": (1, data.csat_scale), "ces": (1, data.ces_scale)}
         for survey_kind, (low, high) in ranges.items():
             score = frame["score"].where(kind == survey_kind)
@@ -436,15 +489,17 @@ def _table_rules(name: str, frame: pd.DataFrame, check: _Checker, data: DataConf
 def _check_customers(frames: dict[str, pd.DataFrame], problems, warnings) -> None:
     """Each row's customer must exist, and its date must not be before their signup day:
     an error for purchases, a warning for the other tables."""
-    customers = frames["customers"].drop_duplicates("customer_id")
-    index = pd.Index(customers["customer_id"])
+    customers = frames["customers"]
+    ids = pa.array(customers["customer_id"].array)  # looked up with Arrow's hash: fast on text
     signup_day = customers["signup_at"].dt.normalize().to_numpy()
     for name, frame in frames.items():
         if name == "customers":
             continue
         schema = SCHEMAS[name]
         check = _Checker(schema, frame, problems, warnings)
-        position = index.get_indexer(frame["customer_id"])
+        # each row's first customer of that id, -1 for none
+        found = pc.index_in(pa.array(frame["customer_id"].array), value_set=ids)
+        position = found.fill_null(-1).to_numpy()
         known = position >= 0
         check.add(
             "customer_id",
@@ -501,22 +556,27 @@ def with_ticket_times(frame: pd.DataFrame) -> pd.DataFrame:
 def load_tables(data: DataConfig) -> Tables:
     """Read every configured table from its file and validate it (see `validate`)."""
     data.require_files()
-    raw = {name: read_table(data.path_of(name), name) for name in SCHEMAS if data.table(name)}
+    raw = {
+        name: read_table(data.path_of(name), name, table.sep, tuple(table.missing), table.header)
+        for name in SCHEMAS
+        if (table := data.table(name))
+    }
     return validate(raw, data)
 
 
 def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None) -> Tables:
     """Check DataFrames against the contract: the same rules and messages as for files.
 
-    `frames` maps table names (customers and purchases required; tickets, surveys, events
+    `frames` maps table names (purchases required; customers, tickets, surveys, events
     optional) to DataFrames with the user's column names, renamed by `data`'s column mappings.
+    Without customers, they are derived from the purchases (see the module docstring).
     Returns the converted tables; raises one `ContractError` listing every problem.
     Warnings (see the module docstring) do not stop the run; they come back in
     `Tables.warnings`.
     """
     data = data or DataConfig()
     unknown = sorted(set(frames) - set(SCHEMAS))
-    missing = [name for name in ("customers", "purchases") if frames.get(name) is None]
+    missing = [name for name in ("purchases",) if frames.get(name) is None]
     if unknown or missing:
         raise ChurnlensError(
             "tables: "
@@ -537,12 +597,15 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
             raise ChurnlensError(f"table {name}: has no rows")
         mapping = data.table(name).columns if data.table(name) else {}
         raw = _blank_as_missing(_rename(schema, raw.reset_index(drop=True), mapping))
+        if name == "purchases" and "order_id" not in raw.columns:
+            raw.insert(0, "order_id", [str(row) for row in range(1, len(raw) + 1)])
         frame = _conform(schema, raw, _Checker(schema, raw, problems, warnings), data)
         if all(c.name in frame.columns for c in schema.columns if c.required):
             _table_rules(name, frame, _Checker(schema, frame, problems, warnings), data)
         frames[name] = frame
-    customers = frames["customers"]
-    complete = all(
+    if "customers" not in frames and {"customer_id", "ordered_at"} <= set(frames["purchases"]):
+        frames["customers"] = _first_purchases(frames["purchases"])
+    complete = "customers" in frames and all(
         c.name in frames[name].columns
         for name in frames
         for c in SCHEMAS[name].columns
@@ -552,21 +615,34 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
         _check_customers(frames, problems, warnings)
     if problems:
         raise ContractError(problems)
+    customers = frames["customers"]
     attributes = [c for c in customers.columns if c not in SCHEMAS["customers"].names]
     _attribute_warning(attributes, warnings)
     if "tickets" in frames:
         frames["tickets"] = with_ticket_times(frames["tickets"])
+    if "surveys" in frames:
+        frames["surveys"], frames["exits"] = _split_exits(frames["surveys"])
     return Tables(**frames, attributes=attributes, warnings=warnings)
 
 
+def _first_purchases(purchases: pd.DataFrame) -> pd.DataFrame:
+    """Customers of a bare transaction log: each id with its first purchase as signup."""
+    known = purchases.dropna(subset=["customer_id", "ordered_at"])
+    first = known.groupby("customer_id", sort=False)["ordered_at"].min()
+    return first.rename("signup_at").rename_axis("customer_id").reset_index()
+
+
 def summarize(tables: Tables) -> pd.DataFrame:
-    """One row per table: rows, customers, date range, share of missing values, warnings.
+    """One row per table: rows, customers, date range, the span holding the central 95 % of
+    rows (where the data really are: a few stray early or late rows stretch the range),
+    share of missing values, warnings.
 
     The warnings' texts ride along in `attrs["warnings"]` for `validate` to print.
     """
     rows = []
-    for name, frame in tables.present().items():
-        time = frame[SCHEMAS[name].time_column]
+    shown = tables.present() | ({} if tables.exits is None else {"exit answers": tables.exits})
+    for name, frame in shown.items():
+        time = frame[SCHEMAS.get(name, SCHEMAS["surveys"]).time_column]
         missing = frame.isna().mean()
         rows.append(
             {
@@ -575,6 +651,7 @@ def summarize(tables: Tables) -> pd.DataFrame:
                 "customers": frame["customer_id"].nunique(),
                 "from": time.min(),
                 "to": time.max(),
+                "95% of rows": f"{time.quantile(0.025):%Y-%m-%d}..{time.quantile(0.975):%Y-%m-%d}",
                 "missing": ", ".join(
                     f"{c} {share:.0%}" for c, share in missing.items() if share > 0
                 ),

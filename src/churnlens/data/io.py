@@ -1,9 +1,14 @@
 """Reading input files and writing every output atomically.
 
 Readers turn file-level problems (missing, wrong type, bad encoding, empty) into one clear
-error naming the table. Writers go through a temp file in the target folder and
-`os.replace`, so a reader never sees half an output and a failed run leaves nothing behind;
-the finished file gets the mode the process umask asks for (mkstemp alone makes it 0600).
+error naming the table. Text tables are read as exports come: `.csv`, `.tsv` or `.txt`, also
+gzip-compressed (`.csv.gz`), with the separator, missing-value markers and header a table's
+config declares. DuckDB reads them (every cell as text: the contract, not a type guesser,
+decides types); runs of blanks as the separator (`sep: whitespace`, as in fixed-width
+exports) go through pandas, which DuckDB's single-character separators cannot express.
+Writers go through a temp file in the target folder and `os.replace`, so a reader never sees
+half an output and a failed run leaves nothing behind; the finished file gets the mode the
+process umask asks for (mkstemp alone makes it 0600).
 Every CSV the package writes goes through `write_csv`, the one place that neutralises cells a
 spreadsheet would run as a formula.
 """
@@ -11,26 +16,39 @@ spreadsheet would run as a formula.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from churnlens.errors import ChurnlensError
 
-READABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+TEXT_SUFFIXES = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
+READABLE_SUFFIXES = (*TEXT_SUFFIXES, ".parquet", ".pq")
+WHITESPACE = "whitespace"  # sep: runs of blanks or tabs
+DEFAULT_SEPS = {".csv": ",", ".tsv": "\t"}  # .txt: DuckDB detects the separator
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 PLAIN_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
 
-def read_table(path: Path, table: str) -> pd.DataFrame:
-    """Read a CSV (every column as text, UTF-8) or Parquet file as it is stored."""
-    suffix = path.suffix.lower()
+def read_table(
+    path: Path,
+    table: str,
+    sep: str | None = None,
+    missing: tuple[str, ...] = (),
+    header: bool = True,
+) -> pd.DataFrame:
+    """Read a text table (every column as text, UTF-8; blank cells and the `missing` markers
+    are missing) or a Parquet file as it is stored. Without a header row the columns are
+    named column0, column1, ..."""
+    name = path.name.lower()
+    suffix = next((s for s in READABLE_SUFFIXES if name.endswith(s)), path.suffix.lower())
     if suffix not in READABLE_SUFFIXES:
         raise ChurnlensError(
             f"table {table}: {path} has file type '{suffix or '(none)'}'; "
@@ -41,15 +59,19 @@ def read_table(path: Path, table: str) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise ChurnlensError(f"table {table}: file {path} is empty")
     try:
-        if suffix == ".csv":
-            frame = _read_csv_as_text(path)
+        if suffix in TEXT_SUFFIXES:
+            plain = suffix.removesuffix(".gz")
+            frame = _read_text(path, sep or DEFAULT_SEPS.get(plain), ("", *missing), header)
         else:
             frame = pq.read_table(path).to_pandas()
     except UnicodeDecodeError:
         raise ChurnlensError(f"table {table}: {path} is not UTF-8 encoded text") from None
-    except (pa.ArrowInvalid, OSError) as exc:
-        message = str(exc).splitlines()[0]
-        if "utf8" in message.lower() or "utf-8" in message.lower():
+    except (pa.ArrowInvalid, OSError, duckdb.Error, pd.errors.ParserError) as exc:
+        lines = str(exc).splitlines()
+        # DuckDB: "CSV Error on Line: N", the line itself, then why
+        why = [line for line in lines[1:4] if line and not line.startswith("Original Line")]
+        message = "; ".join(lines[:1] + why[:1])
+        if any(word in message.lower() for word in ("utf8", "utf-8", "unicode")):
             message = "not UTF-8 encoded text"
         raise ChurnlensError(f"table {table}: cannot read {path}: {message}") from None
     if frame.empty:
@@ -57,16 +79,24 @@ def read_table(path: Path, table: str) -> pd.DataFrame:
     return frame
 
 
-def _read_csv_as_text(path: Path) -> pd.DataFrame:
-    """All columns as strings so that the contract, not a type guesser, decides each type."""
-    with pacsv.open_csv(path) as reader:
-        names = reader.schema.names
-    convert = pacsv.ConvertOptions(
-        column_types={name: pa.string() for name in names},
-        strings_can_be_null=True,
-        null_values=[""],
-    )
-    return pacsv.read_csv(path, convert_options=convert).to_pandas()
+def _read_text(path: Path, sep: str | None, nulls: tuple[str, ...], header: bool) -> pd.DataFrame:
+    """Every cell as text or missing. The header row is read as data and taken here, so a
+    repeated column name stays visible to the contract (DuckDB would rename it)."""
+    if sep == WHITESPACE:
+        options = {"sep": r"\s+", "na_values": list(nulls), "keep_default_na": False}
+        cells = pd.read_csv(path, header=None, dtype="str", encoding="utf-8", **options)
+    else:
+        options = {"all_varchar": True, "header": False, "na_values": list(nulls)}
+        if sep is not None:
+            options["sep"] = sep
+        with duckdb.connect() as con:
+            cells = con.read_csv(str(path), **options).df()
+    if header:
+        names = [str(v).removeprefix("\ufeff") if pd.notna(v) else "" for v in cells.iloc[0]]
+        cells = cells.iloc[1:].reset_index(drop=True).set_axis(names, axis=1)
+    else:
+        cells.columns = [f"column{i}" for i in range(cells.shape[1])]
+    return cells.astype("str").where(cells.notna(), None)
 
 
 @contextlib.contextmanager
@@ -84,6 +114,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> str:
+    """A file's sha256 (hex), read in blocks: the one hash of model files and output sets."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def umask() -> int:
@@ -135,8 +174,12 @@ def _spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _neutralised(values: pd.Series) -> pd.Series:
-    text = values.where(values.map(lambda v: isinstance(v, str)).astype(bool))  # strings only
-    risky = text.str.startswith(FORMULA_STARTS, na=False) & ~text.str.fullmatch(
-        PLAIN_NUMBER, na=False
-    )
+    if isinstance(values.dtype, pd.StringDtype):  # only strings and missing values: no loop
+        text = values
+    else:
+        text = values.where(values.map(lambda v: isinstance(v, str)).astype(bool))  # strings
+    risky = text.str.startswith(FORMULA_STARTS, na=False)
+    if not risky.any():  # the usual column: nothing to prefix, nothing more to scan
+        return values
+    risky &= ~text.str.fullmatch(PLAIN_NUMBER, na=False)
     return values.where(~risky, "'" + text)

@@ -10,7 +10,6 @@ against its manifest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -20,18 +19,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from churnlens.data.io import umask
+from churnlens.data.io import file_sha256, umask
 from churnlens.errors import ChurnlensError
 
 MANIFEST = "manifest.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _take_over(out: Path) -> None:
@@ -65,7 +56,7 @@ def publish(out: Path, files: dict[str, Callable[[Path], object]], manifest: dic
     try:
         for name, write in files.items():
             write(staging / name)
-        manifest = {**manifest, "files": {name: _sha256(staging / name) for name in files}}
+        manifest = {**manifest, "files": {name: file_sha256(staging / name) for name in files}}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         staging.chmod(0o777 & ~umask())  # mkdtemp makes 0700 folders
         for path in [*staging.iterdir(), staging]:
@@ -119,7 +110,7 @@ def verify(out: Path) -> list[str]:
         path = out / name
         if not path.is_file():
             problems.append(f"{name}: missing")
-        elif _sha256(path) != digest:
+        elif file_sha256(path) != digest:
             problems.append(f"{name}: sha256 differs from the manifest")
     extra = {p.name for p in out.iterdir()} - set(recorded) - {MANIFEST}
     problems += [f"{name}: not in the manifest" for name in sorted(extra)]

@@ -30,7 +30,10 @@ or those active at ``end`` for customers still alive, and for churners ``churn_d
 playbook family of the cause that made them leave (support, detractor, pricing or market),
 drawn among the active causes in proportion to the log of their hazard factors (each one's
 share of the raised hazard), missing when no cause was active (disengagement is how churn
-shows, not why).
+shows, not why). Asked with ``hazard_at``, it also records ``hazard_at``: each customer's weekly
+churn hazard as the generator drew it for the week holding that date (missing for customers
+not signed up or already gone at the week's start), so a ranking can be compared with an
+oracle that knows the true hazard.
 """
 
 from collections import defaultdict
@@ -84,12 +87,16 @@ TICKET_SURVEY_RATE = 0.25
 
 
 def simulate(
-    n_customers: int, seed: int, start: str = "2024-01-01", end: str = "2025-12-31"
+    n_customers: int,
+    seed: int,
+    start: str = "2024-01-01",
+    end: str = "2025-12-31",
+    hazard_at: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Simulate the shop; returns customers, purchases, tickets, surveys, events, ground_truth.
 
-    Deterministic for a seed.  All times lie in ``[start, end]`` (naive ``datetime64[us]``,
-    whole seconds).
+    Deterministic for a seed (``hazard_at`` adds a truth column and changes nothing else).
+    All times lie in ``[start, end]`` (naive ``datetime64[us]``, whole seconds).
     """
     if n_customers < 1:
         raise ValueError("n_customers must be at least 1")
@@ -100,6 +107,10 @@ def simulate(
     if (horizon * 86400.0 + 1) * n_customers * len(EVENT_KINDS) >= 2.0**63:
         raise ValueError("too many customers for this period (sort keys would overflow)")
     shop = _Shop(np.random.default_rng(seed), n_customers, horizon)
+    if hazard_at is not None:
+        shop.hazard_at = (pd.Timestamp(hazard_at) - t_start) / pd.Timedelta(days=1)
+        if not 0 <= shop.hazard_at < horizon:
+            raise ValueError(f"hazard_at must lie in [{start}, {end})")
     for t0 in np.arange(0.0, horizon, 7.0):
         shop.step(t0, min(t0 + 7.0, horizon))
     return shop.tables(t_start)
@@ -150,6 +161,8 @@ class _Shop:
         self.last_bad_ticket = np.full(n, -np.inf)
         self.last_detractor = np.full(n, -np.inf)
         self.last_disengaged = np.full(n, -np.inf)
+        self.hazard_at: float | None = None  # days since start: record the hazard then
+        self.hazard = np.full(n, np.nan)
         self.rows: dict[str, dict[str, list[np.ndarray]]] = defaultdict(lambda: defaultdict(list))
 
     def _emit(self, table: str, **columns: np.ndarray) -> None:
@@ -197,6 +210,8 @@ class _Shop:
         """Draw who leaves during [t0, t1) from the hazard given the drivers active at t0."""
         drivers = self.active_drivers(idx, t0)
         rate = self.base_hazard[idx] * np.prod(np.where(drivers, MULTIPLIERS, 1.0), axis=1)
+        if self.hazard_at is not None and t0 <= self.hazard_at < t1:
+            self.hazard[idx] = rate
         hit = self.rng.random(idx.size) < -np.expm1(-rate * (t1 - t0) / 7.0)
         gone = idx[hit]
         self.churn_t[gone] = t0 + self.rng.random(gone.size) * (t1 - t0)
@@ -461,7 +476,8 @@ class _Shop:
                 "discount_hunter": self.hunter,
                 "support_heavy": self.heavy,
                 "usual_gap_days": self.usual_gap,
-            },
+            }
+            | ({"hazard_at": self.hazard} if self.hazard_at is not None else {}),
         )
         return out
 

@@ -101,7 +101,7 @@ def _in_window(days: int) -> str:
     return f"ts >= cutoff - INTERVAL {days} DAY"
 
 
-def _column_name(text: str) -> str:
+def column_name(text: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
 
 
@@ -521,7 +521,7 @@ def _surveys(ces_scale: int, csat_scale: int = 5) -> list[Feature]:
 def _events(windows: list[int], kinds: list[str], config: FeatureConfig) -> list[Feature]:
     feats = []
     for kind in kinds:
-        col, label = _column_name(kind), kind.replace("_", " ")
+        col, label = column_name(kind), kind.replace("_", " ")
         role, family = KNOWN_EVENTS.get(kind, UNKNOWN_EVENT)
         if kind in config.event_roles:
             role, family = config.event_roles[kind], col

@@ -12,7 +12,6 @@ booster as text and the rest as JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,11 +24,14 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedKFold
 
+from churnlens.data.io import file_sha256
 from churnlens.drift import reference_profile
 from churnlens.errors import ChurnlensError
+from churnlens.modeling.linear import LinearPart
 
 NOT_FEATURES = ("customer_id", "cutoff", "as_of", "churned")
 BOOSTER_FILE, SPEC_FILE = "booster.txt", "model.json"
+BATCH_ROWS = 200_000
 
 
 class Calibrator:
@@ -90,6 +92,7 @@ class ChurnModel:
         calibration: str = "auto",
         seed: int = 0,
         threads: int | None = None,
+        blend: bool = False,
     ):
         self.params = params or {}
         self.num_boost_round = num_boost_round
@@ -97,10 +100,18 @@ class ChurnModel:
         self.calibration = calibration
         self.seed = seed
         self.threads = threads
+        self.blend = blend
 
     # --- fitting -------------------------------------------------------------------------
-    def fit(self, train: pd.DataFrame, valid: pd.DataFrame, label: str = "churned") -> ChurnModel:
-        """Fit on `train`, stop early and calibrate on `valid` (both carry `label`)."""
+    def fit(
+        self,
+        train: pd.DataFrame,
+        valid: pd.DataFrame,
+        label: str = "churned",
+        reference: pd.DataFrame | None = None,
+    ) -> ChurnModel:
+        """Fit on `train`, stop early and calibrate on `valid` (both carry `label`); profile
+        `reference` (default: `valid`) for drift, see `set_reference`."""
         names = [c for c in train.columns if c not in NOT_FEATURES]
         self.feature_names_ = names
         self.dtypes_ = {n: "category" if _is_categorical(train[n]) else "float64" for n in names}
@@ -130,9 +141,26 @@ class ChurnModel:
             valid_sets=[dvalid],
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         )
+        self.linear_, self.blend_scores_ = None, {}
+        if self.blend:
+            self._fit_linear(x_train, y_train, x_valid, y_valid, valid["cutoff"])
         self.calibrator_ = Calibrator(self.calibration).fit(self._margin(x_valid), y_valid)
         self.contract_ = {}
-        return self.set_reference(valid)
+        if reference is not None:
+            return self.set_reference(reference)
+        self.reference_ = reference_profile(x_valid, self.dtypes_)  # prepared once already
+        return self
+
+    def _fit_linear(self, x_train, y_train, x_valid, y_valid, valid_cutoffs) -> None:
+        """The logistic part and its weight, chosen on the latest validation cutoff
+        (all validation rows if that cutoff holds one class only); see linear.py."""
+        numeric = [n for n, kind in self.dtypes_.items() if kind == "float64"]
+        self.linear_ = LinearPart().fit(x_train, y_train, numeric)
+        latest = (valid_cutoffs == valid_cutoffs.max()).to_numpy()
+        if len(np.unique(y_valid[latest])) < 2:
+            latest[:] = True
+        tree = self._margin(x_valid)[latest]
+        self.blend_scores_ = self.linear_.choose_weight(tree, x_valid[latest], y_valid[latest])
 
     def set_contract(self, contract: dict) -> ChurnModel:
         """Record what the probabilities mean (see `churnlens.modeling.train.model_contract`)."""
@@ -182,12 +210,34 @@ class ChurnModel:
         return pd.DataFrame(out, index=frame.index)
 
     def _margin(self, prepared: pd.DataFrame) -> np.ndarray:
-        return self.booster_.predict(
+        """LightGBM's raw margin, blended with the logistic part when there is one."""
+        tree = self.booster_.predict(
             prepared, raw_score=True, num_iteration=self.booster_.best_iteration or None
         )
+        return tree if self.linear_ is None else self.linear_.blend(tree, prepared)
+
+    def _contributions(self, prepared: pd.DataFrame) -> np.ndarray:
+        """Exact contributions to the raw margin (TreeSHAP, blended with the logistic terms
+        when there is a logistic part); the last column is the base value."""
+        tree = self.booster_.predict(
+            prepared, pred_contrib=True, num_iteration=self.booster_.best_iteration or None
+        )
+        if self.linear_ is None:
+            return tree
+        return self.linear_.blend_contributions(tree, prepared, self.feature_names_)
+
+    def _batched(self, frame: pd.DataFrame, predict) -> np.ndarray:
+        """`predict` over BATCH_ROWS rows at a time: only one batch is ever held as a
+        prepared float copy, so a million rows cost a batch's memory, not theirs."""
+        self._check_fitted()
+        parts = [
+            predict(self.prepare(frame.iloc[start : start + BATCH_ROWS]))
+            for start in range(0, max(len(frame), 1), BATCH_ROWS)
+        ]
+        return np.concatenate(parts)
 
     def predict_margin(self, frame: pd.DataFrame) -> np.ndarray:
-        return self._margin(self.prepare(frame))
+        return self._batched(frame, self._margin)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated churn probability per row."""
@@ -195,12 +245,8 @@ class ChurnModel:
         return self.calibrator_.predict(margin)
 
     def contributions(self, frame: pd.DataFrame) -> np.ndarray:
-        """Exact TreeSHAP contributions to the raw margin; the last column is the base value."""
-        return self.booster_.predict(
-            self.prepare(frame),
-            pred_contrib=True,
-            num_iteration=self.booster_.best_iteration or None,
-        )
+        """Exact contributions to the raw margin, the last column the base value."""
+        return self._batched(frame, self._contributions)
 
     # --- persistence ---------------------------------------------------------------------
     def spec(self) -> dict:
@@ -212,6 +258,7 @@ class ChurnModel:
             "reference": self.reference_,
             "contract": self.contract_,
             "best_iteration": self.booster_.best_iteration,
+            "linear": self.linear_.state if self.linear_ is not None else None,
             "params": self.params,
             "lightgbm_version": lgb.__version__,
         }
@@ -226,7 +273,7 @@ class ChurnModel:
 
     def file_hashes(self, folder: Path) -> dict[str, str]:
         """sha256 of the saved files, recorded at training so loading can check them."""
-        return {name: _sha256(Path(folder) / name) for name in (BOOSTER_FILE, SPEC_FILE)}
+        return {name: file_sha256(Path(folder) / name) for name in (BOOSTER_FILE, SPEC_FILE)}
 
     @classmethod
     def load(cls, folder: Path, sha256: dict[str, str] | None = None) -> ChurnModel:
@@ -238,7 +285,7 @@ class ChurnModel:
         if not (folder / BOOSTER_FILE).is_file() or not (folder / SPEC_FILE).is_file():
             raise ChurnlensError(f"model folder {folder}: {BOOSTER_FILE} or {SPEC_FILE} missing")
         for name, expected in (sha256 or {}).items():
-            if _sha256(folder / name) != expected:
+            if file_sha256(folder / name) != expected:
                 raise ChurnlensError(
                     f"model folder {folder}: {name} does not match the sha256 recorded at "
                     "training; the model was changed after training and is not loaded"
@@ -252,6 +299,7 @@ class ChurnModel:
             model.categories_ = spec["categories"]
             model.calibrator_ = Calibrator.from_dict(spec["calibration"])
             model.reference_ = spec["reference"]
+            model.linear_ = LinearPart(spec["linear"]) if spec.get("linear") else None
         except (ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as error:
             raise ChurnlensError(
                 f"model folder {folder}: cannot be read ({type(error).__name__}: "
@@ -259,10 +307,6 @@ class ChurnModel:
             ) from None
         model.contract_ = spec.get("contract", {})
         return model
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _is_categorical(values: pd.Series) -> bool:

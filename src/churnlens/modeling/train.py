@@ -16,6 +16,7 @@ from churnlens.config import Config, ModelConfig
 from churnlens.economics import customer_value, expected_gain
 from churnlens.errors import ChurnlensError
 from churnlens.features.registry import declared_features
+from churnlens.labels import require_informative
 from churnlens.modeling.baselines import baselines
 from churnlens.modeling.evaluate import evaluate_by_cutoff, paired_bootstrap
 from churnlens.modeling.model import ChurnModel
@@ -52,6 +53,7 @@ def configured_model(settings: ModelConfig) -> ChurnModel:
         settings.calibration,
         settings.seed,
         settings.threads,
+        settings.blend,
     )
 
 
@@ -97,6 +99,7 @@ def fit(training_set: pd.DataFrame, config: Config | None = None) -> TrainingRes
     """Fit the model and baselines on the out-of-time split of a stacked training set and
     evaluate them on the validation and test cutoffs; no tracking (see pipeline.train)."""
     config = config or Config()
+    require_informative(training_set)
     split = time_split(
         training_set["cutoff"],
         config.churn.horizon_days,
@@ -107,14 +110,13 @@ def fit(training_set: pd.DataFrame, config: Config | None = None) -> TrainingRes
         holdout_share=config.cutoffs.holdout_share,
     )
     train, valid = split.part(training_set, "train"), split.part(training_set, "valid")
-    scored = pd.concat([valid, split.part(training_set, "test")])
+    test = split.part(training_set, "test")
+    scored = pd.concat([valid, test])
     seconds = {}
     started = time.perf_counter()
-    model = configured_model(config.model).fit(train, valid)
+    model = configured_model(config.model).fit(train, valid, reference=test)
     seconds[MODEL] = time.perf_counter() - started
-    model.set_reference(split.part(training_set, "test")).set_contract(
-        model_contract(config, split)
-    )
+    model.set_contract(model_contract(config, split))
     columns = {MODEL: model.predict_proba(scored)}
     failed = {}
     for baseline in baselines(config.churn.horizon_days):

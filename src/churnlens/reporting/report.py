@@ -47,6 +47,7 @@ METRIC_FORMATS = {"n": "count", "profit_top_k": "money"}
 COHORTS_SHOWN = 12
 FEATURES_SHOWN = 15
 DRIFT_SHOWN = 10
+EXITS_SHOWN = 25
 
 
 @dataclass
@@ -58,7 +59,7 @@ class ReportInput:
     the summaries of `rfm_segments` and `pareto_view`. model_card: facts shown as text (name,
     version, data window, horizon, ...). metrics: test metrics, one row per model (the model
     and its baselines). calibration: predicted vs observed churn rate per bin. drift: the PSI
-    table. importance: mean |SHAP| per feature.
+    table. importance: mean |SHAP| per feature. exits: exit survey answers (`Tables.exits`).
     """
 
     risk_list: pd.DataFrame
@@ -72,6 +73,7 @@ class ReportInput:
     calibration: pd.DataFrame | None = None
     drift: pd.DataFrame | None = None
     importance: pd.Series | None = None
+    exits: pd.DataFrame | None = None
     top_targets: int = 25
     title: str = "Customer retention report"
 
@@ -221,6 +223,50 @@ def _targets(risk: pd.DataFrame, top: int, currency: str) -> list[dict]:
     return rows
 
 
+def _exits(exits: pd.DataFrame | None, risk: pd.DataFrame) -> dict | None:
+    """Customers who said why they left, the stated reason beside the model's drivers for them.
+
+    Each customer's latest exit answer; their reasons come from the risk list (not scored when
+    they are not in it). A stated reason code that names a driver family (support, pricing,
+    delivery, ...) agrees when one of the model's three reasons has that family.
+    """
+    if exits is None or exits.empty:
+        return None
+    latest = exits.sort_values("answered_at").drop_duplicates("customer_id", keep="last")
+    latest = latest.iloc[::-1].set_index("customer_id")
+    scored = risk.set_index("customer_id").reindex(latest.index)
+    on_list = scored["as_of"].notna()
+    code = latest["reason"] if "reason" in latest else pd.Series(pd.NA, index=latest.index)
+    families = [f"reason_{i}_family" for i in (1, 2, 3) if f"reason_{i}_family" in scored]
+    named = scored[families].eq(code, axis=0).any(axis=1)
+    agrees = named.where(code.notna() & on_list)
+    rows = []
+    for customer, answer in latest.head(EXITS_SHOWN).iterrows():
+        row = scored.loc[customer]
+        said = str(code[customer]).replace("_", " ") if pd.notna(code[customer]) else ""
+        reasons = (sentence(row.get(f"reason_{i}")) for i in (1, 2, 3))
+        rows.append(
+            {
+                "customer": str(customer),
+                "answered": f"{answer['answered_at']:%Y-%m-%d}",
+                "stated": " — ".join(t for t in (said, sentence(answer.get("comment"))) if t),
+                "risk": percent(row["churn_probability"]) if on_list[customer] else "",
+                "reasons": [text for text in reasons if text],
+                "agrees": {True: "yes", False: "no"}.get(agrees[customer], "–"),
+            }
+        )
+    by_code = pd.DataFrame({"code": code.fillna("(comment only)"), "agrees": agrees})
+    summary = [
+        {
+            "stated": str(name).replace("_", " "),
+            "customers": f"{len(part):,}",
+            "agrees": f"{part['agrees'].eq(True).sum()} of {part['agrees'].notna().sum()}",
+        }
+        for name, part in by_code.groupby("code", sort=True)
+    ]
+    return {"rows": rows, "summary": summary, "customers": len(latest)}
+
+
 def _counts(values: pd.Series) -> list[tuple[str, int]]:
     counts = values.dropna().astype("str").str.replace("_", " ").value_counts()
     return [(name, int(n)) for name, n in counts.items()]
@@ -241,6 +287,34 @@ def _table(frame: pd.DataFrame | None, formats: dict[str, str], currency: str) -
     return {"header": [str(c).replace("_", " ") for c in frame.columns], "rows": rows}
 
 
+def _template(name: str) -> jinja2.Template:
+    """A template of this package; autoescape makes every inserted text HTML-safe."""
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(files("churnlens.reporting"))),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return environment.get_template(name)
+
+
+def render_card(
+    card: dict,
+    metrics: pd.DataFrame,
+    calibration: pd.DataFrame,
+    importance: pd.Series,
+    currency: str = "EUR",
+) -> str:
+    """The model card alone as one HTML document: the report's model-card section and the
+    global importance, for the training run in MLflow (`reporting.card.model_card` output)."""
+    return _template("card.html.j2").render(
+        at_scoring=False,
+        card=card,
+        metrics=_table(metrics.reset_index(), METRIC_FORMATS, currency),
+        calibration_chart=calibration_chart(calibration),
+        importance_chart=importance_chart(importance) if len(importance) else None,
+    )
+
+
 def render(report: ReportInput) -> str:
     """The report as one HTML document (a string)."""
     risk, currency = report.risk_list, report.currency
@@ -253,11 +327,8 @@ def render(report: ReportInput) -> str:
     if drift is not None:
         drift = drift.head(DRIFT_SHOWN)
     targets = risk[risk["target"]]
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    template = environment.from_string(
-        files("churnlens.reporting").joinpath("report.html.j2").read_text(encoding="utf-8")
-    )
-    return template.render(
+    return _template("report.html.j2").render(
+        at_scoring=True,
         title=report.title,
         as_of=pd.Timestamp(risk["as_of"].iloc[0]).strftime("%Y-%m-%d") if len(risk) else "–",
         card=report.model_card,
@@ -271,6 +342,7 @@ def render(report: ReportInput) -> str:
         budget=_budget(risk, currency),
         targets=_targets(risk, report.top_targets, currency),
         target_count=len(targets),
+        exits=_exits(report.exits, risk),
         reason_counts=_counts(targets.get("reason_family", pd.Series(dtype="str"))),
         action_counts=_counts(targets.get("recommended_action", pd.Series(dtype="str"))),
         importance_chart=importance_chart(report.importance)

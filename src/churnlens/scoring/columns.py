@@ -1,7 +1,7 @@
 """The risk list's columns, defined once: name, type and meaning.
 
 This list orders and types the columns `score` returns and the files `churnlens score`
-writes, and `docs/outputs.md` shows it (a test keeps the two equal).
+writes, and `docs/concepts.md` shows it (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ RISK_LIST = (
     OutputColumn(
         "expected_net_gain",
         "float64",
-        "churn_probability × value × save_rate − contact_cost of the recommended action; "
-        "empty when the customer was not explained",
+        "expected saveable gain of one contact: churn_probability × value × save_rate − "
+        "contact_cost of the recommended action; empty when the customer was not explained",
     ),
     OutputColumn(
         "rank",
@@ -66,12 +66,23 @@ RISK_LIST = (
     *_reason(2),
     *_reason(3),
     OutputColumn("reason_family", "str", "playbook family whose drivers raise risk most"),
+    OutputColumn(
+        "driver_share",
+        "float64",
+        "share (0-1) of the customer's risk-raising TreeSHAP contributions from drivers told "
+        "as reasons: the part of the risk an action can address",
+    ),
     OutputColumn("sign_feature", "str", "the strongest risk-raising sign (how churn shows)"),
     OutputColumn("sign_contribution", "float64", "its share (0-1) of the customer's risk"),
     OutputColumn("sign", "str", "that sign as a sentence"),
     OutputColumn("recommended_action", "str", "the playbook's action for this customer"),
     OutputColumn("contact_cost", "float64", "cost of one contact with that action"),
-    OutputColumn("save_rate", "float64", "share of churners that action is expected to keep"),
+    OutputColumn(
+        "save_rate",
+        "float64",
+        "share of the customer's risk the contact is expected to remove: the action's save "
+        "rate × the playbook's factor for the status × driver_share (not for win-back)",
+    ),
     OutputColumn("model_name", "str", "registered model name"),
     OutputColumn("model_version", "str", "registered model version ('' when in memory)"),
     OutputColumn("run_id", "str", "MLflow run that trained it ('' when in memory)"),
@@ -88,7 +99,7 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def markdown() -> str:
-    """The column table as Markdown, for docs/outputs.md."""
+    """The column table as Markdown, for docs/concepts.md."""
     rows = ["| column | type | meaning |", "|---|---|---|"]
     rows += [f"| `{c.name}` | {c.dtype} | {c.meaning} |" for c in RISK_LIST]
     return "\n".join(rows)

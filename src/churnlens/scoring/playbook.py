@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from churnlens.errors import ChurnlensError
 
@@ -47,6 +48,16 @@ class Playbook(_Strict):
     top_value: TopValueRule | None = None
     no_incentive: NoIncentiveRule | None = None
     win_back: Action | None = None  # for lapsed customers, whatever their reasons
+    # Share of an action's save rate that holds for a customer of this status: an `at_risk`
+    # customer may already have left, and nobody gone can be kept. Missing statuses: 1.
+    status_save_factor: dict[Literal["active", "at_risk", "lapsed"], float] = {}
+
+    @field_validator("status_save_factor")
+    @classmethod
+    def _factors(cls, factors: dict[str, float]) -> dict[str, float]:
+        if any(not 0 <= f <= 1 for f in factors.values()):
+            raise ValueError("every factor must lie in [0, 1]")
+        return factors
 
     def family_of(self, feature: str, default: str = DEFAULT) -> str:
         """The first family with a pattern matching `feature`, else `default` (the family the
@@ -107,14 +118,21 @@ def recommend(
     features: pd.DataFrame,
     value: pd.Series,
     status: pd.Series | None = None,
+    driver_share: pd.Series | None = None,
     cuts: tuple[float | None, float | None] | None = None,
 ) -> pd.DataFrame:
     """Action, cost and save rate per customer from their reason family and value rules.
 
     `family` is each customer's strongest reason family (missing: none, so 'default').
     Value rules use quantiles of `value` in this scoring population (`cuts`, default
-    `value_cuts` of `value`); the top-value rule wins, except for lapsed customers (`status`),
-    who get the win-back action when there is one.
+    `value_cuts` of `value`; pass the whole population's when these rows are a part of it);
+    the top-value rule wins, except for lapsed customers (`status`), who get the win-back
+    action when there is one. The save rate is the share of the customer's churn risk the
+    contact is expected to remove: the action's, times the playbook's factor for the
+    customer's status, times (for a retention action) `driver_share`, the part of the risk
+    that comes from drivers an action can address (scoring.reasons): "no purchase for 40 days"
+    is how churn shows, not a cause an offer can fix, so risk that only shows as signs earns
+    little.
     """
     low, high = cuts or value_cuts(playbook, value)
     family = family.fillna(DEFAULT)
@@ -132,11 +150,17 @@ def recommend(
     if playbook.win_back is not None and status is not None:
         chosen[np.asarray(status == "lapsed")] = "win_back"
         actions["win_back"] = playbook.win_back
+    save_rate = chosen.map(lambda k: actions[k].save_rate).astype("float64")
+    if status is not None and playbook.status_save_factor:
+        factors = playbook.status_save_factor
+        save_rate *= [factors.get(s, 1.0) for s in np.asarray(status, dtype=object)]
+    if driver_share is not None:
+        save_rate *= np.where(chosen == "win_back", 1.0, driver_share.to_numpy(float))
     return pd.DataFrame(
         {
             "recommended_action": chosen.map(lambda k: actions[k].action).astype("str"),
             "contact_cost": chosen.map(lambda k: actions[k].cost).astype("float64"),
-            "save_rate": chosen.map(lambda k: actions[k].save_rate).astype("float64"),
+            "save_rate": save_rate,
         },
         index=family.index,
     )
@@ -157,9 +181,11 @@ def planned_actions(
     status: pd.Series,
 ) -> pd.DataFrame:
     """The playbook's action, cost and save rate per row of one population (one date):
-    from the family of the row's strongest drivers (roles from `registry`), the value rules
-    and the status."""
+    from the family of the row's strongest drivers and their share of the risk (roles from
+    `registry`), the value rules and the status."""
     from churnlens.scoring.reasons import top_reasons
 
-    families = top_reasons(model, frame, registry, playbook.family_of)["reason_family"]
-    return recommend(playbook, families, frame, value, status)
+    reasons = top_reasons(model, frame, registry, playbook.family_of)
+    return recommend(
+        playbook, reasons["reason_family"], frame, value, status, reasons["driver_share"]
+    )

@@ -36,6 +36,7 @@ REASON_COLUMNS = [
         for part in ("_feature", "_family", "_contribution", "")
     ),
     "reason_family",
+    "driver_share",
     "sign_feature",
     "sign_contribution",
     "sign",
@@ -77,7 +78,9 @@ def top_reasons(
     """REASON_COLUMNS per row of `frame`: for i = 1..k reason_i_feature, reason_i_family,
     reason_i_contribution (share of the customer's risk) and the sentence reason_i, from the
     risk-raising drivers; reason_family, the family whose drivers together raise the risk most
-    (it picks the action); sign_feature, sign_contribution and sign, the strongest sign.
+    (it picks the action); driver_share, the share of the customer's risk that comes from
+    drivers told as reasons (what an action can address; the rest is how churn shows);
+    sign_feature, sign_contribution and sign, the strongest sign.
 
     `family_of(feature, registry_family)` gives a feature's playbook family (the playbook may
     re-file features). Rows with fewer risk-raising drivers have missing slots. The family
@@ -129,27 +132,41 @@ def top_reasons(
         out["reason_family"] = np.where(
             strength.max(axis=1) > 0, family_names[strength.argmax(axis=1)], None
         )
+    out["driver_share"] = np.where(drivers & ~silent, np.clip(share, 0, None), 0.0).sum(axis=1)
     out["sign_feature"] = picked_names[:, k]
     out["sign_contribution"] = np.where(picked_share[:, k] > 0, picked_share[:, k], np.nan)
     out["sign"] = texts[:, k]
     result = pd.DataFrame(out, index=frame.index)
-    text = [c for c in result.columns if not c.endswith("_contribution")]
+    text = [c for c in result.columns if not c.endswith(("_contribution", "_share"))]
     return result.astype({c: "str" for c in text})
+
+
+def feature_settings(model: ChurnModel, config):
+    """The config's feature settings with the feature windows the model was trained on."""
+    windows = model.contract_.get("feature_windows_days", config.features.windows_days)
+    return config.features.model_copy(update={"windows_days": windows})
+
+
+def registry_for(model: ChurnModel, tables, config) -> tuple:
+    """(feature settings, registry) a model's features are built and explained with (see
+    `feature_settings`). Built once per run."""
+    from churnlens.features.engine import active_features
+
+    feature_config = feature_settings(model, config)
+    registry = active_features(
+        tables, feature_config, config.data.ces_scale, config.data.csat_scale
+    )
+    return feature_config, registry
 
 
 def explain(model: ChurnModel, features: pd.DataFrame, tables, config=None) -> pd.DataFrame:
     """The reasons for every row of a feature frame (from `build_features` or `training_set`):
     customer_id, cutoff and the reason columns, with families from the config's playbook."""
     from churnlens.config import Config
-    from churnlens.features.engine import active_features
     from churnlens.scoring.playbook import load_playbook
 
     config = config or Config()
-    windows = model.contract_.get("feature_windows_days", config.features.windows_days)
-    feature_config = config.features.model_copy(update={"windows_days": windows})
-    registry = active_features(
-        tables, feature_config, config.data.ces_scale, config.data.csat_scale
-    )
+    _, registry = registry_for(model, tables, config)
     family_of = load_playbook(config.playbook.path).family_of
     reasons = top_reasons(model, features, registry, family_of)
     return pd.concat([features[["customer_id", "cutoff"]], reasons], axis=1)

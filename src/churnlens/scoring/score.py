@@ -23,16 +23,17 @@ from churnlens.drift import psi_table
 from churnlens.economics import check_budget, customer_value, expected_gain, risk_tiers
 from churnlens.economics import select_targets as _budgeted
 from churnlens.errors import ChurnlensError
-from churnlens.features.engine import active_features, build_features
+from churnlens.features.engine import build_features
 from churnlens.labels import data_end, population
 from churnlens.modeling.model import ChurnModel
 from churnlens.scoring import columns
-from churnlens.scoring.playbook import load_playbook, recommend
-from churnlens.scoring.reasons import REASON_COLUMNS, TOP_K, top_reasons
+from churnlens.scoring.playbook import load_playbook, recommend, value_cuts
+from churnlens.scoring.reasons import REASON_COLUMNS, TOP_K, registry_for, top_reasons
 from churnlens.scoring.status import STATUSES, customer_status
 
 log = logging.getLogger(__name__)
-EXPLAIN_CHUNK = 20_000  # rows explained per round when a budget may stop early
+EXPLAIN_CHUNK = 20_000  # fewest rows explained per round when a budget may stop early
+EXPLAIN = ("targets", "high", "all")  # who gets reasons, beyond what the budget needs
 
 
 class DriftError(ChurnlensError):
@@ -66,8 +67,8 @@ def check_contract(model: ChurnModel, config: Config) -> None:
             )
 
 
-def _check_as_of(tables: Tables, as_of: pd.Timestamp) -> None:
-    end = data_end(tables)
+def _check_as_of(tables: Tables, as_of: pd.Timestamp, churn_type: str) -> None:
+    end = data_end(tables, churn_type)  # contractual data end with the last cancellation
     if as_of > end.normalize() + pd.Timedelta(days=1):
         raise ChurnlensError(
             f"--as-of {as_of:%Y-%m-%d} is after the data end ({end:%Y-%m-%d}): features such as "
@@ -102,52 +103,64 @@ def _explain_and_target(
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Reasons, actions and expected net gain for the rows that need them.
 
-    A customer's action, so their gain, depends on their reasons, and TreeSHAP costs a fraction
-    of a millisecond a row. So beyond the rows in `explained` (the high tier), customers are
-    explained best upper bound first (p x value x the best save rate - the cheapest action)
-    until no unexplained customer could still enter the budgeted target list (lapsed ones,
-    not `eligible`, never can). Rows left unexplained have no reasons, no action and no gain
-    (NaN); none of them could be a target.
+    A customer's action, so their gain, depends on their reasons, and TreeSHAP is the costly
+    step. So beyond the rows in `explained` (asked for), customers are explained in rounds,
+    best upper bound first (p x value x the best save rate - the cheapest action), until no
+    unexplained customer could still enter the budgeted target list (lapsed ones, not
+    `eligible`, never can). Each round explains and prices only its new rows (value rules
+    against the whole population) and ranks only the explained candidates. Rows left
+    unexplained have no reasons, no action and no gain (NaN); none of them could be a target.
     """
     best_save, least_cost = playbook.best_case
     upper = expected_gain(p, value, best_save, least_cost)
     order = np.argsort(-upper, kind="stable")
     queue = order[(upper[order] > 0) & ~explained[order] & eligible[order]]
     unlimited = contacts is None and money is None  # every positive gain is a target
-    chunk = len(queue) if unlimited else max(EXPLAIN_CHUNK, 2 * (contacts or 0))
+    size = len(queue) if unlimited else max(EXPLAIN_CHUNK, contacts or 0)  # the first round
     values = pd.Series(value, index=features.index)
-    parts, new = [], np.flatnonzero(explained)
+    cuts = cuts or value_cuts(playbook, values)  # the whole population's, for every round
+    ids = features["customer_id"].to_numpy()
+    gain = np.full(len(features), np.nan)
+    cost = np.full(len(features), np.nan)
+    parts, priced, new = [], [], np.flatnonzero(explained)
     while True:
         if len(new):
-            parts.append(top_reasons(model, features.iloc[new], registry, playbook.family_of))
-        reasons = pd.concat(parts) if parts else pd.DataFrame(columns=REASON_COLUMNS)
-        reasons = reasons.reindex(features.index)
-        actions = recommend(playbook, reasons["reason_family"], features, values, status, cuts)
-        gain = expected_gain(p, value, actions["save_rate"], actions["contact_cost"])
-        gain = np.where(explained, gain, np.nan)
+            rows = features.iloc[new]
+            reasons = top_reasons(model, rows, registry, playbook.family_of)
+            actions = recommend(
+                playbook,
+                reasons["reason_family"],
+                rows,
+                values.iloc[new],
+                status.iloc[new],
+                reasons["driver_share"],
+                cuts=cuts,
+            )
+            gain[new] = expected_gain(
+                p[new], value[new], actions["save_rate"], actions["contact_cost"]
+            )
+            cost[new] = actions["contact_cost"].to_numpy()
+            parts.append(reasons)
+            priced.append(actions)
         if not len(queue):
             break
-        ranked = _ranked(
-            pd.DataFrame(
-                {
-                    "eligible": eligible,
-                    "expected_net_gain": gain,
-                    "contact_cost": actions["contact_cost"],
-                    "customer_id": features["customer_id"],
-                }
-            )
-        )
-        left_out = ranked[  # eligible customers the budget could not take
-            ranked["eligible"]
-            & (ranked["expected_net_gain"] > 0)
-            & ~_select_targets(ranked, contacts, money)
-        ]
-        if len(left_out) and upper[queue[0]] < left_out["expected_net_gain"].iloc[0]:
+        candidates = np.flatnonzero(eligible & (gain > 0))  # explained, could be targets
+        ranked = candidates[np.lexsort((ids[candidates], -gain[candidates]))]
+        left_out = ranked[~_budgeted(gain[ranked], cost[ranked], contacts, money)]
+        if len(left_out) and upper[queue[0]] < gain[left_out[0]]:
             break  # every unexplained customer ranks below one the budget already left out
-        new, queue = queue[:chunk], queue[chunk:]
+        new, queue = queue[:size], queue[size:]
         explained[new] = True
-    actions.loc[~explained, ["recommended_action", "contact_cost", "save_rate"]] = np.nan
+        size = max(EXPLAIN_CHUNK, int(explained.sum()) // 4)  # then a quarter more a round
+    reasons = _stacked(parts, REASON_COLUMNS, features.index)
+    actions = _stacked(priced, ["recommended_action", "contact_cost", "save_rate"], features.index)
     return reasons, actions, gain
+
+
+def _stacked(parts: list[pd.DataFrame], names: list[str], index: pd.Index) -> pd.DataFrame:
+    """The explained rows' parts on the whole population's index; other rows missing."""
+    frame = pd.concat(parts) if parts else pd.DataFrame(columns=names)
+    return frame.reindex(index)
 
 
 def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
@@ -182,7 +195,11 @@ def risk_rows(
     tier = risk_tiers(p, config.scoring)
     status = pd.Series(customer_status(features, config.scoring.status), index=features.index)
     eligible = (status != "lapsed").to_numpy() | config.scoring.status.target_lapsed
-    explained = np.asarray(tier == "high") | (explain == "all")
+    explained = {
+        "targets": np.zeros(len(features), dtype=bool),
+        "high": np.asarray(tier == "high"),
+        "all": np.ones(len(features), dtype=bool),
+    }[explain]
     reasons, actions, gain = _explain_and_target(
         model,
         features,
@@ -223,20 +240,16 @@ def rank_and_target(risk: pd.DataFrame, contacts: int | None, money: float | Non
     return risk
 
 
-def model_feature_config(model: ChurnModel, config: Config):
-    """The feature windows the model was trained with, and the feature config using them."""
-    windows = model.contract_.get("feature_windows_days", config.features.windows_days)
-    return windows, config.features.model_copy(update={"windows_days": windows})
-
-
 def check_drift(drift: pd.DataFrame, config: Config) -> tuple[float, list[str]]:
     """The worst PSI among features not exempt, and the features past the warning limit;
     raises DriftError past the stop limit."""
-    worst = drift[~drift["feature"].isin(config.scoring.drift_exempt)].iloc[0]
-    if worst["psi"] > config.scoring.drift_stop_psi:
+    watched = drift[~drift["feature"].isin(config.scoring.drift_exempt)]  # may be none
+    worst = float(watched["psi"].max()) if len(watched) else 0.0
+    if worst > config.scoring.drift_stop_psi:
         raise DriftError(
-            f"drift: feature {worst['feature']} has PSI {worst['psi']:.3f} against training, above "
-            f"the limit scoring.drift_stop_psi = {config.scoring.drift_stop_psi}; nothing written"
+            f"drift: feature {watched['feature'].iloc[0]} has PSI {worst:.3f} against "
+            f"training, above the limit scoring.drift_stop_psi = "
+            f"{config.scoring.drift_stop_psi}; nothing written"
         )
     warned = drift.loc[drift["psi"] > config.scoring.drift_warn_psi, "feature"].tolist()
     for feature in warned:
@@ -245,7 +258,7 @@ def check_drift(drift: pd.DataFrame, config: Config) -> tuple[float, list[str]]:
             feature,
             config.scoring.drift_warn_psi,
         )
-    return float(worst["psi"]), warned
+    return worst, warned
 
 
 def summarize(risk, as_of, worst_psi, warned, model, lineage) -> dict:
@@ -284,7 +297,8 @@ def score(
 
     `tables` come from `churnlens.validate`; `model` from `churnlens.fit(...).model`,
     `ChurnModel.load` or the registry. Budgets (contacts, money) default to the config's;
-    `explain` is 'targets' (possible targets and the high tier) or 'all'. `lineage`
+    `explain` (default: the config's) gives reasons to the possible targets ('targets'),
+    also to the whole high tier ('high'), or to everyone ('all'). `lineage`
     (model_name, model_version, run_id) is stamped on every row. Raises `DriftError` when a
     feature drifted past scoring.drift_stop_psi.
     """
@@ -294,8 +308,8 @@ def score(
     money = budget_money if budget_money is not None else config.scoring.budget_money
     check_budget(contacts, money)
     explain = explain or config.scoring.explain
-    if explain not in ("targets", "all"):
-        raise ChurnlensError(f"explain must be 'targets' or 'all', not {explain!r}")
+    if explain not in EXPLAIN:
+        raise ChurnlensError(f"explain must be 'targets', 'high' or 'all', not {explain!r}")
     check_contract(model, config)
     lineage = {
         "model_name": config.model.name,
@@ -304,19 +318,25 @@ def score(
         **(lineage or {}),
     }
     playbook = load_playbook(config.playbook.path)
-    _check_as_of(tables, as_of)
+    _check_as_of(tables, as_of, config.churn.type)
     spine = population(tables, [as_of], config.churn)
     if spine.empty:
         raise ChurnlensError(f"no customer is in the population at {as_of:%Y-%m-%d}")
-    windows, feature_config = model_feature_config(model, config)
+    feature_config, registry = registry_for(model, tables, config)
     features = build_features(tables, spine, feature_config, config.data, config.churn.horizon_days)
     drift = psi_table(model.reference_, features)
     worst, warned = check_drift(drift, config)
-    registry = active_features(
-        tables, feature_config, config.data.ces_scale, config.data.csat_scale
-    )
     risk = risk_rows(
-        model, features, registry, playbook, config, windows, explain, contacts, money, lineage
+        model,
+        features,
+        registry,
+        playbook,
+        config,
+        feature_config.windows_days,
+        explain,
+        contacts,
+        money,
+        lineage,
     )
     risk = columns.conform(rank_and_target(risk, contacts, money))
     summary = summarize(risk, as_of, worst, warned, model, lineage)

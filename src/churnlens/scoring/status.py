@@ -2,32 +2,67 @@
 
 A non-contractual label calls an infrequent buyer "churned" as readily as one who left months
 ago. Status keeps the retention list for customers who can still be kept: a customer already
-past their own return window (their usual gap between purchases, times a multiple) is lapsed
-and gets a win-back action instead of a retention contact. Computed from the point-in-time
-features `recency_days` and `gap_mean_days`, so it never looks past the as-of date.
+past their own return window is lapsed and gets a win-back action instead of a retention
+contact. The window comes from every sign of life the shop records, not purchases only: a
+customer who stopped buying but still logs in is still there (and worth a retention contact),
+and one who left a few weeks ago has usually stopped logging in long before a purchase is
+overdue. Each kind of sign is taken as a steady stream, so their rates add up: the usual gap
+between signs of life is 1 / (1 / the usual gap between purchases + tickets and listed events
+per day over the longest feature window). Computed from point-in-time features, so it never
+looks past the as-of date; a shop with purchases only gets the purchase rhythm alone.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
 
 from churnlens.config import StatusConfig
+from churnlens.features.registry import column_name
 
 STATUSES = ["active", "at_risk", "lapsed"]
 
 
-def customer_status(features: pd.DataFrame, settings: StatusConfig) -> pd.Categorical:
-    """Status per row of a feature frame (rows without a purchase on record are lapsed)."""
-    recency = features["recency_days"].to_numpy(float)
+def _longest_window(columns) -> int | None:
+    windows = [int(m[1]) for c in columns if (m := re.fullmatch(r"orders_(\d+)d", c))]
+    return max(windows, default=None)
+
+
+def signs_of_life(features: pd.DataFrame, settings: StatusConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: days since the last sign of life, and the usual gap between signs of life.
+
+    Signs are completed purchases, tickets opened and the events in `settings.life_events`,
+    where the feature frame has them. A customer with one order has no purchase gap of their
+    own: the population's median stands in.
+    """
+    silence = features["recency_days"].to_numpy(float)
     gap = features["gap_mean_days"].to_numpy(float)
     if np.isnan(gap).all():
-        gap = np.full_like(recency, settings.lapsed_floor_days / settings.lapsed_gap_multiple)
-    usual = np.where(np.isnan(gap), np.nanmedian(gap), gap)
+        gap = np.full_like(silence, settings.lapsed_floor_days / settings.lapsed_gap_multiple)
+    rate = 1.0 / np.where(np.isnan(gap), np.nanmedian(gap), gap)
+    window = _longest_window(features.columns)
+    sources = [("days_since_last_ticket", f"tickets_{window}d")] + [
+        (f"days_since_{column_name(kind)}", f"{column_name(kind)}_{window}d")
+        for kind in settings.life_events
+    ]
+    if window is not None:
+        span = np.minimum(window, features["tenure_days"].to_numpy(float))
+        for since, count in sources:
+            if since in features.columns and count in features.columns:
+                silence = np.fmin(silence, features[since].to_numpy(float))
+                rate = rate + features[count].to_numpy(float) / np.maximum(span, 1.0)
+    return silence, 1.0 / rate
+
+
+def customer_status(features: pd.DataFrame, settings: StatusConfig) -> pd.Categorical:
+    """Status per row of a feature frame (rows without any sign of life on record are lapsed)."""
+    silence, usual = signs_of_life(features, settings)
     lapsed = ~(
-        recency <= np.maximum(settings.lapsed_gap_multiple * usual, settings.lapsed_floor_days)
+        silence <= np.maximum(settings.lapsed_gap_multiple * usual, settings.lapsed_floor_days)
     )
-    at_risk = ~lapsed & (recency > settings.at_risk_gap_multiple * usual)
+    at_risk = ~lapsed & (silence > settings.at_risk_gap_multiple * usual)
     return pd.Categorical(
         np.where(lapsed, "lapsed", np.where(at_risk, "at_risk", "active")), categories=STATUSES
     )
