@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import sqlglot
 from pyspark import SparkFiles
 from pyspark.sql import DataFrame, SparkSession
@@ -163,10 +164,11 @@ def register_tables(spark: SparkSession, config: Config) -> Tables:
 
 
 def register_frames(spark: SparkSession, tables: Tables) -> Tables:
-    """Register validated in-memory tables (`churnlens.validate`) as the `{table}_in` views."""
+    """Register validated in-memory tables (`churnlens.validate`) as the `{table}_in` views
+    (through Arrow, whose types hold even for an empty table)."""
     frames = {}
     for name, frame in tables.present().items():
-        frames[name] = spark.createDataFrame(frame)
+        frames[name] = spark.createDataFrame(pa.Table.from_pandas(frame, preserve_index=False))
         frames[name].createOrReplaceTempView(f"{name}_in")
     return outline(frames)
 
@@ -256,7 +258,8 @@ def _with_btyd(spark, tables: Tables, frame: DataFrame, extra: list[str], horizo
     """The BTYD features, fitted per cutoff on the driver by `features.btyd` (a BG/NBD fit
     needs every customer's purchases before the cutoff)."""
     keys = frame.select(*SPINE_COLUMNS).toPandas()
-    wanted = ["customer_id", "ordered_at"] + (["status"] if "status" in tables.purchases else [])
+    wanted = ["customer_id", "ordered_at", "amount"]
+    wanted += ["status"] if "status" in tables.purchases else []
     bought = spark.table("purchases_in").select(*wanted).toPandas()
     btyd = add_btyd_features(
         Tables(customers=tables.customers, purchases=bought), keys, horizon_days
