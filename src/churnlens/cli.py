@@ -36,6 +36,9 @@ console = Console()
 err_console = Console(stderr=True)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="YAML run configuration.")]
+EngineOption = Annotated[
+    str | None, typer.Option(help="duckdb or spark; default: the config's engine (duckdb).")
+]
 
 
 def _version(value: bool) -> None:
@@ -130,13 +133,14 @@ def validate(config: ConfigOption) -> None:
 @command
 def features(
     config: ConfigOption,
-    out: Annotated[Path, typer.Option(help="Parquet file for the training set.")],
+    out: Annotated[Path, typer.Option(help="Parquet file (Spark: folder) for the training set.")],
+    engine: EngineOption = None,
 ) -> None:
     """Build the point-in-time training set (features + churn label per customer and cutoff)."""
     from churnlens.pipeline import features as write_training_set
 
     with console.status("reading, validating, labelling and computing features"):
-        written = write_training_set(config, out)
+        written = write_training_set(config, out, engine)
     console.print(
         f"wrote {written.rows:,} rows -> {written.path}; churn rate {written.churn_rate:.1%} "
         f"over {written.cutoffs} cutoffs"
@@ -243,6 +247,7 @@ def score(
         ),
     ] = None,
     top: Annotated[int, typer.Option(help="Rows of the target list to print.")] = 10,
+    engine: EngineOption = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Also write the HTML report here.")
     ] = None,
@@ -251,7 +256,9 @@ def score(
     from churnlens.pipeline import score as score_customers
 
     with console.status(f"scoring customers at {as_of}"):
-        result = score_customers(config, as_of, out, model, budget, budget_money, explain, report)
+        result = score_customers(
+            config, as_of, out, model, budget, budget_money, explain, engine, report
+        )
     summary = result.summary
     targets = result.risk_list[result.risk_list["target"]].head(top)
     console.print(f"top {len(targets)} customers to contact at {summary['as_of']}")
@@ -280,7 +287,10 @@ def score(
         f"status: {summary['status']['active']:,} active, {summary['status']['at_risk']:,} at "
         f"risk, {lapsed:,} lapsed (win-back action; {lapsed_targets} among the targets)"
     )
-    console.print(f"risk list: {out / 'risk_list.parquet'} and {out / 'risk_list.csv'}")
+    if (out / "risk_list").is_dir():  # the Spark engine's partitioned risk list
+        console.print(f"risk list: {out / 'risk_list'} (Parquet, by as_of_date)")
+    else:
+        console.print(f"risk list: {out / 'risk_list.parquet'} and {out / 'risk_list.csv'}")
     if report is not None:
         console.print(f"report: {report}")
 

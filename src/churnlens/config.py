@@ -295,7 +295,26 @@ class ReportingConfig(_Strict):
     top_targets: int = Field(25, gt=0, description="target-list rows shown in the report")
 
 
+class SparkConfig(_Strict):
+    """Where Spark runs and reads (used with `engine: spark`, see churnlens.spark)."""
+
+    master: str | None = Field(
+        None, description="e.g. local[2]; default: spark-submit's or the running session's"
+    )
+    tables: dict[Literal["customers", "purchases", "tickets", "surveys", "events"], str] = Field(
+        default_factory=dict, description="table -> Spark table name, read instead of its path"
+    )
+    conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings")
+    drift_sample_rows: int = Field(
+        200_000, gt=0, description="rows the drift check reads (all rows below this)"
+    )
+
+
 class Config(_Strict):
+    engine: Literal["duckdb", "spark"] = Field(
+        "duckdb", description="where features, labels and scoring run"
+    )
+    spark: SparkConfig = SparkConfig()
     data: DataConfig = DataConfig()
     churn: ChurnConfig = ChurnConfig()
     cutoffs: CutoffConfig = CutoffConfig()

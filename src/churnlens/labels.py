@@ -111,18 +111,6 @@ def training_cutoffs(
     return _refuse_before_data(tables, dates)
 
 
-def _completed_purchases(con: duckdb.DuckDBPyConnection, tables: Tables) -> None:
-    status = "status = 'completed'" if "status" in tables.purchases.columns else "TRUE"
-    con.register(
-        "purchases_in",
-        tables.purchases[["customer_id", "ordered_at"] + (["status"] if status != "TRUE" else [])],
-    )
-    con.execute(
-        f"CREATE TEMP VIEW completed AS SELECT customer_id, ordered_at FROM purchases_in "
-        f"WHERE {status}"
-    )
-
-
 def _cutoff_table(con: duckdb.DuckDBPyConnection, cutoffs: list[pd.Timestamp]) -> None:
     frame = pd.DataFrame({"cutoff": pd.to_datetime(cutoffs).astype("datetime64[us]")})
     con.register("cutoffs_in", frame)
@@ -142,16 +130,18 @@ def labels(
     return _query(tables, cutoffs, churn, with_labels=True)
 
 
-def _query(tables, cutoffs, churn: ChurnConfig, with_labels: bool) -> pd.DataFrame:
-    cutoffs = [pd.Timestamp(cutoff) for cutoff in cutoffs]
-    con = duckdb.connect()
-    _cutoff_table(con, cutoffs)
+def label_sql(churn: ChurnConfig, tables: Tables, with_labels: bool = True) -> str:
+    """The population (and `churned`) at every cutoff as one SQL text in DuckDB's dialect,
+    over the views `cutoffs_in`, `purchases_in` and `customers_in`; churnlens.spark runs the
+    same text on Spark."""
     horizon = f"INTERVAL {churn.horizon_days} DAY"
     if churn.type == "non_contractual":
-        _completed_purchases(con, tables)
+        status = "status = 'completed'" if "status" in tables.purchases.columns else "TRUE"
         active = f"INTERVAL {churn.active_window_days} DAY"
         sql = f"""
-            WITH pop AS (
+            WITH completed AS (
+                SELECT customer_id, ordered_at FROM purchases_in WHERE {status}),
+            pop AS (
                 SELECT DISTINCT p.customer_id, c.cutoff FROM completed p JOIN cutoffs_in c
                 ON p.ordered_at >= c.cutoff - {active} AND p.ordered_at < c.cutoff),
             bought AS (
@@ -165,14 +155,22 @@ def _query(tables, cutoffs, churn: ChurnConfig, with_labels: bool) -> pd.DataFra
                 "table customers: column cancelled_at is required for contractual churn "
                 "(config churn.type: contractual)"
             )
-        con.register("customers_in", tables.customers[["customer_id", "signup_at", "cancelled_at"]])
         sql = f"""
             SELECT k.customer_id, c.cutoff,
                    coalesce(k.cancelled_at < c.cutoff + {horizon}, FALSE) AS churned
             FROM customers_in k JOIN cutoffs_in c
             ON k.signup_at < c.cutoff AND (k.cancelled_at IS NULL OR k.cancelled_at >= c.cutoff)"""
     columns = ", ".join(SPINE_COLUMNS + (["churned"] if with_labels else []))
-    frame = con.sql(f"SELECT {columns} FROM ({sql}) ORDER BY cutoff, customer_id").df()
+    return f"SELECT {columns} FROM ({sql}) AS labelled ORDER BY cutoff, customer_id"
+
+
+def _query(tables, cutoffs, churn: ChurnConfig, with_labels: bool) -> pd.DataFrame:
+    sql = label_sql(churn, tables, with_labels)
+    con = duckdb.connect()
+    _cutoff_table(con, [pd.Timestamp(cutoff) for cutoff in cutoffs])
+    con.register("purchases_in", tables.purchases)
+    con.register("customers_in", tables.customers)
+    frame = con.sql(sql).df()
     frame["customer_id"] = frame["customer_id"].astype("str")
     frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
     return frame

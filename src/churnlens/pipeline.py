@@ -73,12 +73,31 @@ class FeaturesWritten:
     churn_rate: float
 
 
-def features(config: Config | str | Path, out: Path) -> FeaturesWritten:
-    """Write the point-in-time training set (features + label per customer and cutoff)."""
+def _engine(config: Config, engine: str | None) -> str:
+    engine = engine or config.engine
+    if engine not in ("duckdb", "spark"):
+        raise ChurnlensError(f"--engine must be duckdb or spark, not {engine!r}")
+    return engine
+
+
+def features(config: Config | str | Path, out: Path, engine: str | None = None) -> FeaturesWritten:
+    """Write the point-in-time training set (features + label per customer and cutoff): one
+    Parquet file with DuckDB, a Parquet folder partitioned by cutoff_date with Spark."""
     from churnlens.features.engine import write_features
     from churnlens.labels import labels, silent_cutoffs, training_cutoffs
 
     config = _config(config)
+    if _engine(config, engine) == "spark":
+        from churnlens import spark
+
+        session = spark.session(config.spark)
+        frame = spark.training_set(session, spark.register_tables(session, config), config)
+        frame = frame.cache()
+        spark.write_partitioned(frame, out, "cutoff", "cutoff_date")
+        rows, cutoffs, rate = frame.selectExpr(
+            "count(*)", "count(DISTINCT cutoff)", "avg(CAST(churned AS DOUBLE))"
+        ).first()
+        return FeaturesWritten(out, rows, cutoffs, rate)
     tables = load_tables(config.data)
     spine = labels(tables, training_cutoffs(tables, config.cutoffs, config.churn), config.churn)
     silent_cutoffs(spine)
@@ -165,18 +184,45 @@ def score(
     budget_contacts: int | None = None,
     budget_money: float | None = None,
     explain: str | None = None,
+    engine: str | None = None,
     report_path: Path | None = None,
 ):
     """Score the population at `as_of` with a registered or exported model; write the risk list
     (Parquet, CSV), drift.csv and manifest.json to `out`, and with `report_path` the HTML
-    report on them (as `report` does). Returns the ScoreResult."""
+    report on them (as `report` does). Returns the ScoreResult.
+
+    With Spark: out/risk_list/ partitioned by as_of_date, drift.csv and summary.json; the
+    returned risk_list holds the target rows only (the whole list stays on the cluster)."""
     from churnlens.config import parse_date
+    from churnlens.scoring.score import ScoreResult, write_outputs
     from churnlens.scoring.score import score as score_tables
-    from churnlens.scoring.score import write_outputs
 
     config = _config(config)
     as_of = parse_date(as_of, "--as-of")
+    engine = _engine(config, engine)
     churn_model, lineage = load_model(config, model)
+    if engine == "spark":
+        from churnlens import spark
+
+        if explain not in (None, "all"):
+            raise ChurnlensError("--explain: the Spark engine explains every customer ('all')")
+        if report_path is not None:
+            raise ChurnlensError("--report: write the report from a local scoring run")
+        session = spark.session(config.spark)
+        tables = spark.register_tables(session, config)
+        risk, drift, summary = spark.score(
+            session,
+            churn_model,
+            tables,
+            as_of,
+            config,
+            budget_contacts=budget_contacts,
+            budget_money=budget_money,
+            lineage=lineage,
+        )
+        spark.write_scores(risk, drift, summary, out)
+        targets = risk.where("target").orderBy("rank").toPandas()
+        return ScoreResult(targets, drift, summary)
     result = score_tables(
         churn_model,
         load_tables(config.data),

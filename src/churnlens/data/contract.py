@@ -46,6 +46,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -526,15 +527,29 @@ def _attribute_warning(attributes: list[str], warnings: list[Problem]) -> None:
         )
 
 
+def ticket_times_sql(columns) -> dict[str, str]:
+    """`ended_at` and `reopened_since` as SQL expressions over the tickets' `columns` (see the
+    module docstring): one definition for the DuckDB and the Spark engine."""
+    ends = [column for column in TICKET_ENDS if column in columns]
+    derived = {}
+    if ends:
+        derived["ended_at"] = f"least({', '.join(ends)})" if len(ends) > 1 else ends[0]
+    if "reopened" in columns:
+        since = "coalesce(reopened_at, opened_at)" if "reopened_at" in columns else "opened_at"
+        derived["reopened_since"] = f"CASE WHEN reopened > 0 THEN {since} END"
+    return derived
+
+
 def with_ticket_times(frame: pd.DataFrame) -> pd.DataFrame:
     """Add `ended_at` and `reopened_since` to the tickets (see the module docstring)."""
-    ends = [column for column in TICKET_ENDS if column in frame.columns]
-    if ends:
-        frame["ended_at"] = frame[ends].min(axis=1).astype("datetime64[us]")
-    if "reopened" in frame.columns:
-        since = frame.get("reopened_at", pd.Series(pd.NaT, index=frame.index))
-        since = since.fillna(frame["opened_at"]).astype("datetime64[us]")
-        frame["reopened_since"] = since.where((frame["reopened"] > 0).fillna(False))
+    derived = ticket_times_sql(frame.columns)
+    if derived:
+        select = ", ".join(f"{sql} AS {name}" for name, sql in derived.items())
+        with duckdb.connect() as con:
+            con.register("tickets", frame)
+            times = con.sql(f"SELECT {select} FROM tickets").df()
+        for name in derived:
+            frame[name] = times[name].astype("datetime64[us]").to_numpy()
     return frame
 
 

@@ -102,6 +102,16 @@ def load_playbook(path: Path) -> Playbook:
     return playbook
 
 
+def value_cuts(playbook: Playbook, value: pd.Series) -> tuple[float | None, float | None]:
+    """The population's value quantiles the value rules compare with: (no-incentive ceiling,
+    top-value floor). Spark computes them once over every partition."""
+    cheap, top = playbook.no_incentive, playbook.top_value
+    return (
+        None if cheap is None else value.quantile(cheap.max_value_quantile),
+        None if top is None else value.quantile(top.min_value_quantile),
+    )
+
+
 def recommend(
     playbook: Playbook,
     family: pd.Series,
@@ -109,21 +119,22 @@ def recommend(
     value: pd.Series,
     status: pd.Series | None = None,
     driver_share: pd.Series | None = None,
-    population: pd.Series | None = None,
+    cuts: tuple[float | None, float | None] | None = None,
 ) -> pd.DataFrame:
     """Action, cost and save rate per customer from their reason family and value rules.
 
     `family` is each customer's strongest reason family (missing: none, so 'default').
-    Value rules use quantiles of `value` in this scoring population (`population`, the values
-    of the whole population, when these rows are a part of it); the top-value rule wins,
-    except for lapsed customers (`status`), who get the win-back action when there is one.
-    The save rate is the share of the customer's churn risk the contact is expected to
-    remove: the action's, times the playbook's factor for the customer's status, times (for a
-    retention action) `driver_share`, the part of the risk that comes from drivers an action
-    can address (scoring.reasons): "no purchase for 40 days" is how churn shows, not a cause
-    an offer can fix, so risk that only shows as signs earns little.
+    Value rules use quantiles of `value` in this scoring population (`cuts`, default
+    `value_cuts` of `value`; pass the whole population's when these rows are a part of it);
+    the top-value rule wins, except for lapsed customers (`status`), who get the win-back
+    action when there is one. The save rate is the share of the customer's churn risk the
+    contact is expected to remove: the action's, times the playbook's factor for the
+    customer's status, times (for a retention action) `driver_share`, the part of the risk
+    that comes from drivers an action can address (scoring.reasons): "no purchase for 40 days"
+    is how churn shows, not a cause an offer can fix, so risk that only shows as signs earns
+    little.
     """
-    population = value if population is None else population
+    low, high = cuts or value_cuts(playbook, value)
     family = family.fillna(DEFAULT)
     actions = {name: playbook.action_for(name) for name in set(family)}
     chosen = family.astype("object")
@@ -131,10 +142,10 @@ def recommend(
     if cheap is not None:
         costly = _column(features, "discount_share") >= cheap.min_discount_share
         costly |= _column(features, "tickets_per_order") >= cheap.min_tickets_per_order
-        chosen[(value <= population.quantile(cheap.max_value_quantile)) & costly] = "no_incentive"
+        chosen[(value <= low) & costly] = "no_incentive"
         actions["no_incentive"] = cheap.action
     if top is not None:
-        chosen[value >= population.quantile(top.min_value_quantile)] = "top_value"
+        chosen[value >= high] = "top_value"
         actions["top_value"] = top.action
     if playbook.win_back is not None and status is not None:
         chosen[np.asarray(status == "lapsed")] = "win_back"

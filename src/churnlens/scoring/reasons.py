@@ -141,13 +141,18 @@ def top_reasons(
     return result.astype({c: "str" for c in text})
 
 
+def feature_settings(model: ChurnModel, config):
+    """The config's feature settings with the feature windows the model was trained on."""
+    windows = model.contract_.get("feature_windows_days", config.features.windows_days)
+    return config.features.model_copy(update={"windows_days": windows})
+
+
 def registry_for(model: ChurnModel, tables, config) -> tuple:
-    """(feature settings, registry) a model's features are built and explained with: the
-    config's, with the feature windows the model was trained on. Built once per run."""
+    """(feature settings, registry) a model's features are built and explained with (see
+    `feature_settings`). Built once per run."""
     from churnlens.features.engine import active_features
 
-    windows = model.contract_.get("feature_windows_days", config.features.windows_days)
-    feature_config = config.features.model_copy(update={"windows_days": windows})
+    feature_config = feature_settings(model, config)
     registry = active_features(
         tables, feature_config, config.data.ces_scale, config.data.csat_scale
     )

@@ -27,7 +27,7 @@ from churnlens.features.engine import build_features
 from churnlens.labels import data_end, population
 from churnlens.modeling.model import ChurnModel
 from churnlens.scoring import columns
-from churnlens.scoring.playbook import load_playbook, recommend
+from churnlens.scoring.playbook import load_playbook, recommend, value_cuts
 from churnlens.scoring.reasons import REASON_COLUMNS, TOP_K, registry_for, top_reasons
 from churnlens.scoring.status import STATUSES, customer_status
 
@@ -88,7 +88,18 @@ def _select_targets(frame: pd.DataFrame, contacts: int | None, money: float | No
 
 
 def _explain_and_target(
-    model, features, registry, playbook, p, value, status, eligible, explained, contacts, money
+    model,
+    features,
+    registry,
+    playbook,
+    p,
+    value,
+    status,
+    eligible,
+    explained,
+    contacts,
+    money,
+    cuts=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Reasons, actions and expected net gain for the rows that need them.
 
@@ -107,6 +118,7 @@ def _explain_and_target(
     unlimited = contacts is None and money is None  # every positive gain is a target
     size = len(queue) if unlimited else max(EXPLAIN_CHUNK, contacts or 0)  # the first round
     values = pd.Series(value, index=features.index)
+    cuts = cuts or value_cuts(playbook, values)  # the whole population's, for every round
     ids = features["customer_id"].to_numpy()
     gain = np.full(len(features), np.nan)
     cost = np.full(len(features), np.nan)
@@ -122,7 +134,7 @@ def _explain_and_target(
                 values.iloc[new],
                 status.iloc[new],
                 reasons["driver_share"],
-                population=values,
+                cuts=cuts,
             )
             gain[new] = expected_gain(
                 p[new], value[new], actions["save_rate"], actions["contact_cost"]
@@ -159,6 +171,115 @@ def _ranked(frame: pd.DataFrame) -> pd.DataFrame:
         ascending=[False, False, True],
         kind="stable",
     )
+
+
+def risk_rows(
+    model,
+    features,
+    registry,
+    playbook,
+    config,
+    windows,
+    explain,
+    contacts,
+    money,
+    lineage,
+    cuts=None,
+) -> pd.DataFrame:
+    """The risk list's rows before ranking: probability, tier, value, status, reasons, action
+    and expected net gain. With explain='all' and the population's value `cuts`
+    (playbook.value_cuts) each row depends on that row only, so Spark runs this per
+    partition (churnlens.spark)."""
+    p = model.predict_proba(features)
+    value = customer_value(features, windows, config.playbook).to_numpy()
+    tier = risk_tiers(p, config.scoring)
+    status = pd.Series(customer_status(features, config.scoring.status), index=features.index)
+    eligible = (status != "lapsed").to_numpy() | config.scoring.status.target_lapsed
+    explained = {
+        "targets": np.zeros(len(features), dtype=bool),
+        "high": np.asarray(tier == "high"),
+        "all": np.ones(len(features), dtype=bool),
+    }[explain]
+    reasons, actions, gain = _explain_and_target(
+        model,
+        features,
+        registry,
+        playbook,
+        p,
+        value,
+        status,
+        eligible,
+        explained,
+        contacts,
+        money,
+        cuts,
+    )
+    risk = pd.DataFrame(
+        {
+            "customer_id": features["customer_id"],
+            "as_of": features["cutoff"],
+            "status": status,
+            "eligible": eligible,
+            "churn_probability": p,
+            "risk_tier": tier,
+            "value": value,
+            "value_at_risk": p * value,
+            "expected_net_gain": gain,
+        },
+        index=features.index,
+    )
+    return pd.concat([risk, reasons, actions], axis=1).assign(**lineage)
+
+
+def rank_and_target(risk: pd.DataFrame, contacts: int | None, money: float | None):
+    """`risk` (at least customer_id, eligible, expected_net_gain, contact_cost) ranked, with
+    `rank` and the budgeted `target` flag: the one global step of scoring."""
+    risk = _ranked(risk).reset_index(drop=True)
+    risk["rank"] = np.arange(1, len(risk) + 1)
+    risk["target"] = _select_targets(risk, contacts, money)
+    return risk
+
+
+def check_drift(drift: pd.DataFrame, config: Config) -> tuple[float, list[str]]:
+    """The worst PSI among features not exempt, and the features past the warning limit;
+    raises DriftError past the stop limit."""
+    watched = drift[~drift["feature"].isin(config.scoring.drift_exempt)]  # may be none
+    worst = float(watched["psi"].max()) if len(watched) else 0.0
+    if worst > config.scoring.drift_stop_psi:
+        raise DriftError(
+            f"drift: feature {watched['feature'].iloc[0]} has PSI {worst:.3f} against "
+            f"training, above the limit scoring.drift_stop_psi = "
+            f"{config.scoring.drift_stop_psi}; nothing written"
+        )
+    warned = drift.loc[drift["psi"] > config.scoring.drift_warn_psi, "feature"].tolist()
+    for feature in warned:
+        log.warning(
+            "feature %s drifted (PSI above %s against training)",
+            feature,
+            config.scoring.drift_warn_psi,
+        )
+    return worst, warned
+
+
+def summarize(risk, as_of, worst_psi, warned, model, lineage) -> dict:
+    """The manifest's summary of a ranked risk list."""
+    targets = risk[risk["target"]]
+    return {
+        "as_of": f"{as_of:%Y-%m-%d}",
+        "customers": len(risk),
+        "high_risk": int((risk["risk_tier"] == "high").sum()),
+        "status": {name: int((risk["status"] == name).sum()) for name in STATUSES},
+        "targets": len(targets),
+        "contact_cost": float(targets["contact_cost"].sum()),
+        "expected_net_gain": float(targets["expected_net_gain"].sum()),
+        "value_at_risk_total": float(risk["value_at_risk"].sum()),
+        "value_at_risk_covered": float(targets["value_at_risk"].sum()),
+        "max_psi": worst_psi,
+        "drift_warnings": warned,
+        "reasons_for": int(risk["reason_family"].notna().sum()),
+        "model_contract": model.contract_,
+        **lineage,
+    }
 
 
 def score(
@@ -202,73 +323,23 @@ def score(
     if spine.empty:
         raise ChurnlensError(f"no customer is in the population at {as_of:%Y-%m-%d}")
     feature_config, registry = registry_for(model, tables, config)
-    windows = feature_config.windows_days
     features = build_features(tables, spine, feature_config, config.data, config.churn.horizon_days)
     drift = psi_table(model.reference_, features)
-    watched = drift[~drift["feature"].isin(config.scoring.drift_exempt)]  # may be none
-    max_psi = float(watched["psi"].max()) if len(watched) else 0.0
-    if max_psi > config.scoring.drift_stop_psi:
-        raise DriftError(
-            f"drift: feature {watched['feature'].iloc[0]} has PSI {max_psi:.3f} against "
-            f"training, above the limit scoring.drift_stop_psi = "
-            f"{config.scoring.drift_stop_psi}; nothing written"
-        )
-    warned = drift.loc[drift["psi"] > config.scoring.drift_warn_psi, "feature"].tolist()
-    for feature in warned:
-        log.warning(
-            "feature %s drifted (PSI above %s against training)",
-            feature,
-            config.scoring.drift_warn_psi,
-        )
-    p = model.predict_proba(features)
-    value = customer_value(features, windows, config.playbook).to_numpy()
-    tier = risk_tiers(p, config.scoring)
-    status = pd.Series(customer_status(features, config.scoring.status), index=features.index)
-    eligible = (status != "lapsed").to_numpy() | config.scoring.status.target_lapsed
-    explained = {
-        "targets": np.zeros(len(features), dtype=bool),
-        "high": np.asarray(tier == "high"),
-        "all": np.ones(len(features), dtype=bool),
-    }[explain]
-    reasons, actions, gain = _explain_and_target(
-        model, features, registry, playbook, p, value, status, eligible, explained, contacts, money
+    worst, warned = check_drift(drift, config)
+    risk = risk_rows(
+        model,
+        features,
+        registry,
+        playbook,
+        config,
+        feature_config.windows_days,
+        explain,
+        contacts,
+        money,
+        lineage,
     )
-    risk = pd.DataFrame(
-        {
-            "customer_id": features["customer_id"],
-            "as_of": features["cutoff"],
-            "status": status,
-            "eligible": eligible,
-            "churn_probability": p,
-            "risk_tier": tier,
-            "value": value,
-            "value_at_risk": p * value,
-            "expected_net_gain": gain,
-        },
-        index=features.index,
-    )
-    risk = pd.concat([risk, reasons, actions], axis=1).assign(**lineage)
-    risk = _ranked(risk).reset_index(drop=True)
-    risk["rank"] = np.arange(1, len(risk) + 1)
-    risk["target"] = _select_targets(risk, contacts, money)
-    risk = columns.conform(risk)
-    targets = risk[risk["target"]]
-    summary = {
-        "as_of": f"{as_of:%Y-%m-%d}",
-        "customers": len(risk),
-        "high_risk": int((risk["risk_tier"] == "high").sum()),
-        "status": {name: int((risk["status"] == name).sum()) for name in STATUSES},
-        "targets": len(targets),
-        "contact_cost": float(targets["contact_cost"].sum()),
-        "expected_net_gain": float(targets["expected_net_gain"].sum()),
-        "value_at_risk_total": float(risk["value_at_risk"].sum()),
-        "value_at_risk_covered": float(targets["value_at_risk"].sum()),
-        "max_psi": max_psi,
-        "drift_warnings": warned,
-        "reasons_for": int(risk["reason_family"].notna().sum()),
-        "model_contract": model.contract_,
-        **lineage,
-    }
+    risk = columns.conform(rank_and_target(risk, contacts, money))
+    summary = summarize(risk, as_of, worst, warned, model, lineage)
     return ScoreResult(risk, drift, summary)
 
 
