@@ -123,3 +123,11 @@ def test_targets_never_include_ineligible_customers():
         False,
         False,
     ]
+
+
+def test_a_gap_under_a_day_counts_as_a_day():
+    # two orders at the same time: gap 0; read as a daily buyer (at_risk past 1.5 days)
+    features = pd.DataFrame({"recency_days": [1.0, 3.0], "gap_mean_days": [0.0, 0.0]})
+    strict = StatusConfig(lapsed_floor_days=0.0)
+    assert list(customer_status(features, strict)) == ["active", "lapsed"]
+    assert list(customer_status(features, StatusConfig())) == ["active", "at_risk"]

@@ -35,13 +35,14 @@ def signs_of_life(features: pd.DataFrame, settings: StatusConfig) -> tuple[np.nd
 
     Signs are completed purchases, tickets opened and the events in `settings.life_events`,
     where the feature frame has them. A customer with one order has no purchase gap of their
-    own: the population's median stands in.
+    own: the population's median stands in. Gaps under a day (orders at the same time) count
+    as a day: the rhythm of a daily buyer, not an infinite rate.
     """
     silence = features["recency_days"].to_numpy(float)
     gap = features["gap_mean_days"].to_numpy(float)
     if np.isnan(gap).all():
         gap = np.full_like(silence, settings.lapsed_floor_days / settings.lapsed_gap_multiple)
-    rate = 1.0 / np.where(np.isnan(gap), np.nanmedian(gap), gap)
+    rate = 1.0 / np.maximum(np.where(np.isnan(gap), np.nanmedian(gap), gap), 1.0)
     window = _longest_window(features.columns)
     sources = [("days_since_last_ticket", f"tickets_{window}d")] + [
         (f"days_since_{column_name(kind)}", f"{column_name(kind)}_{window}d")
