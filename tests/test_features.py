@@ -333,6 +333,20 @@ def _after(rows, cutoff_hours, keep, new_rows, shift):
     return before + later + moved
 
 
+def changed_after_cutoff(sources, cutoff_hours, keep, new, shift):
+    """The tables of `sources` (purchases, tickets, surveys, events) with every row at or after
+    the cutoff dropped, moved or added (`_after`), and later ticket replies and resolutions
+    moved too: nothing a cutoff's features may see has changed."""
+    changed = _tables(
+        *(_after(rows, cutoff_hours, keep, new[i], shift) for i, rows in enumerate(sources))
+    )
+    for column in ("first_response_at", "resolved_at"):
+        late = changed.tickets[column] >= _day(cutoff_hours)
+        changed.tickets.loc[late, column] += pd.Timedelta(hours=shift)
+    changed.tickets = with_ticket_times(changed.tickets)
+    return changed
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     purchases=st.lists(purchase, min_size=1, max_size=25),
@@ -356,13 +370,7 @@ def test_rows_at_or_after_the_cutoff_never_change_its_features(
     config = FeatureConfig(windows_days=[7, 30], event_kinds=["login", "cart_abandoned"])
     frame = spine(CUSTOMERS, _day(cutoff_hours))
     original = build_features(_tables(purchases, tickets, surveys, events), frame, config, None, 30)
-    sources = (purchases, tickets, surveys, events)
-    changed = _tables(
-        *(_after(rows, cutoff_hours, keep, new[i], shift) for i, rows in enumerate(sources))
+    changed = changed_after_cutoff(
+        (purchases, tickets, surveys, events), cutoff_hours, keep, new, shift
     )
-    # tickets opened before the cutoff may get their reply or resolution later: move those too
-    for column in ("first_response_at", "resolved_at"):
-        late = changed.tickets[column] >= _day(cutoff_hours)
-        changed.tickets.loc[late, column] += pd.Timedelta(hours=shift)
-    changed.tickets = with_ticket_times(changed.tickets)
     pd.testing.assert_frame_equal(original, build_features(changed, frame, config, None, 30))

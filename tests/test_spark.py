@@ -15,15 +15,15 @@ import churnlens as cl
 from churnlens import pipeline
 from churnlens import spark as on_spark
 from churnlens.config import Config, DataConfig, FeatureConfig, TableConfig
-from churnlens.data.contract import load_tables, with_ticket_times
+from churnlens.data.contract import load_tables
 from churnlens.errors import ChurnlensError
 from churnlens.features.engine import active_features, build_features, training_set
 from test_features import (
     CUSTOMERS,
     DAYS,
-    _after,
     _day,
     _tables,
+    changed_after_cutoff,
     event,
     purchase,
     spine,
@@ -140,14 +140,9 @@ def test_rows_at_or_after_the_cutoff_never_change_spark_features(
         return on_spark.to_pandas(result, active)
 
     original = _tables(purchases, tickets, surveys, events)
-    sources = (purchases, tickets, surveys, events)
-    changed = _tables(
-        *(_after(rows, cutoff_hours, keep, new[i], shift) for i, rows in enumerate(sources))
+    changed = changed_after_cutoff(
+        (purchases, tickets, surveys, events), cutoff_hours, keep, new, shift
     )
-    for column in ("first_response_at", "resolved_at"):
-        late = changed.tickets[column] >= _day(cutoff_hours)
-        changed.tickets.loc[late, column] += pd.Timedelta(hours=shift)
-    changed.tickets = with_ticket_times(changed.tickets)
     before = on_spark_engine(original)
     pd.testing.assert_frame_equal(before, on_spark_engine(changed))
     assert_same(build_features(original, frame, config, None, 30), before)
