@@ -59,7 +59,7 @@ from churnlens.scoring.score import (
     risk_rows,
     summarize,
 )
-from churnlens.scoring.status import STATUSES
+from churnlens.scoring.status import STATUSES, stand_in_gap
 
 log = logging.getLogger(__name__)
 SPARK_TYPES = {
@@ -332,9 +332,13 @@ def score(
     )
     frame = frame.cache()
     worst, warned, drift = _drift(frame, active, model, config)
-    cuts = value_cuts(load_playbook(config.playbook.path), _values(frame, active, config, windows))
+    values = _values(frame, active, config, windows)
+    cuts = value_cuts(load_playbook(config.playbook.path), values["value"])
+    population_wide = (cuts, stand_in_gap(values))
     rows = frame.mapInPandas(
-        _risk_partitions(spark, model, active, config, windows, contacts, money, lineage, cuts),
+        _risk_partitions(
+            spark, model, active, config, windows, contacts, money, lineage, population_wide
+        ),
         ", ".join(f"`{name}` {kind}" for name, kind in _risk_columns().items()),
     ).cache()
     keys = ["customer_id", "eligible", "expected_net_gain", "contact_cost"]
@@ -366,20 +370,25 @@ def _risk_columns() -> dict[str, str]:
     return kept | {"eligible": "boolean"}
 
 
-def _values(frame: DataFrame, active, config: Config, windows) -> pd.Series:
-    """Every customer's value (economics.customer_value), for the playbook's value cuts."""
+def _values(frame: DataFrame, active, config: Config, windows) -> pd.DataFrame:
+    """Every customer's value (economics.customer_value), for the playbook's value cuts, and
+    purchase gap (gap_mean_days), for status's stand-in gap."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             features = apply_dtypes(batch.reset_index(drop=True), active)
-            yield pd.DataFrame({"value": customer_value(features, windows, config.playbook)})
+            value = customer_value(features, windows, config.playbook)
+            yield pd.DataFrame({"value": value, "gap_mean_days": features["gap_mean_days"]})
 
-    return frame.mapInPandas(run, "value double").toPandas()["value"]
+    return frame.mapInPandas(run, "value double, gap_mean_days double").toPandas()
 
 
-def _risk_partitions(spark, model, active, config, windows, contacts, money, lineage, cuts):
+def _risk_partitions(
+    spark, model, active, config, windows, contacts, money, lineage, population_wide
+):
     """The mapInPandas function: `risk_rows` per batch with the model loaded on the executor
-    from its booster text and JSON, checked against the driver's sha256."""
+    from its booster text and JSON, checked against the driver's sha256; `population_wide`
+    holds the value cuts and stand-in gap, taken over the whole population."""
     folder = Path(tempfile.mkdtemp(prefix="churnlens-model-"))
     model.save(folder)
     hashes = model.file_hashes(folder)
@@ -407,7 +416,7 @@ def _risk_partitions(spark, model, active, config, windows, contacts, money, lin
                 contacts,
                 money,
                 lineage,
-                cuts,
+                *population_wide,
             )
             risk = risk.reindex(columns=wanted)
             for column in text:
