@@ -131,7 +131,13 @@ def fit(training_set: pd.DataFrame, config: Config | None = None) -> TrainingRes
         seconds[baseline.name] = time.perf_counter() - started
     money = campaign(model, scored, config, load_playbook(config.playbook.path))
     scored = scored.assign(**columns, **money)
-    gone = gone_probability(scored, scored[MODEL], config.scoring.status, config.churn.horizon_days)
+    gone = pd.concat(  # each cutoff is one population, as at a scoring date
+        pd.Series(
+            gone_probability(part, part[MODEL], config.scoring.status, config.churn.horizon_days),
+            index=part.index,
+        )
+        for _, part in scored.groupby("cutoff", sort=False)
+    ).reindex(scored.index)
     scored["expected_net_gain"] = expected_gain(
         saveable(scored[MODEL], gone), scored["value"], scored["save_rate"], scored["contact_cost"]
     )
