@@ -20,7 +20,7 @@ import pandas as pd
 
 from churnlens.data.contract import Tables
 from churnlens.errors import ChurnlensError
-from churnlens.modeling.bgnbd import BGNBD, rfm_summary
+from churnlens.modeling.bgnbd import BGNBD, fit_sample, rfm_summary
 from churnlens.modeling.gammagamma import GammaGamma
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,9 @@ def _at_cutoff(purchases: pd.DataFrame, cutoff, customers: pd.Series, horizon_da
     if summary.empty:
         return out
     out["gg_expected_spend"] = expected_spend(purchases, cutoff, customers)
+    fitted = fit_sample(summary)
     try:
-        model = BGNBD(PENALIZER).fit(summary["frequency"], summary["recency"], summary["T"])
+        model = BGNBD(PENALIZER).fit(fitted["frequency"], fitted["recency"], fitted["T"])
     except ChurnlensError as error:
         log.warning("BTYD features at cutoff %s are missing: %s", f"{cutoff:%Y-%m-%d}", error)
         return out
@@ -72,8 +73,9 @@ def expected_spend(purchases: pd.DataFrame, cutoff, customers: pd.Series) -> np.
     repeats = daily[daily.groupby(level=0).cumcount().to_numpy() > 0].groupby(level=0)
     summary = pd.DataFrame({"x": repeats.size(), "m": repeats.mean()})
     summary = summary.reindex(daily.index.unique(level=0)).fillna({"x": 0.0})
+    fitted = fit_sample(summary)
     try:
-        model = GammaGamma().fit(summary["x"], summary["m"])
+        model = GammaGamma().fit(fitted["x"], fitted["m"])
     except ChurnlensError as error:
         log.warning("Gamma-Gamma spend at cutoff %s is missing: %s", f"{cutoff:%Y-%m-%d}", error)
         return np.full(len(customers), np.nan)

@@ -20,7 +20,7 @@ from churnlens.data.contract import Tables
 from churnlens.errors import ChurnlensError
 from churnlens.features.btyd import expected_spend
 from churnlens.labels import data_end, population
-from churnlens.modeling.bgnbd import BGNBD, rfm_summary
+from churnlens.modeling.bgnbd import BGNBD, fit_sample, rfm_summary
 
 PERIODS = {"month": "M", "quarter": "Q"}
 RETURN_STATUSES = ("returned", "refunded")
@@ -353,9 +353,8 @@ def bgnbd_clv(tables: Tables, as_of, horizon_days: int, model: BGNBD | None = No
     done = completed_purchases(tables)
     done = done[done["ordered_at"] < pd.Timestamp(as_of)]
     summary = rfm_summary(done, as_of)
-    model = model or BGNBD(penalizer=0.001).fit(
-        summary["frequency"], summary["recency"], summary["T"]
-    )
+    fitted = fit_sample(summary)
+    model = model or BGNBD(penalizer=0.001).fit(fitted["frequency"], fitted["recency"], fitted["T"])
     args = (summary["frequency"], summary["recency"], summary["T"])
     expected = model.expected_purchases(horizon_days / 7.0, *args)
     order_value = done.groupby("customer_id")["amount"].mean().reindex(summary.index)
