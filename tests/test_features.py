@@ -15,7 +15,7 @@ from churnlens.features.engine import active_features, build_features
 from shops import make_tables
 
 CUTOFF = pd.Timestamp("2024-04-01")
-CONFIG = FeatureConfig(windows_days=[30, 90])
+CONFIG = FeatureConfig(windows_days=[30, 90], btyd=False)
 
 
 def literal_shop(**drop):
@@ -188,7 +188,7 @@ def test_customer_without_tickets_has_no_open_ticket_age_and_no_slow_reply(featu
 
 
 def test_slow_reply_threshold_comes_from_the_config():
-    config = FeatureConfig(windows_days=[30, 90], slow_reply_hours=8)
+    config = FeatureConfig(windows_days=[30, 90], slow_reply_hours=8, btyd=False)
     frame = build_features(literal_shop(), spine(("a",)), config).set_index("customer_id")
     assert frame.loc["a", "slow_replies_30d"] == 2  # now t1's 10-hour reply is slow too
 
