@@ -138,18 +138,18 @@ def _purchase_rows(columns) -> tuple[str, str, str, str]:
     if "refunded_at" not in columns:
         return "", rows, "spine s", ""
     pending = f"""pending AS (
-    SELECT DISTINCT s.customer_id, s.cutoff
+    SELECT DISTINCT s.customer_id, s.cutoff AS version
     FROM (SELECT customer_id, cutoff FROM spine) s JOIN purchases_in p
     ON p.customer_id = s.customer_id AND p.ordered_at < s.cutoff
     AND {completed_sql(columns, "s.cutoff")} AND NOT {completed_sql(columns)}),
 """
     rows += f"""
             UNION ALL
-            SELECT p.*, v.cutoff, {completed_sql(columns, "v.cutoff")}
+            SELECT p.*, v.version, {completed_sql(columns, "v.version")}
             FROM pending v JOIN purchases_in p
-            ON p.customer_id = v.customer_id AND p.ordered_at < v.cutoff"""
-    spine = "spine s LEFT JOIN pending v ON v.customer_id = s.customer_id AND v.cutoff = s.cutoff"
-    return pending, rows, spine, " AND x.version IS NOT DISTINCT FROM v.cutoff"
+            ON p.customer_id = v.customer_id AND p.ordered_at < v.version"""
+    spine = "spine s LEFT JOIN pending v ON v.customer_id = s.customer_id AND v.version = s.cutoff"
+    return pending, rows, spine, " AND x.version IS NOT DISTINCT FROM v.version"
 
 
 def _quote(name: str) -> str:
