@@ -21,8 +21,8 @@ def test_validate_prints_warnings_and_still_passes(shop):
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert lines == [
-        "warning: purchases.status: refunded or returned with no refunded_at column: counted at "
-        "no cutoff, even before the refund (the status is as of the data export) — 1 row(s) "
+        "warning: purchases.status: refunded or returned with no refunded_at: counted at no "
+        "cutoff, even before the refund (the status is as of the data export) — 1 row(s) "
         "break it: row 3 (order_id o3)",
         "warning: tickets.resolved_at: ticket never ends (no resolved_at or closed_at): open at "
         "every later cutoff — 1 row(s) break it: row 2 (ticket_id t2)",
@@ -118,3 +118,13 @@ def test_a_reopening_after_the_cutoff_does_not_reach_it(shop):
     assert _reopen_rate(shop, None) == 1.0  # no time given: counted at every cutoff, as before
     assert _reopen_rate(shop, "2024-01-25") == 1.0
     assert _reopen_rate(shop, "2024-02-10") == 0.0  # reopened after the cutoff
+
+
+def test_a_refund_time_is_read_and_only_untimed_refunds_are_warned_about(shop):
+    shop.tables["purchases"]["status"] = ["completed", "returned", "Refunded", "completed"]
+    shop.tables["purchases"]["refunded_at"] = ["", "2024-02-20", "", ""]
+    tables = load_tables(load_config(shop.write()).data)
+    assert tables.purchases["refunded_at"].dtype == "datetime64[us]"
+    assert tables.purchases["refunded_at"].notna().tolist() == [False, True, False, False]
+    untimed = [str(w) for w in tables.warnings if "no refunded_at" in str(w)]
+    assert len(untimed) == 1 and "1 row(s) break it: row 3 (order_id o3)" in untimed[0]

@@ -21,8 +21,9 @@ Warnings are plausible in real exports and reported by `validate` (`Tables.warni
 - a column a non-customer table does not know: it is ignored, not used;
 - customer attributes: they are taken as of the data export, so a value changed later reaches
   every past cutoff (a leak the contract cannot see);
-- refunded or returned purchases without `refunded_at`: they never count, not even at cutoffs
-  before the refund, so the status as of the export reaches past cutoffs.
+- refunded or returned purchases without `refunded_at` (no column, or a blank): they never
+  count, not even at cutoffs before the refund, so the status as of the export reaches past
+  cutoffs.
 
 A completed purchase at time `t` (`completed_sql`, the one definition for features, labels,
 populations, BTYD and KPIs): status `completed` (or no status column), or refunded or
@@ -445,26 +446,21 @@ def _table_rules(name: str, frame: pd.DataFrame, check: _Checker, data: DataConf
         if "status" in cols:
             allowed = frame["status"].isin(PURCHASE_STATUSES)
             check.add("status", f"must be one of {', '.join(PURCHASE_STATUSES)}", ~allowed)
-        if "refunded_at" in cols:
-            check.add(
-                "refunded_at",
-                "must not be before ordered_at",
-                frame["refunded_at"] < frame["ordered_at"],
-            )
-            refund = frame["status"].isin(REFUND_STATUSES) if "status" in cols else False
-            check.add(
-                "refunded_at",
-                f"set on a purchase whose status is not {' or '.join(REFUND_STATUSES)}",
-                frame["refunded_at"].notna() & ~refund,
-            )
-        elif "status" in cols:
-            check.add(
-                "status",
-                "refunded or returned with no refunded_at column: counted at no cutoff, even "
-                "before the refund (the status is as of the data export)",
-                frame["status"].isin(REFUND_STATUSES),
-                warning=True,
-            )
+        refund = frame["status"].isin(REFUND_STATUSES) if "status" in cols else False
+        refunded_at = frame.get("refunded_at", pd.Series(pd.NaT, index=frame.index))
+        check.add("refunded_at", "must not be before ordered_at", refunded_at < frame["ordered_at"])
+        check.add(
+            "refunded_at",
+            f"set on a purchase whose status is not {' or '.join(REFUND_STATUSES)}",
+            refunded_at.notna() & ~refund,
+        )
+        check.add(
+            "status",
+            "refunded or returned with no refunded_at: counted at no cutoff, even before the "
+            "refund (the status is as of the data export)",
+            refund & refunded_at.isna(),
+            warning=True,
+        )
     if name == "tickets":
         for column in ("first_response_at", *TICKET_ENDS, "reopened_at"):
             if column in cols:
