@@ -136,7 +136,7 @@ def _customer_counts(
         before, after = members.get(start, set()), members.get(end, set())
         if churn.type == "contractual":
             first = signup
-        else:
+        elif k == 0 or (completed[:, k] != completed[:, k - 1]).any():  # a refund in between
             first = purchases[completed[:, k]].groupby("customer_id")["ordered_at"].min()
         new = int(((first >= start) & (first < end)).sum())
         rows.append((len(before), len(after), new, len(before - after)))
