@@ -4,7 +4,7 @@ Nothing is defined twice. The feature statement (`features.engine.feature_sql`),
 population and labels (`labels.label_sql`) and the derived ticket times
 (`data.contract.ticket_times_sql`) are SQL written once in DuckDB's dialect; `spark_sql`
 transpiles them with sqlglot, plus the few rewrites where the two engines differ in meaning
-(sub-second epochs, DuckDB's `/` giving a DOUBLE, HUGEINT, `* REPLACE`). Scoring runs
+(sub-second epochs, DuckDB's `/` giving a DOUBLE, HUGEINT). Scoring runs
 `scoring.score.risk_rows` (the model's booster text and JSON, TreeSHAP reasons, playbook) in
 `mapInPandas` over partitions; the model's two files travel to the executors with
 `SparkContext.addFile` and are checked against their sha256 there.
@@ -40,11 +40,11 @@ from pyspark.sql import functions as F
 from sqlglot import exp
 
 from churnlens.config import Config, DataConfig, FeatureConfig, SparkConfig, parse_date
-from churnlens.data.contract import SCHEMAS, Tables, ticket_times_sql
+from churnlens.data.contract import COMPLETION_COLUMNS, SCHEMAS, Tables, ticket_times_sql
 from churnlens.economics import TIERS, check_budget, customer_value
 from churnlens.errors import ChurnlensError
 from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
-from churnlens.features.engine import active_features, apply_dtypes, feature_sql
+from churnlens.features.engine import active_features, apply_dtypes, feature_sql, with_btyd
 from churnlens.features.registry import Feature
 from churnlens.labels import SPINE_COLUMNS, label_sql, training_cutoffs
 from churnlens.modeling.model import ChurnModel
@@ -100,9 +100,8 @@ def session(config: SparkConfig | None = None) -> SparkSession:
 # --- one SQL text, two dialects ------------------------------------------------------------
 
 
-def spark_sql(duckdb_sql: str, columns_of: dict[str, list[str]]) -> str:
-    """DuckDB SQL as Spark SQL with the same meaning; `columns_of` (view -> columns) expands
-    `SELECT * REPLACE (...)`, which Spark lacks. A top-level ORDER BY is dropped: Spark's
+def spark_sql(duckdb_sql: str) -> str:
+    """DuckDB SQL as Spark SQL with the same meaning. A top-level ORDER BY is dropped: Spark's
     outputs are partitioned files, and a global sort would cost a shuffle."""
     tree = sqlglot.parse_one(duckdb_sql, read="duckdb")
     tree.set("order", None)
@@ -118,14 +117,6 @@ def spark_sql(duckdb_sql: str, columns_of: dict[str, list[str]]) -> str:
     for node in list(tree.find_all(exp.Div)):  # DuckDB divides as DOUBLE, decimals too
         node.set("this", _double(node.this))
         node.set("expression", _double(node.expression))
-    for node in list(tree.find_all(exp.Select)):
-        star = next((e for e in node.expressions if isinstance(e, exp.Star)), None)
-        if star is not None and star.args.get("replace"):
-            replaced = {alias.alias: alias for alias in star.args["replace"]}
-            table = node.args["from_"].this.name
-            expanded = [replaced.get(c, exp.column(c, quoted=True)) for c in columns_of[table]]
-            rest = [e for e in node.expressions if e is not star]
-            node.set("expressions", expanded + rest)
     return tree.sql(dialect="spark")
 
 
@@ -218,10 +209,6 @@ def outline(frames: dict[str, DataFrame]) -> Tables:
     return Tables(**tables, attributes=attributes)
 
 
-def _views(tables: Tables) -> dict[str, list[str]]:
-    return {f"{name}_in": list(frame.columns) for name, frame in tables.present().items()}
-
-
 # --- labels and features -------------------------------------------------------------------
 
 
@@ -231,7 +218,7 @@ def spine(
     """The population (with `churned`) at `cutoffs`, from `labels.label_sql`."""
     days = pd.to_datetime([pd.Timestamp(c) for c in cutoffs]).astype("datetime64[us]")
     spark.createDataFrame(pd.DataFrame({"cutoff": days})).createOrReplaceTempView("cutoffs_in")
-    return spark.sql(spark_sql(label_sql(churn, tables, with_labels), _views(tables)))
+    return spark.sql(spark_sql(label_sql(churn, tables, with_labels)))
 
 
 def features(
@@ -248,8 +235,8 @@ def features(
     active = active_features(tables, config, data.ces_scale, data.csat_scale)
     extra = [c for c in population.columns if c not in SPINE_COLUMNS]
     population.createOrReplaceTempView("spine_in")
-    frame = spark.sql(spark_sql(feature_sql(tables, active, extra), _views(tables)))
-    if config.btyd and horizon_days is not None:
+    frame = spark.sql(spark_sql(feature_sql(tables, active, extra)))
+    if with_btyd(config, horizon_days):
         frame = _with_btyd(spark, tables, frame, extra, horizon_days)
     return frame, active
 
@@ -258,9 +245,9 @@ def _with_btyd(spark, tables: Tables, frame: DataFrame, extra: list[str], horizo
     """The BTYD features, fitted per cutoff on the driver by `features.btyd` (a BG/NBD fit
     needs every customer's purchases before the cutoff)."""
     keys = frame.select(*SPINE_COLUMNS).toPandas()
-    wanted = ["customer_id", "ordered_at", "amount"]
-    wanted += ["status"] if "status" in tables.purchases else []
-    bought = spark.table("purchases_in").select(*wanted).toPandas()
+    wanted = ["customer_id", "ordered_at", "amount", *COMPLETION_COLUMNS]
+    present = [c for c in wanted if c in tables.purchases.columns]
+    bought = spark.table("purchases_in").select(*present).toPandas()
     btyd = add_btyd_features(
         Tables(customers=tables.customers, purchases=bought), keys, horizon_days
     )

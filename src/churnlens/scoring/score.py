@@ -112,14 +112,14 @@ def _explain_and_target(
 
     A customer's action, so their gain, depends on their reasons, and TreeSHAP is the costly
     step. So beyond the rows in `explained` (asked for), customers are explained in rounds,
-    best upper bound first (p x value x the best save rate - the cheapest action), until no
-    unexplained customer could still enter the budgeted target list (lapsed ones, not
-    `eligible`, never can). Each round explains and prices only its new rows (value rules
-    against the whole population) and ranks only the explained candidates. Rows left
-    unexplained have no reasons, no action and no gain (NaN); none of them could be a target.
+    best upper bound first (p x value x the best save rate for their status - the cheapest
+    action), until no unexplained customer could still enter the budgeted target list
+    (lapsed ones, not `eligible`, never can). Each round explains and prices only its new
+    rows (value rules against the whole population) and ranks only the explained candidates.
+    Rows left unexplained have no reasons, no action and no gain (NaN); none could be a target.
     """
     best_save, least_cost = playbook.best_case
-    upper = expected_gain(p, value, best_save, least_cost)
+    upper = expected_gain(p, value, best_save * playbook.status_factor(status), least_cost)
     order = np.argsort(-upper, kind="stable")
     queue = order[(upper[order] > 0) & ~explained[order] & eligible[order]]
     unlimited = contacts is None and money is None  # every positive gain is a target
