@@ -5,6 +5,13 @@ column, the rule and up to five offending rows (1-based data rows of the file, w
 id where the table has one), so a user can fix the file without reading a traceback. All
 rules run before anything is returned, so one run reports every problem at once.
 
+The rules run as SQL, in DuckDB (`load_tables` scans the files itself; `validate` reads
+DataFrames) or transpiled on Spark (`churnlens.spark`): a conversion of each column per
+table, one aggregate query counting every rule's offending rows, and one small query for the
+first rows of the rules that fired. Only the checked tables come back to pandas, once,
+through Arrow. Dates parse as pandas' ISO 8601 reader does, except that `24:00:00`, a zone
+name such as ` UTC` and years outside 1..9999 are read by DuckDB's rules.
+
 Errors are what would silently corrupt labels or features, or crash a later step:
 - a date before `data.earliest` (default 1990-01-01) or after `data.latest` (default: the day
   of the run): one date in 2999 moves every cutoff and makes everyone look churned;
@@ -221,6 +228,7 @@ FLOAT_TYPES = ("double", "float", "real")
 # forms pandas' ISO 8601 parser takes and a SQL cast does not: 20240131, 2024-01, 2024, ...T14
 ISO_EXTRA = r"^[0-9]{4}([0-9]{4}|-[0-9]{1,2}|-[0-9]{2}-[0-9]{2}T[0-9]{2})?$"
 ISO_EXTRA_FORMATS = "['%Y%m%d', '%Y-%m', '%Y', '%Y-%m-%dT%H']"
+FIRST_TIME, LAST_TIME = "TIMESTAMP '0001-01-01'", "TIMESTAMP '9999-12-31 23:59:59.999999'"
 
 
 class Engine(Protocol):
@@ -321,7 +329,9 @@ def _time(sql: str, source: str, declared: str | None) -> str:
         return f"CAST(try_strptime({text}, {_lit(declared)}) AS TIMESTAMP)"
     extra = f"CASE WHEN regexp_matches({text}, {_lit(ISO_EXTRA)}) THEN "
     extra += f"try_strptime({text}, {ISO_EXTRA_FORMATS}) END"
-    return f"coalesce(CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP), {extra})"
+    cast = f"CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    finite = f"CASE WHEN {cast} BETWEEN {FIRST_TIME} AND {LAST_TIME} THEN {cast} END"  # no 'inf'
+    return f"coalesce({finite}, {extra})"
 
 
 @dataclass
@@ -630,6 +640,10 @@ class _Table:
         """Each row's customer must exist, and its date must not be before their signup
         day: an error for purchases, a warning for the other tables."""
         source = f"{self.view} LEFT JOIN _signups ON {self.view}.customer_id = _signups._cid"
+        for rule in self.rules:  # one scan of the table for all its rules
+            if rule.source == self.view:
+                rule.rows_from = source if rule.rows_from == self.view else rule.rows_from
+                rule.source = source
         self.add(
             "customer_id",
             "unknown customer (not in customers)",
@@ -725,8 +739,8 @@ def check(engine: Engine, tables: list[str], data: DataConfig) -> Checked:
 
 
 def _found(engine: Engine, rules: list[_Rule]) -> tuple[list[Problem], list[Problem]]:
-    """(problems, warnings): each rule's count from one query per source, examples for the
-    rules that fired, in the order the rules were made."""
+    """(problems, warnings): each rule's count from one query per source, the examples of
+    the rules that fired from one more, in the order the rules were made."""
     counts: dict[int, int] = {}
     by_source: dict[str, list[int]] = {}
     for i, rule in enumerate(rules):
@@ -735,35 +749,49 @@ def _found(engine: Engine, rules: list[_Rule]) -> tuple[list[Problem], list[Prob
     for source, indexes in by_source.items():
         (row,) = engine.rows(f"SELECT {', '.join(rules[i].count for i in indexes)} FROM {source}")
         counts.update(zip(indexes, row, strict=True))
+    for i, count in counts.items():
+        if count == -1:  # the count is a second step (rows of repeated ids)
+            rule = rules[i]
+            ((counts[i],),) = engine.rows(
+                f"SELECT count(*) FROM {rule.rows_from} WHERE {rule.when}"
+            )
+    examples = _examples(engine, {i: rules[i] for i, count in counts.items() if count})
     problems, warnings = [], []
     for i, rule in enumerate(rules):
         found = warnings if rule.warning else problems
         if rule.when is None:
             found.append(Problem(rule.table, rule.column, rule.rule))
-            continue
-        rows = counts[i]
-        if rows == -1:
-            (rows,) = engine.rows(f"SELECT count(*) FROM {rule.rows_from} WHERE {rule.when}")[0]
-        if rows:
-            found.append(Problem(rule.table, rule.column, rule.rule, rows, _examples(engine, rule)))
+        elif counts[i]:
+            found.append(Problem(rule.table, rule.column, rule.rule, counts[i], examples[i]))
     return problems, warnings
 
 
-def _examples(engine: Engine, rule: _Rule) -> tuple[str, ...]:
-    """The first offending rows as 'row N (id X)'."""
-    label = rule.label or "NULL"
-    found = sorted(
-        engine.rows(
-            f"SELECT * FROM (SELECT _row, {label} AS _label FROM {rule.rows_from} "
-            f"WHERE {rule.when} ORDER BY _row LIMIT {MAX_EXAMPLES}) AS _e ORDER BY _row"
-        )
-    )
-    positions = engine.positions(f"_src_{rule.table}", [row for row, _ in found])
-    key = SCHEMAS[rule.table].key
-    return tuple(
-        f"row {position}" + (f" ({key} {label})" if label is not None else "")
-        for position, (_, label) in zip(positions, found, strict=True)
-    )
+def _examples(engine: Engine, fired: dict[int, _Rule]) -> dict[int, tuple[str, ...]]:
+    """The first offending rows of each fired rule as 'row N (id X)'."""
+    if not fired:
+        return {}
+    parts = [
+        f"SELECT {i} AS _rule, * FROM (SELECT _row, {rule.label or 'CAST(NULL AS VARCHAR)'} "
+        f"AS _label FROM {rule.rows_from} WHERE {rule.when} ORDER BY _row "
+        f"LIMIT {MAX_EXAMPLES}) AS _e{i}"
+        for i, rule in fired.items()
+    ]
+    found = sorted(engine.rows(" UNION ALL ".join(parts)))
+    positions = {}
+    for table in {rule.table for rule in fired.values()}:
+        rows = sorted({row for i, row, _ in found if fired[i].table == table})
+        positions |= {
+            (table, row): n
+            for row, n in zip(rows, engine.positions(f"_src_{table}", rows), strict=True)
+        }
+    examples: dict[int, tuple[str, ...]] = {i: () for i in fired}
+    for i, row, label in found:
+        table = fired[i].table
+        shown = f"row {positions[table, row]}"
+        if label is not None:
+            shown += f" ({SCHEMAS[table].key} {label})"
+        examples[i] += (shown,)
+    return examples
 
 
 def _attribute_warning(attributes: list[str], warnings: list[Problem]) -> None:

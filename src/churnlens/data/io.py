@@ -1,11 +1,13 @@
 """Reading input files and writing every output atomically.
 
 Readers turn file-level problems (missing, wrong type, bad encoding, empty) into one clear
-error naming the table. Text tables are read as exports come: `.csv`, `.tsv` or `.txt`, also
-gzip-compressed (`.csv.gz`), with the separator, missing-value markers and header a table's
-config declares. DuckDB reads them (every cell as text: the contract, not a type guesser,
-decides types); runs of blanks as the separator (`sep: whitespace`, as in fixed-width
-exports) go through pandas, which DuckDB's single-character separators cannot express.
+error naming the table, and hand the contract a `Source` for DuckDB: a Parquet file stays on
+disk for DuckDB to scan (its footer gives columns and rows); text tables are read as exports
+come: `.csv`, `.tsv` or `.txt`, also gzip-compressed (`.csv.gz`), with the separator,
+missing-value markers and header a table's config declares, by DuckDB into Arrow (every cell
+as text: the contract, not a type guesser, decides types); runs of blanks as the separator
+(`sep: whitespace`, as in fixed-width exports) go through pandas, which DuckDB's
+single-character separators cannot express.
 Writers go through a temp file in the target folder and `os.replace`, so a reader never sees
 half an output and a failed run leaves nothing behind; the finished file gets the mode the
 process umask asks for (mkstemp alone makes it 0600).
