@@ -9,8 +9,8 @@ The rules run as SQL, in DuckDB (`load_tables` scans the files itself; `validate
 DataFrames) or transpiled on Spark (`churnlens.spark`): a conversion of each column per
 table, one aggregate query counting every rule's offending rows, and one small query for the
 first rows of the rules that fired. Only the checked tables come back to pandas, once,
-through Arrow. Dates parse as pandas' ISO 8601 reader does, except that `24:00:00`, a zone
-name such as ` UTC` and years outside 1..9999 are read by DuckDB's rules.
+through Arrow. Dates parse as pandas' ISO 8601 reader does (a few odd texts aside: `-1` is no
+year, and a year past 2262 is a date after `data.latest`, not "not a date").
 
 Errors are what would silently corrupt labels or features, or crash a later step:
 - a date before `data.earliest` (default 1990-01-01) or after `data.latest` (default: the day
@@ -220,7 +220,8 @@ class Tables:
 # offending rows of the rules that fired. The SQL is DuckDB's; `churnlens.spark` runs it
 # transpiled.
 
-WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())  # str.strip()'s set
+# what str.strip() strips, less the rare wide Unicode spaces (each costs DuckDB's trim time)
+WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0"
 TEXT_TYPES = ("varchar", "string", "text")
 INT_TYPES = ("bigint", "integer", "int", "smallint", "tinyint", "hugeint", "long", "short")
 INT_TYPES += ("ubigint", "uinteger", "usmallint", "utinyint", "uhugeint", "byte")
@@ -228,7 +229,8 @@ FLOAT_TYPES = ("double", "float", "real")
 # forms pandas' ISO 8601 parser takes and a SQL cast does not: 20240131, 2024-01, 2024, ...T14
 ISO_EXTRA = r"^[0-9]{4}([0-9]{4}|-[0-9]{1,2}|-[0-9]{2}-[0-9]{2}T[0-9]{2})?$"
 ISO_EXTRA_FORMATS = "['%Y%m%d', '%Y-%m', '%Y', '%Y-%m-%dT%H']"
-FIRST_TIME, LAST_TIME = "TIMESTAMP '0001-01-01'", "TIMESTAMP '9999-12-31 23:59:59.999999'"
+# what a SQL cast takes and pandas does not: words (infinity, a zone name such as UTC), 24:00
+NOT_ISO = "[A-Za-z]{2}|[T ]24:"
 
 
 class Engine(Protocol):
@@ -253,6 +255,7 @@ class DuckDBEngine:
     def __init__(self, con: duckdb.DuckDBPyConnection, sources: dict[str, Source]):
         self.con, self.sources = con, sources
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
 
     def names(self, table: str) -> list:
         return self.sources[table].names
@@ -305,8 +308,14 @@ def _text(sql: str, source: str) -> str:
     return sql if source == "text" else f"CAST({sql} AS VARCHAR)"
 
 
+def _padded(sql: str) -> str:
+    """Whether a text starts or ends with whitespace (cheaper than trimming every value)."""
+    blanks = _lit(WHITESPACE)
+    return f"(contains({blanks}, left({sql}, 1)) OR contains({blanks}, right({sql}, 1)))"
+
+
 def _stripped(sql: str) -> str:
-    return f"trim({sql}, {_lit(WHITESPACE)})"
+    return f"CASE WHEN {_padded(sql)} THEN trim({sql}, {_lit(WHITESPACE)}) ELSE {sql} END"
 
 
 def _number(sql: str, source: str) -> str:
@@ -330,8 +339,8 @@ def _time(sql: str, source: str, declared: str | None) -> str:
     extra = f"CASE WHEN regexp_matches({text}, {_lit(ISO_EXTRA)}) THEN "
     extra += f"try_strptime({text}, {ISO_EXTRA_FORMATS}) END"
     cast = f"CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP)"
-    finite = f"CASE WHEN {cast} BETWEEN {FIRST_TIME} AND {LAST_TIME} THEN {cast} END"  # no 'inf'
-    return f"coalesce({finite}, {extra})"
+    iso = f"CASE WHEN NOT regexp_matches({text}, {_lit(NOT_ISO)}) THEN {cast} END"
+    return f"coalesce({iso}, {extra})"
 
 
 @dataclass
@@ -465,9 +474,12 @@ class _Table:
             missing = f"{r} IS NULL"
             numeric = source in ("float", "int", "bool")
             if column.kind in ("id", "code") and not numeric:
-                stripped = _stripped(_text(r, source))
+                text = _text(r, source)
                 markers = MISSING_MARKERS if column.kind == "id" else ("",)
-                missing += f" OR upper({stripped}) IN ({', '.join(map(_lit, markers))})"
+                marker = f"upper({_stripped(text)}) IN ({', '.join(map(_lit, markers))})"
+                short = max(map(len, markers))  # a longer text is a marker only when padded
+                missing += f" OR CASE WHEN length({text}) <= {short} OR {_padded(text)} "
+                missing += f"THEN {marker} ELSE false END"
             if (self.schema.name, column.name) == ("surveys", "score") and "kind" in index:
                 kind = index["kind"]
                 kind_text = _text(kind, self.sources["kind"])
