@@ -108,7 +108,8 @@ def main() -> None:
         lines.append(f"| {name} | {r['cpu']:.1f} | {r['wall']:.1f} | {r['peak_mb']:,.0f} |")
     cpu = best["pandas"]["cpu"] / best["DuckDB"]["cpu"]
     memory = best["DuckDB"]["peak_mb"] / best["pandas"]["peak_mb"]
-    lines += ["", f"DuckDB: {cpu:.2f}× less CPU, {memory:.0%} of the pandas peak memory."]
+    ratios = f"pandas / DuckDB CPU: {cpu:.2f}×; DuckDB's peak memory: {memory:.0%} of pandas'."
+    lines += ["", ratios]
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
