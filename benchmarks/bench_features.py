@@ -144,7 +144,7 @@ def run_churnlens(tables, spine):
     from churnlens.config import FeatureConfig
     from churnlens.features.engine import build_features
 
-    return build_features(tables, spine, FeatureConfig(windows_days=WINDOWS))
+    return build_features(tables, spine, FeatureConfig(windows_days=WINDOWS, btyd=False))
 
 
 # --------------------------------------------------------------------------------------------

@@ -243,7 +243,7 @@ def stage_trainset(p: dict) -> dict:
         churn = ChurnConfig(type="non_contractual", horizon_days=90, active_window_days=365)
         cutoffs = CutoffConfig(start=dt.date.fromisoformat(FIRST_CUTOFF), step_days=STEP_DAYS)
         spine = labels(tables, training_cutoffs(tables, cutoffs, churn), churn)
-        frame = build_features(tables, spine, FeatureConfig())
+        frame = build_features(tables, spine, FeatureConfig(btyd=False))
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(path.with_suffix(".tmp"), index=False)
         os.replace(path.with_suffix(".tmp"), path)
@@ -412,7 +412,7 @@ def stage_components(p: dict) -> dict:
         spine["cutoff"] = spine["cutoff"].astype("datetime64[us]")
     out["population_at_as_of"] = len(population(tables, [as_of], ChurnConfig()))
     with Step(out, "features"):
-        features = build_features(tables, spine, FeatureConfig())
+        features = build_features(tables, spine, FeatureConfig(btyd=False))
     registry = active_features(tables, FeatureConfig())
     family_of = load_playbook(PlaybookConfig().path).family_of
     out["rows"], k = len(features), min(p["top"], len(features))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -56,24 +57,22 @@ ON_A_CLUSTER = """
 """
 
 
-def _config(shop: Path, engine: str):
+def _config(shop: Path, engine: str, start: str):
     from churnlens.config import Config, DataConfig, TableConfig
 
     data = DataConfig(dir=shop, **{n: TableConfig(path=f"{n}.parquet") for n in TABLES})
     spark = {"master": "local[2]", "conf": {"spark.driver.memory": "6g"}}
-    return Config(
-        engine=engine, data=data, spark=spark, cutoffs={"start": "2024-07-01", "step_days": 30}
-    )
+    return Config(engine=engine, data=data, spark=spark, cutoffs={"start": start, "step_days": 30})
 
 
-def step(name: str, shop: Path, engine: str, work: Path) -> dict:
+def step(name: str, shop: Path, engine: str, work: Path, start: str) -> dict:
     """One timed step in this process; prints its JSON result."""
     import duckdb
 
     from churnlens import pipeline
 
     duckdb.execute("SET memory_limit='6GB'")
-    config = _config(shop, engine)
+    config = _config(shop, engine, start)
     start = time.perf_counter()
     if name == "features":
         written = pipeline.features(config, work / f"features_{engine}", engine)
@@ -98,23 +97,27 @@ def step(name: str, shop: Path, engine: str, work: Path) -> dict:
     return {"seconds": time.perf_counter() - start, "rows": rows}
 
 
-def run(name: str, shop: Path, engine: str, work: Path) -> dict:
+def run(name: str, shop: Path, engine: str, work: Path, start: str) -> dict:
     command = [sys.executable, __file__, "--step", name, "--engine", engine, "--shop", str(shop)]
+    command += ["--start", start]
     done = subprocess.run(command + ["--work", str(work)], capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{name} on {engine} failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return result | {"load": os.getloadavg()[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument(
+        "--start", default="2024-07-01", help="first training cutoff (monthly to 2025-10)"
+    )
     parser.add_argument("--step"), parser.add_argument("--engine")
     parser.add_argument("--shop"), parser.add_argument("--work")
     args = parser.parse_args()
     if args.step:
-        result = step(args.step, Path(args.shop), args.engine, Path(args.work))
+        result = step(args.step, Path(args.shop), args.engine, Path(args.work), args.start)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
         print(json.dumps(result | {"peak_mb": peak / 1024}))
@@ -129,25 +132,28 @@ def main() -> None:
     rows = []
     for name in ("features", "fit", "score"):
         for engine in ("duckdb", "spark") if name != "fit" else ("duckdb",):
-            result = run(name, shop, engine, work)
+            result = run(name, shop, engine, work, args.start)
             rows.append((name, engine, result))
             print(name, engine, result, flush=True)
     lines = [
         "# Spark engine vs DuckDB on one machine",
         "",
-        f"{args.customers:,} simulated customers, as of {AS_OF}; {platform.machine()}, "
-        "2 cores; Spark local[2]; each step a fresh process (Spark's start-up included). "
-        "`python benchmarks/bench_spark.py --customers N` reproduces it.",
+        f"{args.customers:,} simulated customers; training set at monthly cutoffs from "
+        f"{args.start}, scoring as of {AS_OF}; {platform.machine()}, 2 cores; Spark local[2]; "
+        "each step a fresh process (Spark's start-up included); load: the 1-minute load "
+        "average when the step ended (above 2, others shared the cores). "
+        f"`python benchmarks/bench_spark.py --customers {args.customers} --start {args.start}` "
+        "reproduces it.",
         "",
-        "| step | engine | rows | seconds | peak MB | Spark / DuckDB |",
-        "|---|---|---|---|---|---|",
+        "| step | engine | rows | seconds | peak MB | load | Spark / DuckDB |",
+        "|---|---|---|---|---|---|---|",
     ]
     seconds = {(n, e): r["seconds"] for n, e, r in rows}
     for name, engine, result in rows:
         ratio = seconds[(name, engine)] / seconds.get((name, "duckdb"), float("nan"))
         lines.append(
             f"| {name} | {engine} | {result['rows']:,} | {result['seconds']:.1f} | "
-            f"{result['peak_mb']:,.0f} | {ratio:.1f}x |"
+            f"{result['peak_mb']:,.0f} | {result['load']:.1f} | {ratio:.1f}x |"
         )
     RESULTS.write_text("\n".join(lines) + "\n" + ON_A_CLUSTER)
 

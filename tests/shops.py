@@ -22,6 +22,7 @@ def make_tables(customers, purchases, tickets=None, surveys=None, events=None) -
         "resolved_at",
         "closed_at",
         "reopened_at",
+        "refunded_at",
         "answered_at",
         "at",
     )

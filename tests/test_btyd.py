@@ -70,7 +70,13 @@ def test_rows_at_or_after_the_cutoff_never_change_btyd_features(
     extra = purchases.sample(50, random_state=seed % 1000).assign(
         ordered_at=pd.Timestamp(cutoff) + pd.Timedelta(days=int(rng.integers(0, 300)))
     )
-    changed = Tables(sample.customers, pd.concat([kept, extra], ignore_index=True))
+    changed = pd.concat([kept, extra], ignore_index=True)
+    # a refund at or after the cutoff: the purchase was still completed at it
+    refund = (changed["ordered_at"] < pd.Timestamp(cutoff)) & (rng.random(len(changed)) < 0.2)
+    changed["status"] = np.where(refund, "refunded", "completed")
+    refunded_at = pd.Timestamp(cutoff) + pd.Timedelta(days=shift_days)
+    changed["refunded_at"] = pd.Series(refunded_at, index=changed.index).where(refund)
+    changed = Tables(sample.customers, changed)
     pd.testing.assert_frame_equal(original, add_btyd_features(changed, frame, 90))
 
 

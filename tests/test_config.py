@@ -42,7 +42,7 @@ def test_event_kinds_in_any_case_are_one_family():
         }
     )
     spine = pd.DataFrame({"customer_id": ["a"], "cutoff": [pd.Timestamp("2024-01-20")]})
-    features = build_features(tables, spine, config)
+    features = build_features(tables, spine, config.model_copy(update={"btyd": False}))
     assert features["login_30d"].tolist() == [2]
     assert features["delivery_late_30d"].tolist() == [1]
     assert not any("LOGIN" in name for name in features.columns)

@@ -58,6 +58,13 @@ def _drop_column(table, column):
     return mutate
 
 
+def _refund(row, status, at):
+    def mutate(shop):
+        shop.tables["purchases"].loc[row, ["status", "refunded_at"]] = [status, at]
+
+    return mutate
+
+
 def _config(update):
     def mutate(shop):
         update(shop.config)
@@ -120,6 +127,14 @@ BAD_INPUTS = {
     "unknown purchase status": (
         _set("purchases", "status", 0, "shipped"),
         ["purchases.status", "must be one of completed"],
+    ),
+    "refund before its order": (
+        _refund(0, "refunded", "2024-01-09"),
+        ["purchases.refunded_at", "must not be before ordered_at", "row 1 (order_id o1)"],
+    ),
+    "refund time on a completed purchase": (
+        _refund(1, "completed", "2024-03-01"),
+        ["purchases.refunded_at", "status is not refunded or returned", "row 2 (order_id o2)"],
     ),
     "missing required value": (
         _set("events", "kind", 1, None),

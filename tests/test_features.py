@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from churnlens.config import FeatureConfig
 from churnlens.data.contract import with_ticket_times
-from churnlens.features.engine import active_features, build_features
+from churnlens.errors import ChurnlensError
+from churnlens.features.engine import active_features, build_features, write_features
 from shops import make_tables
 
 CUTOFF = pd.Timestamp("2024-04-01")
-CONFIG = FeatureConfig(windows_days=[30, 90])
+CONFIG = FeatureConfig(windows_days=[30, 90], btyd=False)
 
 
 def literal_shop(**drop):
@@ -188,7 +190,7 @@ def test_customer_without_tickets_has_no_open_ticket_age_and_no_slow_reply(featu
 
 
 def test_slow_reply_threshold_comes_from_the_config():
-    config = FeatureConfig(windows_days=[30, 90], slow_reply_hours=8)
+    config = FeatureConfig(windows_days=[30, 90], slow_reply_hours=8, btyd=False)
     frame = build_features(literal_shop(), spine(("a",)), config).set_index("customer_id")
     assert frame.loc["a", "slow_replies_30d"] == 2  # now t1's 10-hour reply is slow too
 
@@ -254,6 +256,63 @@ def test_extra_spine_columns_ride_along_and_rows_are_sorted():
     assert out["orders_total"].tolist() == [2, 3, 0]  # o3 is on 2024-03-01 itself
 
 
+# o4 (a's toys order of 2024-03-15, 40, via web) is refunded; with refunded_at it was a
+# completed purchase until then. At the cutoff 2024-04-01 a refund at or after it is unseen.
+AT_CUTOFF_WITH_O4 = {
+    "orders_total": 4,
+    "spend_total": 100,
+    "recency_days": 17,
+    "orders_30d": 1,
+    "spend_30d": 40,
+    "gap_mean_days": 74 / 3,  # 30, 30, 14
+    "last_gap_days": 14,
+    "refund_rate": 0,
+    "discount_share": 1 / 4,
+    "categories_bought": 3,
+    "last_channel": "web",
+    "avg_order_value": 25,
+}
+# At 2024-05-01 the refund of 2024-04-10 is seen: o1, o2, o3 and o5 (999 via store) count.
+A_MONTH_LATER = {
+    "orders_total": 4,
+    "spend_total": 1059,
+    "recency_days": 30,
+    "gap_mean_days": 91 / 3,  # 30, 30, 31
+    "last_gap_days": 31,
+    "refund_rate": 1 / 5,
+    "last_channel": "store",
+}
+
+
+def _refunded_o4(at):
+    tables = literal_shop()
+    refunded = pd.Series(pd.NaT, index=tables.purchases.index, dtype="datetime64[us]")
+    refunded[3] = pd.Timestamp(at)
+    tables.purchases["refunded_at"] = refunded
+    return tables
+
+
+def _values(frame, customer, cutoff, names):
+    row = frame[(frame["customer_id"] == customer) & (frame["cutoff"] == cutoff)].iloc[0]
+    return {name: row[name] for name in names}
+
+
+@pytest.mark.parametrize("refunded_at", ["2024-04-01", "2024-04-10"])
+def test_a_purchase_refunded_after_the_cutoff_is_completed_at_it(refunded_at):
+    later = pd.Timestamp("2024-05-01")
+    frame = pd.concat([spine(("a", "b")), spine(("a",), later)], ignore_index=True)
+    out = build_features(_refunded_o4(refunded_at), frame, CONFIG)
+    assert _values(out, "a", CUTOFF, AT_CUTOFF_WITH_O4) == pytest.approx(AT_CUTOFF_WITH_O4)
+    assert _values(out, "b", CUTOFF, ["orders_total"]) == {"orders_total": 1}
+    if refunded_at == "2024-04-10":
+        assert _values(out, "a", later, A_MONTH_LATER) == pytest.approx(A_MONTH_LATER)
+
+
+def test_a_purchase_refunded_before_the_cutoff_is_a_refund_at_it(features):
+    out = build_features(_refunded_o4("2024-03-31 23:59:59"), spine(), CONFIG)
+    pd.testing.assert_frame_equal(out.set_index("customer_id"), features)  # as EXPECTED_A
+
+
 # --- property: nothing at or after the cutoff reaches that cutoff's features -----------------
 
 DAYS = 120
@@ -274,6 +333,7 @@ purchase = st.tuples(
     st.sampled_from([0.0, 5.0]),
     st.sampled_from(["x", "y", "z"]),
     st.sampled_from(["web", "app"]),
+    st.one_of(st.none(), st.integers(0, 60 * 24)),  # a refund's time, hours after the order
 )
 ticket = st.tuples(
     st.sampled_from(CUSTOMERS),
@@ -300,6 +360,10 @@ def _tables(purchases, tickets, surveys, events):
             "discount": [p[4] for p in purchases],
             "category": [p[5] for p in purchases],
             "channel": [p[6] for p in purchases],
+            "refunded_at": [
+                _day(p[1] + p[7]) if p[3] != "completed" and p[7] is not None else None
+                for p in purchases
+            ],
         },
         tickets={
             "ticket_id": [f"t{i}" for i in range(len(tickets))],
@@ -335,19 +399,40 @@ def _after(rows, cutoff_hours, keep, new_rows, shift):
 
 def changed_after_cutoff(sources, cutoff_hours, keep, new, shift):
     """The tables of `sources` (purchases, tickets, surveys, events) with every row at or after
-    the cutoff dropped, moved or added (`_after`), and later ticket replies and resolutions
-    moved too: nothing a cutoff's features may see has changed."""
+    the cutoff dropped, moved or added (`_after`), later ticket replies and resolutions moved
+    too, and refunds at or after the cutoff moved, or undone where `keep` says: nothing a
+    cutoff's features may see has changed."""
     changed = _tables(
         *(_after(rows, cutoff_hours, keep, new[i], shift) for i, rows in enumerate(sources))
     )
     for column in ("first_response_at", "resolved_at"):
         late = changed.tickets[column] >= _day(cutoff_hours)
         changed.tickets.loc[late, column] += pd.Timedelta(hours=shift)
+    purchases = changed.purchases
+    late = (purchases["refunded_at"] >= _day(cutoff_hours)).to_numpy()
+    undone = late & ~np.resize(keep, len(purchases))
+    purchases.loc[late, "refunded_at"] += pd.Timedelta(hours=shift)
+    purchases.loc[undone, ["status", "refunded_at"]] = ["completed", pd.NaT]
     changed.tickets = with_ticket_times(changed.tickets)
     return changed
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(  # c0's refund at 100 h is undone, c1's at 55 h moved; c2's at 30 h is seen at 48 h
+    purchases=[
+        ("c0", 0, 10.0, "refunded", 0.0, "x", "web", 100),
+        ("c1", 5, 20.0, "returned", 5.0, "y", "app", 50),
+        ("c2", 10, 30.0, "refunded", 0.0, "z", "web", 20),
+        ("c0", 30, 40.0, "completed", 0.0, "y", "app", None),
+    ],
+    tickets=[],
+    surveys=[],
+    events=[],
+    new=([], [], [], []),
+    cutoff_day=2,
+    keep=[False, True],
+    shift=7,
+)
 @given(
     purchases=st.lists(purchase, min_size=1, max_size=25),
     tickets=st.lists(ticket, max_size=10),
@@ -374,3 +459,17 @@ def test_rows_at_or_after_the_cutoff_never_change_its_features(
         (purchases, tickets, surveys, events), cutoff_hours, keep, new, shift
     )
     pd.testing.assert_frame_equal(original, build_features(changed, frame, config, None, 30))
+
+
+def test_btyd_features_without_the_horizon_are_refused_not_left_out(tmp_path):
+    """A model trained with BTYD features must find them at scoring: no silent omission."""
+    config = FeatureConfig(windows_days=[30, 90])
+    for build in (
+        lambda: build_features(literal_shop(), spine(), config),
+        lambda: write_features(literal_shop(), spine(), config, tmp_path / "f.parquet"),
+    ):
+        with pytest.raises(ChurnlensError, match="features.btyd.*horizon"):
+            build()
+    assert not (tmp_path / "f.parquet").exists()
+    with_horizon = build_features(literal_shop(), spine(), config, None, 30)
+    assert {"bgnbd_p_alive", "bgnbd_expected_purchases"} <= set(with_horizon.columns)

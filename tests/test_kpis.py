@@ -102,6 +102,30 @@ def test_period_kpis_non_contractual_by_hand():
     assert feb.tickets_per_1000_orders == pytest.approx(250.0)  # 1 ticket, 4 orders placed
 
 
+def _refunded_o6(at):
+    """shop() with c's refunded order o6 (2024-02-04, 5.0) refunded at `at`."""
+    tables = shop()
+    refunded = pd.Series(pd.NaT, index=tables.purchases.index, dtype="datetime64[us]")
+    refunded[5] = pd.Timestamp(at)
+    tables.purchases["refunded_at"] = refunded
+    return tables
+
+
+def test_a_refund_after_the_period_end_leaves_its_kpis_as_they_were():
+    late = _refunded_o6("2024-03-01")  # at February's end: still an order in February
+    feb = kpis.period_kpis(late, WINDOW_30, "month").set_index("period").loc["2024-02"]
+    assert (feb.orders, feb.revenue, feb.returns_per_1000_orders) == (4, 145.0, 0.0)
+    assert feb.repeat_purchase_rate == pytest.approx(100 / 3)  # c bought twice
+    assert (feb.customers_end, feb.new) == (3, 2)
+    view = kpis.pareto_view(late, "2024-01-01", "2024-03-01").set_index("view")["share"]
+    assert view.iloc[0] == pytest.approx(60 / 215 * 100)
+    customers, _ = kpis.rfm_segments(late, "2024-03-01")
+    assert customers.set_index("customer_id").loc["c", "frequency"] == 2
+    early = _refunded_o6("2024-02-29 23:59:59")  # seen at February's end: as without a time
+    expected = kpis.period_kpis(shop(), WINDOW_30, "month")
+    pd.testing.assert_frame_equal(kpis.period_kpis(early, WINDOW_30, "month"), expected)
+
+
 def subscriptions():
     return make_tables(
         customers={

@@ -148,3 +148,48 @@ def test_labels_depend_only_on_the_label_window(history, outside, cutoff_day):
     ]  # inside [t - 60, t)
     after = labels(tables(history + late + early_for_members), [cutoff], NON_CONTRACTUAL)
     pd.testing.assert_frame_equal(before, after)
+
+
+def test_a_refund_counts_from_its_time():
+    """A purchase refunded after the cutoff keeps its buyer in the population; one in the label
+    window counts unless refunded before the window ends (t + horizon = 2024-07-01)."""
+    orders = {
+        "refunded_after_t": ["2024-05-20"],  # in the population, then no purchase: churned
+        "refunded_at_t": ["2024-05-20"],  # a refund at t is not seen at t: in the population
+        "refunded_before_t": ["2024-05-20"],  # not in the population
+        "kept_in_window": ["2024-05-20", "2024-06-10"],  # refunded at t + h: retained
+        "refunded_in_window": ["2024-05-20", "2024-06-10"],  # refunded before t + h: churned
+    }
+    refunds = {
+        "refunded_after_t": ["2024-06-02", None],
+        "refunded_at_t": ["2024-06-01", None],
+        "refunded_before_t": ["2024-05-31 23:59:59", None],
+        "kept_in_window": [None, "2024-07-01"],
+        "refunded_in_window": [None, "2024-06-30 23:59:59"],
+    }
+    rows = [(c, at, r) for c in orders for at, r in zip(orders[c], refunds[c], strict=False)]
+    tables = make_tables(
+        customers={"customer_id": list(orders), "signup_at": ["2024-01-01"] * len(orders)},
+        purchases={
+            "order_id": [f"o{i}" for i in range(len(rows))],
+            "customer_id": [c for c, _, _ in rows],
+            "ordered_at": [at for _, at, _ in rows],
+            "amount": [10.0] * len(rows),
+            "status": ["refunded" if r else "completed" for _, _, r in rows],
+            "refunded_at": [r for _, _, r in rows],
+        },
+    )
+    expected = {
+        "refunded_after_t": True,
+        "refunded_at_t": True,
+        "kept_in_window": False,
+        "refunded_in_window": True,
+    }
+    assert as_dict(labels(tables, [T], NON_CONTRACTUAL)) == expected
+    assert population(tables, [T], NON_CONTRACTUAL)["customer_id"].tolist() == sorted(expected)
+    without_times = tables.purchases.drop(columns="refunded_at")  # status as of the export
+    tables.purchases = without_times
+    assert as_dict(labels(tables, [T], NON_CONTRACTUAL)) == {
+        "kept_in_window": True,
+        "refunded_in_window": True,
+    }

@@ -6,13 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlens.config import FeatureConfig, load_config
+from churnlens.config import Config, FeatureConfig, load_config
 from churnlens.data.contract import load_tables
+from churnlens.features.btyd import BTYD_FEATURES
 from churnlens.features.engine import active_features, build_features
 from churnlens.features.registry import attribute_feature, feature_registry
 from churnlens.labels import data_end, population
 from churnlens.scoring.playbook import load_playbook
-from churnlens.scoring.reasons import TOP_K, reason_accuracy, sentence, top_reasons
+from churnlens.scoring.reasons import (
+    TOP_K,
+    feature_settings,
+    reason_accuracy,
+    sentence,
+    top_reasons,
+)
 
 HORIZON = 90
 FLOOR_FIRST, FLOOR_ANY = 0.43, 0.66  # measured 0.442 and 0.672 (335 customers, with BTYD features)
@@ -36,6 +43,12 @@ def explained(trained_shop):
     risk = pd.concat([features[["customer_id"]], reasons], axis=1)
     risk["as_of"] = as_of
     return result.model, features, registry, reasons, risk, truth
+
+
+def test_scoring_builds_btyd_features_when_the_model_has_them_whatever_the_config(explained):
+    model = explained[0]
+    assert set(BTYD_FEATURES) <= set(model.feature_names_)
+    assert feature_settings(model, Config(features=FeatureConfig(btyd=False))).btyd
 
 
 def test_reason_slots_hold_only_risk_raising_drivers_and_sign_only_signs(explained):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from churnlens.config import StatusConfig
-from churnlens.economics import select_targets
+from churnlens.economics import saveable, select_targets
 from churnlens.scoring.playbook import Action, Playbook, recommend
-from churnlens.scoring.status import customer_status
+from churnlens.scoring.status import customer_status, gone_probability
 
 
 def test_status_follows_each_customers_own_gap():
@@ -67,6 +68,30 @@ def test_signs_of_life_beyond_purchases_set_the_return_window():
     assert customer_status(features, logins_only)[4] == "active"  # the page view, 1 day ago
     purchases_only = StatusConfig(life_events=[])
     assert list(customer_status(features, purchases_only))[:3] == ["at_risk"] * 3
+
+
+def test_a_silence_means_gone_by_its_length_the_usual_gap_and_the_risk():
+    # P(gone) = 1 - 1 / (1 + d / (l + d) (e^((l + d) s) - 1)); l = 1 / usual gap, s = silence,
+    # d = -ln(1 - p) / horizon: the customer's daily hazard read off their churn probability
+    features = pd.DataFrame(
+        {
+            "recency_days": [0.0, 20.0, 20.0, 20.0, 60.0, float("nan")],
+            "gap_mean_days": [10.0, 10.0, 40.0, 10.0, 10.0, None],
+        }
+    )
+    p = np.array([0.5, 0.5, 0.5, 0.1, 0.5, 0.5])
+    gone = gone_probability(features, p, StatusConfig(), horizon_days=90)
+    d = -np.log(0.5) / 90
+    by_hand = 1 - 1 / (1 + d / (0.1 + d) * np.expm1((0.1 + d) * 20))  # row 1, about 0.37
+    assert gone[0] == 0.0  # seen today
+    assert gone[1] == pytest.approx(by_hand)
+    assert gone[2] < gone[1]  # the same silence from a rare buyer says less
+    assert gone[3] < gone[1]  # and from a customer at lower risk
+    assert gone[4] > 0.95  # six usual gaps of silence
+    assert gone[5] == 1.0  # no sign of life on record
+    # only the churn still to come can be saved; never below 0
+    assert saveable(p, gone).tolist() == pytest.approx(np.clip(p - gone, 0, None).tolist())
+    assert saveable([0.2], [0.9]).tolist() == [0.0]
 
 
 def test_the_multiples_must_be_ordered():

@@ -6,10 +6,11 @@ list both use it, with the playbook's per-action costs and save rates.
   window closest to ``playbook.value_window_days`` (365 by default), as of the cutoff.
   A customer with no spend on record is worth 0.
 - **expected gain** of one contact, the *saveable* gain: ``p × value × save_rate − cost``,
-  where ``p`` is the churn probability, ``cost`` the action's price and ``save_rate`` the
-  share of the customer's risk the contact removes: the action's save rate, lower for a
-  customer who went quiet (the playbook's status factor: some have already left), times the
-  share of the risk that comes from drivers an action can address (scoring.playbook.recommend).
+  where ``p`` is the saveable churn probability (the churn probability less the probability
+  that the customer has already left: ``saveable``), ``cost`` the action's price and
+  ``save_rate`` the share of the customer's risk the contact removes: the action's save rate,
+  lower for a customer who went quiet (the playbook's status factor), times the share of the
+  risk that comes from drivers an action can address (scoring.playbook.recommend).
   So risk that only shows as symptoms, or from a customer who may be gone, ranks lower than
   risk with a live cause.
 - **targets**: customers with a positive expected gain, best first, within the contact and
@@ -39,6 +40,13 @@ def customer_value(
     """Margin over the value window (see the module docstring); 0 without spend on record."""
     spend = features[f"spend_{value_window(windows_days, settings)}d"].astype("float64")
     return (spend * settings.margin_rate).fillna(0.0).rename("value")
+
+
+def saveable(p, gone) -> np.ndarray:
+    """The churn probability a contact can still act on: `p` less the probability that the
+    customer has already left (scoring.status.gone_probability), never below 0. A customer
+    already gone counts as churned in the label, but nobody gone can be kept."""
+    return np.clip(np.asarray(p, float) - np.asarray(gone, float), 0.0, None)
 
 
 def expected_gain(p, value, save_rate, cost) -> np.ndarray:

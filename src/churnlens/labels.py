@@ -5,6 +5,11 @@ A cutoff `t` splits past from future: who is in the population depends only on r
 the end of the data would make customers look retained, so training cutoffs stop at
 `end of data − horizon` and an explicit cutoff beyond that is refused. A cutoff at or before
 the first row of data has no one to label, so it is refused too.
+
+A purchase counts where it is completed at the time that matters (`completed_sql`): in the
+population when completed at the cutoff, so one refunded after the cutoff keeps its buyer in;
+in the label window when completed at the window's end, so one refunded before it ends is no
+purchase.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import duckdb
 import pandas as pd
 
 from churnlens.config import ChurnConfig, CutoffConfig
-from churnlens.data.contract import SCHEMAS, Tables
+from churnlens.data.contract import SCHEMAS, Tables, completed_at, completed_sql
 from churnlens.errors import ChurnlensError
 
 SPINE_COLUMNS = ["customer_id", "cutoff"]
@@ -32,9 +37,7 @@ def data_end(tables: Tables, churn_type: str = "non_contractual") -> pd.Timestam
     Not the latest row of any table: one survey answer after the last purchase would move the
     test cutoff past the purchases and label everyone in that gap as churned.
     """
-    purchases = tables.purchases
-    if "status" in purchases.columns:
-        purchases = purchases[purchases["status"] == "completed"]
+    purchases = tables.purchases[completed_at(tables.purchases)[:, 0]]
     ends = [purchases["ordered_at"].max()]
     if churn_type == "contractual" and "cancelled_at" in tables.customers.columns:
         ends.append(tables.customers["cancelled_at"].max())
@@ -136,17 +139,17 @@ def label_sql(churn: ChurnConfig, tables: Tables, with_labels: bool = True) -> s
     same text on Spark."""
     horizon = f"INTERVAL {churn.horizon_days} DAY"
     if churn.type == "non_contractual":
-        status = "status = 'completed'" if "status" in tables.purchases.columns else "TRUE"
+        columns = tables.purchases.columns
         active = f"INTERVAL {churn.active_window_days} DAY"
         sql = f"""
-            WITH completed AS (
-                SELECT customer_id, ordered_at FROM purchases_in WHERE {status}),
-            pop AS (
-                SELECT DISTINCT p.customer_id, c.cutoff FROM completed p JOIN cutoffs_in c
-                ON p.ordered_at >= c.cutoff - {active} AND p.ordered_at < c.cutoff),
+            WITH pop AS (
+                SELECT DISTINCT p.customer_id, c.cutoff FROM purchases_in p JOIN cutoffs_in c
+                ON p.ordered_at >= c.cutoff - {active} AND p.ordered_at < c.cutoff
+                AND {completed_sql(columns, "c.cutoff")}),
             bought AS (
-                SELECT DISTINCT p.customer_id, c.cutoff FROM completed p JOIN cutoffs_in c
-                ON p.ordered_at >= c.cutoff AND p.ordered_at < c.cutoff + {horizon})
+                SELECT DISTINCT p.customer_id, c.cutoff FROM purchases_in p JOIN cutoffs_in c
+                ON p.ordered_at >= c.cutoff AND p.ordered_at < c.cutoff + {horizon}
+                AND {completed_sql(columns, f"c.cutoff + {horizon}")})
             SELECT pop.customer_id, pop.cutoff, bought.customer_id IS NULL AS churned
             FROM pop LEFT JOIN bought USING (customer_id, cutoff)"""
     else:

@@ -4,7 +4,7 @@ Nothing is defined twice. The feature statement (`features.engine.feature_sql`),
 population and labels (`labels.label_sql`) and the derived ticket times
 (`data.contract.ticket_times_sql`) are SQL written once in DuckDB's dialect; `spark_sql`
 transpiles them with sqlglot, plus the few rewrites where the two engines differ in meaning
-(sub-second epochs, DuckDB's `/` giving a DOUBLE, HUGEINT, `* REPLACE`). Scoring runs
+(sub-second epochs, DuckDB's `/` giving a DOUBLE, HUGEINT). Scoring runs
 `scoring.score.risk_rows` (the model's booster text and JSON, TreeSHAP reasons, playbook) in
 `mapInPandas` over partitions; the model's two files travel to the executors with
 `SparkContext.addFile` and are checked against their sha256 there.
@@ -43,11 +43,11 @@ from sqlglot.dialects.spark import Spark
 from sqlglot.time import format_time
 
 from churnlens.config import Config, DataConfig, FeatureConfig, SparkConfig, parse_date
-from churnlens.data.contract import SCHEMAS, Tables, check, ticket_times_sql
+from churnlens.data.contract import COMPLETION_COLUMNS, SCHEMAS, Tables, check, ticket_times_sql
 from churnlens.economics import TIERS, check_budget, customer_value
 from churnlens.errors import ChurnlensError
 from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
-from churnlens.features.engine import active_features, apply_dtypes, feature_sql
+from churnlens.features.engine import active_features, apply_dtypes, feature_sql, with_btyd
 from churnlens.features.registry import Feature
 from churnlens.labels import SPINE_COLUMNS, label_sql, training_cutoffs
 from churnlens.modeling.model import ChurnModel
@@ -62,7 +62,7 @@ from churnlens.scoring.score import (
     risk_rows,
     summarize,
 )
-from churnlens.scoring.status import STATUSES
+from churnlens.scoring.status import STATUSES, stand_in_gap
 
 log = logging.getLogger(__name__)
 SPARK_TYPES = {
@@ -103,9 +103,8 @@ def session(config: SparkConfig | None = None) -> SparkSession:
 # --- one SQL text, two dialects ------------------------------------------------------------
 
 
-def spark_sql(duckdb_sql: str, columns_of: dict[str, list[str]]) -> str:
-    """DuckDB SQL as Spark SQL with the same meaning; `columns_of` (view -> columns) expands
-    `SELECT * REPLACE (...)`, which Spark lacks. A top-level ORDER BY is dropped: Spark's
+def spark_sql(duckdb_sql: str) -> str:
+    """DuckDB SQL as Spark SQL with the same meaning. A top-level ORDER BY is dropped: Spark's
     outputs are partitioned files, and a global sort would cost a shuffle."""
     tree = sqlglot.parse_one(duckdb_sql, read="duckdb")
     tree.set("order", None)
@@ -131,14 +130,6 @@ def spark_sql(duckdb_sql: str, columns_of: dict[str, list[str]]) -> str:
     for node in list(tree.find_all(exp.Div)):  # DuckDB divides as DOUBLE, decimals too
         node.set("this", _double(node.this))
         node.set("expression", _double(node.expression))
-    for node in list(tree.find_all(exp.Select)):
-        star = next((e for e in node.expressions if isinstance(e, exp.Star)), None)
-        if star is not None and star.args.get("replace"):
-            replaced = {alias.alias: alias for alias in star.args["replace"]}
-            table = node.args["from_"].this.name
-            expanded = [replaced.get(c, exp.column(c, quoted=True)) for c in columns_of[table]]
-            rest = [e for e in node.expressions if e is not star]
-            node.set("expressions", expanded + rest)
     return tree.sql(dialect="spark")
 
 
@@ -308,10 +299,6 @@ def outline(frames: dict[str, DataFrame]) -> Tables:
     return Tables(**tables, attributes=attributes)
 
 
-def _views(tables: Tables) -> dict[str, list[str]]:
-    return {f"{name}_in": list(frame.columns) for name, frame in tables.present().items()}
-
-
 # --- labels and features -------------------------------------------------------------------
 
 
@@ -321,7 +308,7 @@ def spine(
     """The population (with `churned`) at `cutoffs`, from `labels.label_sql`."""
     days = pd.to_datetime([pd.Timestamp(c) for c in cutoffs]).astype("datetime64[us]")
     spark.createDataFrame(pd.DataFrame({"cutoff": days})).createOrReplaceTempView("cutoffs_in")
-    return spark.sql(spark_sql(label_sql(churn, tables, with_labels), _views(tables)))
+    return spark.sql(spark_sql(label_sql(churn, tables, with_labels)))
 
 
 def features(
@@ -338,8 +325,8 @@ def features(
     active = active_features(tables, config, data.ces_scale, data.csat_scale)
     extra = [c for c in population.columns if c not in SPINE_COLUMNS]
     population.createOrReplaceTempView("spine_in")
-    frame = spark.sql(spark_sql(feature_sql(tables, active, extra), _views(tables)))
-    if config.btyd and horizon_days is not None:
+    frame = spark.sql(spark_sql(feature_sql(tables, active, extra)))
+    if with_btyd(config, horizon_days):
         frame = _with_btyd(spark, tables, frame, extra, horizon_days)
     return frame, active
 
@@ -348,9 +335,9 @@ def _with_btyd(spark, tables: Tables, frame: DataFrame, extra: list[str], horizo
     """The BTYD features, fitted per cutoff on the driver by `features.btyd` (a BG/NBD fit
     needs every customer's purchases before the cutoff)."""
     keys = frame.select(*SPINE_COLUMNS).toPandas()
-    wanted = ["customer_id", "ordered_at", "amount"]
-    wanted += ["status"] if "status" in tables.purchases else []
-    bought = spark.table("purchases_in").select(*wanted).toPandas()
+    wanted = ["customer_id", "ordered_at", "amount", *COMPLETION_COLUMNS]
+    present = [c for c in wanted if c in tables.purchases.columns]
+    bought = spark.table("purchases_in").select(*present).toPandas()
     btyd = add_btyd_features(
         Tables(customers=tables.customers, purchases=bought), keys, horizon_days
     )
@@ -422,9 +409,13 @@ def score(
     )
     frame = frame.cache()
     worst, warned, drift = _drift(frame, active, model, config)
-    cuts = value_cuts(load_playbook(config.playbook.path), _values(frame, active, config, windows))
+    values = _values(frame, active, config, windows)
+    cuts = value_cuts(load_playbook(config.playbook.path), values["value"])
+    population_wide = (cuts, stand_in_gap(values))
     rows = frame.mapInPandas(
-        _risk_partitions(spark, model, active, config, windows, contacts, money, lineage, cuts),
+        _risk_partitions(
+            spark, model, active, config, windows, contacts, money, lineage, population_wide
+        ),
         ", ".join(f"`{name}` {kind}" for name, kind in _risk_columns().items()),
     ).cache()
     keys = ["customer_id", "eligible", "expected_net_gain", "contact_cost"]
@@ -456,20 +447,25 @@ def _risk_columns() -> dict[str, str]:
     return kept | {"eligible": "boolean"}
 
 
-def _values(frame: DataFrame, active, config: Config, windows) -> pd.Series:
-    """Every customer's value (economics.customer_value), for the playbook's value cuts."""
+def _values(frame: DataFrame, active, config: Config, windows) -> pd.DataFrame:
+    """Every customer's value (economics.customer_value), for the playbook's value cuts, and
+    purchase gap (gap_mean_days), for status's stand-in gap."""
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             features = apply_dtypes(batch.reset_index(drop=True), active)
-            yield pd.DataFrame({"value": customer_value(features, windows, config.playbook)})
+            value = customer_value(features, windows, config.playbook)
+            yield pd.DataFrame({"value": value, "gap_mean_days": features["gap_mean_days"]})
 
-    return frame.mapInPandas(run, "value double").toPandas()["value"]
+    return frame.mapInPandas(run, "value double, gap_mean_days double").toPandas()
 
 
-def _risk_partitions(spark, model, active, config, windows, contacts, money, lineage, cuts):
+def _risk_partitions(
+    spark, model, active, config, windows, contacts, money, lineage, population_wide
+):
     """The mapInPandas function: `risk_rows` per batch with the model loaded on the executor
-    from its booster text and JSON, checked against the driver's sha256."""
+    from its booster text and JSON, checked against the driver's sha256; `population_wide`
+    holds the value cuts and stand-in gap, taken over the whole population."""
     folder = Path(tempfile.mkdtemp(prefix="churnlens-model-"))
     model.save(folder)
     hashes = model.file_hashes(folder)
@@ -497,7 +493,7 @@ def _risk_partitions(spark, model, active, config, windows, contacts, money, lin
                 contacts,
                 money,
                 lineage,
-                cuts,
+                *population_wide,
             )
             risk = risk.reindex(columns=wanted)
             for column in text:

@@ -255,6 +255,23 @@ CASES: dict[str, Case] = {
     "unknown status": Case(
         cell("purchases", "status", 1, " SHIPPED "), ("purchases.status", "must be one of")
     ),
+    # purchases: refund times (o3 is c2's refunded purchase of 2024-01-20)
+    "refund before its order": Case(
+        column("purchases", "refunded_at", [None, None, "2024-01-19", None]),
+        ("purchases.refunded_at", "must not be before ordered_at", "row 3 (order_id o3)"),
+    ),
+    "refund time on a completed purchase": Case(
+        column("purchases", "refunded_at", ["2024-01-15", None, "2024-01-25", None]),
+        ("purchases.refunded_at", "status is not refunded or returned", "order_id o1"),
+    ),
+    "refund in 2999": Case(
+        column("purchases", "refunded_at", [None, None, "2999-01-25", None]),
+        ("purchases.refunded_at", LATE, "order_id o3"),
+    ),
+    "refund time not a date": Case(
+        column("purchases", "refunded_at", [None, None, "soon", None]),
+        ("purchases.refunded_at", "not a date", "order_id o3"),
+    ),
     # tickets
     "ticket opened in 2999": Case(
         cell("tickets", "opened_at", 0, "2999-01-01"), ("tickets.opened_at", LATE, "ticket_id t1")

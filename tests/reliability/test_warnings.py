@@ -21,6 +21,9 @@ def test_validate_prints_warnings_and_still_passes(shop):
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert lines == [
+        "warning: purchases.status: refunded or returned with no refunded_at: counted at no "
+        "cutoff, even before the refund (the status is as of the data export) — 1 row(s) "
+        "break it: row 3 (order_id o3)",
         "warning: tickets.resolved_at: ticket never ends (no resolved_at or closed_at): open at "
         "every later cutoff — 1 row(s) break it: row 2 (ticket_id t2)",
         "warning: events.source: not a column of events, ignored (known: customer_id, at, kind; "
@@ -47,7 +50,7 @@ def test_warning_counts_per_table_in_the_summary(shop):
     counts = {w.table: 0 for w in tables.warnings}
     for warning in tables.warnings:
         counts[warning.table] += 1
-    assert counts == {"customers": 1, "purchases": 1, "tickets": 1}
+    assert counts == {"customers": 1, "purchases": 2, "tickets": 1}  # coupon; refund time
     assert "coupon" not in tables.purchases.columns
 
 
@@ -61,11 +64,11 @@ def test_event_kinds_are_one_family_whatever_their_case(shop):
     )
     tables = load_tables(load_config(shop.write()).data)
     assert tables.events["kind"].tolist() == ["login", "login", "login", "cart_abandoned"]
-    names = {f.name for f in active_features(tables, FeatureConfig(windows_days=[30]))}
+    names = {f.name for f in active_features(tables, FeatureConfig(windows_days=[30], btyd=False))}
     assert {"login_30d", "cart_abandoned_30d"} <= names
     assert not any("LOGIN" in name or "Login" in name for name in names)
     spine = pd.DataFrame({"customer_id": ["c1"], "cutoff": [pd.Timestamp("2024-02-01")]})
-    features = build_features(tables, spine, FeatureConfig(windows_days=[30]))
+    features = build_features(tables, spine, FeatureConfig(windows_days=[30], btyd=False))
     assert features["login_30d"].tolist() == [2]
 
 
@@ -73,7 +76,7 @@ def _open_tickets(shop, closed_at):
     shop.tables["tickets"]["closed_at"] = closed_at
     tables = load_tables(load_config(shop.write()).data)
     spine = pd.DataFrame({"customer_id": ["c1", "c2"], "cutoff": [pd.Timestamp("2024-02-01")] * 2})
-    features = build_features(tables, spine, FeatureConfig(windows_days=[30]))
+    features = build_features(tables, spine, FeatureConfig(windows_days=[30], btyd=False))
     return features["open_tickets"].tolist(), tables.warnings
 
 
@@ -106,7 +109,8 @@ def _reopen_rate(shop, reopened_at):
         shop.tables["tickets"]["reopened_at"] = ["", reopened_at]
     tables = load_tables(load_config(shop.write()).data)
     spine = pd.DataFrame({"customer_id": ["c2"], "cutoff": [pd.Timestamp("2024-02-01")]})
-    return build_features(tables, spine, FeatureConfig(windows_days=[30]))["reopen_rate"].iat[0]
+    features = build_features(tables, spine, FeatureConfig(windows_days=[30], btyd=False))
+    return features["reopen_rate"].iat[0]
 
 
 def test_a_reopening_after_the_cutoff_does_not_reach_it(shop):
@@ -114,3 +118,13 @@ def test_a_reopening_after_the_cutoff_does_not_reach_it(shop):
     assert _reopen_rate(shop, None) == 1.0  # no time given: counted at every cutoff, as before
     assert _reopen_rate(shop, "2024-01-25") == 1.0
     assert _reopen_rate(shop, "2024-02-10") == 0.0  # reopened after the cutoff
+
+
+def test_a_refund_time_is_read_and_only_untimed_refunds_are_warned_about(shop):
+    shop.tables["purchases"]["status"] = ["completed", "returned", "Refunded", "completed"]
+    shop.tables["purchases"]["refunded_at"] = ["", "2024-02-20", "", ""]
+    tables = load_tables(load_config(shop.write()).data)
+    assert tables.purchases["refunded_at"].dtype == "datetime64[us]"
+    assert tables.purchases["refunded_at"].notna().tolist() == [False, True, False, False]
+    untimed = [str(w) for w in tables.warnings if "no refunded_at" in str(w)]
+    assert len(untimed) == 1 and "1 row(s) break it: row 3 (order_id o3)" in untimed[0]

@@ -27,7 +27,16 @@ Warnings are plausible in real exports and reported by `validate` (`Tables.warni
 - a ticket that never ends (neither resolved_at nor closed_at): open at every later cutoff;
 - a column a non-customer table does not know: it is ignored, not used;
 - customer attributes: they are taken as of the data export, so a value changed later reaches
-  every past cutoff (a leak the contract cannot see).
+  every past cutoff (a leak the contract cannot see);
+- refunded or returned purchases without `refunded_at` (no column, or a blank): they never
+  count, not even at cutoffs before the refund, so the status as of the export reaches past
+  cutoffs.
+
+A completed purchase at time `t` (`completed_sql`, the one definition for features, labels,
+populations, BTYD and KPIs): status `completed` (or no status column), or refunded or
+returned with `refunded_at` at or after `t` — a refund counts from its time on, like any row
+(a row at `t` is not seen at a cutoff `t`). `refunded_at` must not be before `ordered_at` and
+is only allowed on refunded or returned purchases.
 
 Exit surveys: an answer of kind `exit` states why a customer left, as a `reason` code, a
 `comment`, or both (no score). It comes at leaving, so it is no survey score: `validate`
@@ -54,6 +63,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -63,6 +73,8 @@ from churnlens.errors import ChurnlensError
 
 Kind = Literal["id", "datetime", "float", "int", "text", "code"]  # code: lower-case, stripped
 PURCHASE_STATUSES = ("completed", "cancelled", "refunded", "returned")
+REFUND_STATUSES = ("refunded", "returned")
+COMPLETION_COLUMNS = ("status", "refunded_at")  # what completed_sql reads
 SCORED_SURVEYS = ("nps", "csat", "ces")
 EXIT_SURVEY = "exit"
 SURVEY_KINDS = (*SCORED_SURVEYS, EXIT_SURVEY)
@@ -117,6 +129,7 @@ SCHEMAS: dict[str, TableSchema] = {
                 Column("discount", "float"),
                 Column("category", "text"),
                 Column("channel", "text"),
+                Column("refunded_at", "datetime"),
             ),
             key="order_id",
         ),
@@ -603,6 +616,22 @@ class _Table:
                     f"must be one of {', '.join(PURCHASE_STATUSES)}",
                     f"status IS NULL OR status NOT IN ({allowed})",
                 )
+            refunds = ", ".join(map(_lit, REFUND_STATUSES))
+            refund = f"coalesce(status IN ({refunds}), false)" if "status" in cols else "false"
+            refunded_at = "refunded_at" if "refunded_at" in cols else "CAST(NULL AS TIMESTAMP)"
+            self.add("refunded_at", "must not be before ordered_at", f"{refunded_at} < ordered_at")
+            self.add(
+                "refunded_at",
+                f"set on a purchase whose status is not {' or '.join(REFUND_STATUSES)}",
+                f"{refunded_at} IS NOT NULL AND NOT {refund}",
+            )
+            self.add(
+                "status",
+                "refunded or returned with no refunded_at: counted at no cutoff, even before the "
+                "refund (the status is as of the data export)",
+                f"{refund} AND {refunded_at} IS NULL",
+                warning=True,
+            )
         if name == "tickets":
             for column in ("first_response_at", *TICKET_ENDS, "reopened_at"):
                 if column in cols:
@@ -842,6 +871,33 @@ def with_ticket_times(frame: pd.DataFrame) -> pd.DataFrame:
         for name in derived:
             frame[name] = times[name].astype("datetime64[us]").to_numpy()
     return frame
+
+
+def completed_sql(columns, at: str | None = None) -> str:
+    """SQL condition over a purchase row: a completed purchase at time `at` (an SQL expression;
+    None: as of the data export), given the purchases' `columns`. The one definition of a
+    completed purchase (see the module docstring); never NULL."""
+    if "status" not in columns:
+        return "TRUE"
+    done = "status = 'completed'"
+    if at is None or "refunded_at" not in columns:
+        return f"({done})"
+    refund = "status IN (" + ", ".join(f"'{status}'" for status in REFUND_STATUSES) + ")"
+    return f"({done} OR ({refund} AND coalesce(refunded_at >= {at}, FALSE)))"
+
+
+def completed_at(purchases: pd.DataFrame, *times) -> np.ndarray:
+    """Whether each purchase row is completed at each of `times` (a time, or one per row as a
+    Series): `completed_sql` evaluated by DuckDB in one pass, a (rows, times) boolean array;
+    without times, one column as of the data export."""
+    columns = [c for c in COMPLETION_COLUMNS if c in purchases.columns]
+    ats = {f"_at{k}": at for k, at in enumerate(times)}
+    conditions = [completed_sql(columns, at) for at in (list(ats) or [None])]
+    frame = purchases[columns].assign(_row=0, **ats)  # _row: a frame never without columns
+    with duckdb.connect() as con:
+        con.register("purchases", frame)
+        found = con.sql(f"SELECT {', '.join(conditions)} FROM purchases").fetchnumpy()
+    return np.column_stack([np.asarray(mask, dtype=bool) for mask in found.values()])
 
 
 def load_tables(data: DataConfig) -> Tables:

@@ -7,7 +7,8 @@ the population mean the fewer repeats they made. These are
 strong, smooth summaries of the purchase rhythm that a tree model would otherwise have to
 piece together, and they soften the tenure gap between training and test cutoffs. At each
 cutoff the model is fitted on the purchases before it only (every customer who has bought),
-so the features are point-in-time like the SQL ones. A fit that fails at one cutoff leaves
+completed as of that cutoff (`completed_at`: a refund counts from its time on), so the
+features are point-in-time like the SQL ones. A fit that fails at one cutoff leaves
 that cutoff's features of that model missing (NaN, which LightGBM handles) with a warning.
 """
 
@@ -18,9 +19,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from churnlens.data.contract import Tables
+from churnlens.data.contract import COMPLETION_COLUMNS, Tables, completed_at
 from churnlens.errors import ChurnlensError
-from churnlens.modeling.bgnbd import BGNBD, rfm_summary
+from churnlens.modeling.bgnbd import BGNBD, fit_sample, rfm_summary
 from churnlens.modeling.gammagamma import GammaGamma
 
 log = logging.getLogger(__name__)
@@ -35,13 +36,6 @@ PENALIZER = 0.001  # keeps the fit finite when a cutoff shows little sign of dro
 WEEK = 7.0
 
 
-def _completed(tables: Tables) -> pd.DataFrame:
-    purchases = tables.purchases
-    if "status" in purchases.columns:
-        purchases = purchases[purchases["status"] == "completed"]
-    return purchases[["customer_id", "ordered_at", "amount"]]
-
-
 def _at_cutoff(purchases: pd.DataFrame, cutoff, customers: pd.Series, horizon_days: int):
     """BTYD features of `customers` at one cutoff (NaN for those who never bought)."""
     out = pd.DataFrame(np.nan, index=range(len(customers)), columns=list(BTYD_FEATURES))
@@ -49,8 +43,9 @@ def _at_cutoff(purchases: pd.DataFrame, cutoff, customers: pd.Series, horizon_da
     if summary.empty:
         return out
     out["gg_expected_spend"] = expected_spend(purchases, cutoff, customers)
+    fitted = fit_sample(summary)
     try:
-        model = BGNBD(PENALIZER).fit(summary["frequency"], summary["recency"], summary["T"])
+        model = BGNBD(PENALIZER).fit(fitted["frequency"], fitted["recency"], fitted["T"])
     except ChurnlensError as error:
         log.warning("BTYD features at cutoff %s are missing: %s", f"{cutoff:%Y-%m-%d}", error)
         return out
@@ -72,8 +67,9 @@ def expected_spend(purchases: pd.DataFrame, cutoff, customers: pd.Series) -> np.
     repeats = daily[daily.groupby(level=0).cumcount().to_numpy() > 0].groupby(level=0)
     summary = pd.DataFrame({"x": repeats.size(), "m": repeats.mean()})
     summary = summary.reindex(daily.index.unique(level=0)).fillna({"x": 0.0})
+    fitted = fit_sample(summary)
     try:
-        model = GammaGamma().fit(summary["x"], summary["m"])
+        model = GammaGamma().fit(fitted["x"], fitted["m"])
     except ChurnlensError as error:
         log.warning("Gamma-Gamma spend at cutoff %s is missing: %s", f"{cutoff:%Y-%m-%d}", error)
         return np.full(len(customers), np.nan)
@@ -84,9 +80,13 @@ def expected_spend(purchases: pd.DataFrame, cutoff, customers: pd.Series) -> np.
 
 def add_btyd_features(tables: Tables, frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
     """`frame` (customer_id, cutoff, ...) with the BTYD features of each row appended."""
-    purchases = _completed(tables)
+    wanted = ["customer_id", "ordered_at", "amount", *COMPLETION_COLUMNS]
+    purchases = tables.purchases[[c for c in wanted if c in tables.purchases.columns]]
     features = pd.DataFrame(np.nan, index=frame.index, columns=list(BTYD_FEATURES))
-    for cutoff, rows in frame.groupby("cutoff", sort=True).groups.items():
-        part = _at_cutoff(purchases, cutoff, frame.loc[rows, "customer_id"], horizon_days)
+    groups = frame.groupby("cutoff", sort=True).groups
+    completed = completed_at(purchases, *groups)
+    for k, (cutoff, rows) in enumerate(groups.items()):
+        done = purchases[completed[:, k]]
+        part = _at_cutoff(done, cutoff, frame.loc[rows, "customer_id"], horizon_days)
         features.loc[rows] = part.to_numpy()
     return pd.concat([frame, features.astype("float64")], axis=1)

@@ -3,7 +3,10 @@
 Each source is joined to the spine on customer_id with `ts < cutoff`, so a row at or after a
 cutoff can never reach that cutoff's features, and aggregated per (customer, cutoff) with the
 registry's SQL; the per-source results are left-joined back to the spine. No Python loop runs
-over customers or cutoffs. The result streams straight to Parquet (`write_features`) or
+over customers or cutoffs. A purchase counts as completed where it is completed at the
+cutoff (`completed_sql`): with `refunded_at`, the few (customer, cutoff) pairs with a refund
+still pending at the cutoff read their own copy of the customer's purchases as of the cutoff
+(`_purchase_rows`). The result streams straight to Parquet (`write_features`) or
 comes back as a DataFrame with fixed dtypes (`build_features`).
 """
 
@@ -16,7 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from churnlens.config import Config, DataConfig, FeatureConfig
-from churnlens.data.contract import Tables
+from churnlens.data.contract import REFUND_STATUSES, Tables, completed_sql
 from churnlens.data.io import atomic_path
 from churnlens.errors import ChurnlensError
 from churnlens.features.btyd import add_btyd_features
@@ -28,14 +31,12 @@ SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "category": "VARCHAR"}
 # Each source's rows, with `ts` as the row's time and the helper columns the registry uses.
 PREPARED = {
     "purchases": """
-        SELECT customer_id, ordered_at AS ts, {columns}, completed,
+        SELECT customer_id, version, ordered_at AS ts, {columns}, completed,
                CASE WHEN completed THEN epoch_us(ordered_at) - epoch_us(lag(ordered_at) OVER w)
                END AS gap_us,
                row_number() OVER w AS seq
-        FROM (SELECT * REPLACE (CAST(amount AS DECIMAL(18, 4)) AS amount),
-                     {completed} AS completed
-              FROM purchases_in)
-        WINDOW w AS (PARTITION BY customer_id, completed ORDER BY ordered_at, order_id)""",
+        FROM ({rows}) AS purchase_rows
+        WINDOW w AS (PARTITION BY customer_id, version, completed ORDER BY ordered_at, order_id)""",
     "tickets": "SELECT customer_id, opened_at AS ts, {columns} FROM tickets_in",
     "surveys": """
         SELECT customer_id, answered_at AS ts, kind, score,
@@ -48,8 +49,10 @@ PREPARED = {
 # rows (one per purchase and later cutoff) stay narrow.
 HELPER_COLUMNS = {
     "purchases": {
-        "amount": "amount",
-        "status": "status IN ('refunded', 'returned') AS refunded",
+        "amount": "CAST(amount AS DECIMAL(18, 4)) AS amount",
+        "status": "status IN ({}) AND NOT completed AS refunded".format(
+            ", ".join(f"'{status}'" for status in REFUND_STATUSES)
+        ),
         "discount": "discount > 0 AS discounted",
         "category": "category",
         "channel": "channel",
@@ -107,17 +110,46 @@ def _register(con: duckdb.DuckDBPyConnection, tables: Tables, spine: pd.DataFram
 def _source_cte(source: str, features: list[Feature], tables: Tables) -> str:
     frame = tables.present()[source]
     helpers = [sql for c, sql in HELPER_COLUMNS.get(source, {}).items() if c in frame.columns]
-    completed = "status = 'completed'" if "status" in frame.columns else "TRUE"
-    prepared = PREPARED[source].format(
-        columns=", ".join(helpers) or "NULL AS _none", completed=completed
-    )
+    pending, rows, spine, match = "", "", "spine s", ""
+    if source == "purchases":
+        pending, rows, spine, match = _purchase_rows(frame.columns)
+    prepared = PREPARED[source].format(columns=", ".join(helpers) or "NULL AS _none", rows=rows)
     aggregates = ",\n    ".join(f"{f.sql} AS {_quote(f.name)}" for f in features)
-    return f"""{source}_p AS ({prepared}),
+    return f"""{pending}{source}_p AS ({prepared}),
 agg_{source} AS (
     SELECT s.customer_id, s.cutoff,
     {aggregates}
-    FROM spine s JOIN {source}_p x ON x.customer_id = s.customer_id AND x.ts < s.cutoff
+    FROM {spine} JOIN {source}_p x ON x.customer_id = s.customer_id AND x.ts < s.cutoff{match}
     GROUP BY s.customer_id, s.cutoff)"""
+
+
+def _purchase_rows(columns) -> tuple[str, str, str, str]:
+    """(a `pending` CTE, the purchase rows, the spine, the join's version match).
+
+    Each purchase row carries `completed` as of the data export (`version` NULL). A
+    (customer, cutoff) with a purchase before the cutoff that is refunded at or after it
+    (`pending`) reads its own copy of the customer's purchases, completed as of the cutoff
+    (`version` = the cutoff); such pairs are few, so are the copies.
+    """
+    rows = (
+        f"SELECT *, CAST(NULL AS TIMESTAMP) AS version, {completed_sql(columns)} AS completed "
+        "FROM purchases_in"
+    )
+    if "refunded_at" not in columns:
+        return "", rows, "spine s", ""
+    pending = f"""pending AS (
+    SELECT DISTINCT s.customer_id, s.cutoff AS version
+    FROM (SELECT customer_id, cutoff FROM spine) s JOIN purchases_in p
+    ON p.customer_id = s.customer_id AND p.ordered_at < s.cutoff
+    AND {completed_sql(columns, "s.cutoff")} AND NOT {completed_sql(columns)}),
+"""
+    rows += f"""
+            UNION ALL
+            SELECT p.*, v.version, {completed_sql(columns, "v.version")}
+            FROM pending v JOIN purchases_in p
+            ON p.customer_id = v.customer_id AND p.ordered_at < v.version"""
+    spine = "spine s LEFT JOIN pending v ON v.customer_id = s.customer_id AND v.version = s.cutoff"
+    return pending, rows, spine, " AND x.version IS NOT DISTINCT FROM v.version"
 
 
 def _quote(name: str) -> str:
@@ -183,18 +215,30 @@ def build_features(
 ) -> pd.DataFrame:
     """Features for each (customer_id, cutoff) row of `spine`; other spine columns ride along.
 
-    With `horizon_days` (the churn horizon) and `config.btyd`, the BTYD features of each
-    cutoff are appended (features/btyd.py).
+    With `config.btyd` (the default) the BTYD features of each cutoff are appended
+    (features/btyd.py); they need the churn horizon, so `horizon_days` is then required.
     """
+    btyd = with_btyd(config, horizon_days)
     con, relation, features = _relation(tables, spine, config, data)
     frame = relation.df()
     con.close()
     frame = apply_dtypes(frame, features)
-    if config.btyd and horizon_days is not None:
+    if btyd:
         extra = _check_spine(spine)  # the label stays last, after the BTYD features
         frame = add_btyd_features(tables, frame, horizon_days)
         frame = frame[[c for c in frame.columns if c not in extra] + extra]
     return frame
+
+
+def with_btyd(config: FeatureConfig, horizon_days: int | None) -> bool:
+    """Whether the BTYD features are added; refused without the horizon rather than left
+    out, so a model trained with them always finds them when it scores."""
+    if config.btyd and horizon_days is None:
+        raise ChurnlensError(
+            "features.btyd: the BTYD features need the churn horizon; pass horizon_days "
+            "(config.churn.horizon_days), or set features.btyd to false"
+        )
+    return config.btyd
 
 
 def apply_dtypes(frame: pd.DataFrame, features: list[Feature]) -> pd.DataFrame:
@@ -220,7 +264,7 @@ def write_features(
 ) -> int:
     """Write the features to a Parquet file atomically (streamed unless BTYD features join,
     which need the frame in memory); return the number of rows."""
-    if config.btyd and horizon_days is not None:
+    if with_btyd(config, horizon_days):
         frame = build_features(tables, spine, config, data, horizon_days)
         with atomic_path(path) as tmp:
             frame.to_parquet(tmp, index=False)

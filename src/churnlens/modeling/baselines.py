@@ -22,7 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from churnlens.errors import ChurnlensError
-from churnlens.modeling.bgnbd import BGNBD
+from churnlens.modeling.bgnbd import BGNBD, fit_sample
 from churnlens.modeling.model import Calibrator
 
 RFM = ["recency_days", "orders_total", "spend_total"]
@@ -105,7 +105,7 @@ class BGNBDBaseline(_Baseline):
 
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame) -> BGNBDBaseline:
         last = train[train["cutoff"] == train["cutoff"].max()]
-        last = last[last["orders_total"] > 0]
+        last = fit_sample(last[last["orders_total"] > 0])
         self.model_ = BGNBD(penalizer=0.001).fit(*self._summary(last))
         self._calibrate(valid)
         return self

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from churnlens.config import Config, ModelConfig
-from churnlens.economics import customer_value, expected_gain
+from churnlens.economics import customer_value, expected_gain, saveable
 from churnlens.errors import ChurnlensError
 from churnlens.features.registry import declared_features
 from churnlens.labels import require_informative
@@ -22,7 +22,7 @@ from churnlens.modeling.evaluate import evaluate_by_cutoff, paired_bootstrap
 from churnlens.modeling.model import ChurnModel
 from churnlens.modeling.split import TimeSplit, time_split
 from churnlens.scoring.playbook import Playbook, load_playbook, planned_actions
-from churnlens.scoring.status import customer_status
+from churnlens.scoring.status import customer_status, gone_probability
 
 MODEL = "lightgbm"
 log = logging.getLogger(__name__)
@@ -131,8 +131,15 @@ def fit(training_set: pd.DataFrame, config: Config | None = None) -> TrainingRes
         seconds[baseline.name] = time.perf_counter() - started
     money = campaign(model, scored, config, load_playbook(config.playbook.path))
     scored = scored.assign(**columns, **money)
+    gone = pd.concat(  # each cutoff is one population, as at a scoring date
+        pd.Series(
+            gone_probability(part, part[MODEL], config.scoring.status, config.churn.horizon_days),
+            index=part.index,
+        )
+        for _, part in scored.groupby("cutoff", sort=False)
+    ).reindex(scored.index)
     scored["expected_net_gain"] = expected_gain(
-        scored[MODEL], scored["value"], scored["save_rate"], scored["contact_cost"]
+        saveable(scored[MODEL], gone), scored["value"], scored["save_rate"], scored["contact_cost"]
     )
     metrics = evaluate_by_cutoff(
         scored,

@@ -5,7 +5,9 @@ below (`period_kpis`, `pareto_view`, `rfm_segments`, `cohort_retention`) only co
 and call them. Who is a customer at a date is the labels' population rule, so KPIs and churn
 labels never disagree: non-contractual — at least one completed purchase in the
 `active_window_days` before the date; contractual — signed up before the date and not
-cancelled before it.
+cancelled before it. Likewise an order counts where it is completed at the end of the span
+a KPI covers (`data.contract.completed_sql`): a refund after a period's end does not change
+that period's KPIs.
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ import numpy as np
 import pandas as pd
 
 from churnlens.config import ChurnConfig
-from churnlens.data.contract import Tables
+from churnlens.data.contract import REFUND_STATUSES, Tables, completed_at
 from churnlens.errors import ChurnlensError
 from churnlens.features.btyd import expected_spend
 from churnlens.labels import data_end, population
-from churnlens.modeling.bgnbd import BGNBD, rfm_summary
+from churnlens.modeling.bgnbd import BGNBD, fit_sample, rfm_summary
 
 PERIODS = {"month": "M", "quarter": "Q"}
-RETURN_STATUSES = ("returned", "refunded")
 SEGMENTS = ("champions", "loyal", "needs attention", "at risk", "hibernating", "lost")
 
 
@@ -101,12 +102,9 @@ def top_share(amounts: pd.Series, share: float = 0.2) -> float:
 # ------------------------------------------------------------------------------------------------
 # Tables of KPIs
 # ------------------------------------------------------------------------------------------------
-def completed_purchases(tables: Tables) -> pd.DataFrame:
-    """Purchases that count as orders: status 'completed', or every row without a status."""
-    purchases = tables.purchases
-    if "status" not in purchases.columns:
-        return purchases
-    return purchases[purchases["status"] == "completed"]
+def completed_purchases(tables: Tables, at) -> pd.DataFrame:
+    """The purchases that count as orders at time `at` (`completed_at`)."""
+    return tables.purchases[completed_at(tables.purchases, pd.Timestamp(at))[:, 0]]
 
 
 def period_bounds(tables: Tables, period: str) -> pd.DataFrame:
@@ -124,16 +122,22 @@ def period_bounds(tables: Tables, period: str) -> pd.DataFrame:
     )
 
 
-def _customer_counts(tables: Tables, churn: ChurnConfig, bounds: pd.DataFrame) -> pd.DataFrame:
+def _customer_counts(
+    tables: Tables, churn: ChurnConfig, bounds: pd.DataFrame, completed: np.ndarray
+) -> pd.DataFrame:
+    """Customers at the start and end of each period, new (first order, or signup, in it) and
+    lost; `completed`: the purchases completed at each period's end."""
     dates = list(bounds["start"]) + [bounds["end"].iloc[-1]]
     members = population(tables, dates, churn).groupby("cutoff")["customer_id"].agg(set)
-    if churn.type == "contractual":
-        first = tables.customers.set_index("customer_id")["signup_at"]
-    else:
-        first = completed_purchases(tables).groupby("customer_id")["ordered_at"].min()
+    signup = tables.customers.set_index("customer_id")["signup_at"]
+    purchases = tables.purchases
     rows = []
-    for start, end in zip(bounds["start"], bounds["end"], strict=True):
+    for k, (start, end) in enumerate(zip(bounds["start"], bounds["end"], strict=True)):
         before, after = members.get(start, set()), members.get(end, set())
+        if churn.type == "contractual":
+            first = signup
+        elif k == 0 or (completed[:, k] != completed[:, k - 1]).any():  # a refund in between
+            first = purchases[completed[:, k]].groupby("customer_id")["ordered_at"].min()
         new = int(((first >= start) & (first < end)).sum())
         rows.append((len(before), len(after), new, len(before - after)))
     counts = pd.DataFrame(rows, columns=["customers_start", "customers_end", "new", "lost"])
@@ -151,13 +155,16 @@ def _in(times: pd.Series, start, end) -> pd.Series:
     return (times >= start) & (times < end)
 
 
-def _order_kpis(tables: Tables, completed: pd.DataFrame, start, end) -> tuple[dict, int]:
-    """Order KPIs over completed orders in the period, and the orders placed (any status)."""
-    placed = tables.purchases[_in(tables.purchases["ordered_at"], start, end)]
-    done = completed[_in(completed["ordered_at"], start, end)]
+def _order_kpis(tables: Tables, completed: np.ndarray, start, end) -> tuple[dict, int]:
+    """Order KPIs over the orders in the period completed at its end (`completed`, per
+    purchase), and the orders placed (any status)."""
+    inside = _in(tables.purchases["ordered_at"], start, end).to_numpy()
+    placed = tables.purchases[inside]
+    done = tables.purchases[inside & completed]
     per_buyer = done.groupby("customer_id").size()
     revenue = float(done["amount"].sum())
-    returns = int(placed["status"].isin(RETURN_STATUSES).sum()) if "status" in placed else 0
+    refund = placed["status"].isin(REFUND_STATUSES) if "status" in placed else False
+    returns = int((refund & ~completed[inside]).sum())
     kpis = {
         "orders": len(done),
         "revenue": revenue,
@@ -216,9 +223,9 @@ def period_kpis(
     bounds = period_bounds(tables, period)
     if bounds.empty:
         raise ChurnlensError(f"the data cover no whole {period}: no KPI can be computed")
-    completed, rows = completed_purchases(tables), []
-    for start, end in zip(bounds["start"], bounds["end"], strict=True):
-        orders, placed = _order_kpis(tables, completed, start, end)
+    completed, rows = completed_at(tables.purchases, *bounds["end"]), []
+    for k, (start, end) in enumerate(zip(bounds["start"], bounds["end"], strict=True)):
+        orders, placed = _order_kpis(tables, completed[:, k], start, end)
         rows.append(
             {
                 **orders,
@@ -226,7 +233,8 @@ def period_kpis(
                 **_ticket_kpis(tables, start, end, placed),
             }
         )
-    frame = pd.concat([bounds, _customer_counts(tables, churn, bounds), pd.DataFrame(rows)], axis=1)
+    counts = _customer_counts(tables, churn, bounds, completed)
+    frame = pd.concat([bounds, counts, pd.DataFrame(rows)], axis=1)
     frame["average_lifespan"] = frame["churn_rate"].map(average_lifespan)
     frame["clv"] = [
         historical_clv(v, f, life)
@@ -243,7 +251,7 @@ def period_kpis(
 def pareto_view(tables: Tables, start, end) -> pd.DataFrame:
     """The 80/20 view over [start, end): revenue share of the top 20 % of buyers, and ticket
     share of the top 20 % of customers who raised a ticket (`top_share`)."""
-    done = completed_purchases(tables)
+    done = completed_purchases(tables, end)
     revenue = done[_in(done["ordered_at"], start, end)].groupby("customer_id")["amount"].sum()
     rows = [("revenue share of the top 20 % of customers", len(revenue), top_share(revenue))]
     if tables.tickets is not None:
@@ -280,7 +288,7 @@ def rfm_segments(
     (orders), monetary (revenue), their quintile scores and segment; and per segment the
     customers, revenue and — with a risk list — mean churn probability of those scored."""
     as_of = pd.Timestamp(as_of)
-    done = completed_purchases(tables)
+    done = completed_purchases(tables, as_of)
     done = done[done["ordered_at"] < as_of]
     if done.empty:
         raise ChurnlensError(f"no completed purchase before {as_of:%Y-%m-%d}: no RFM segments")
@@ -328,8 +336,9 @@ def cohort_retention(tables: Tables, churn: ChurnConfig) -> pd.DataFrame:
         }
         counts = pd.DataFrame(stayed)
     else:
-        done = completed_purchases(tables)
-        month = done["ordered_at"].dt.to_period("M")
+        month = tables.purchases["ordered_at"].dt.to_period("M")
+        kept = completed_at(tables.purchases, (month + 1).dt.start_time)[:, 0]  # at month end
+        done, month = tables.purchases[kept], month[kept]
         cohort = month.groupby(done["customer_id"]).transform("min")
         age = [offset.n for offset in month - cohort]
         active = pd.DataFrame({"cohort": cohort, "age": age, "customer_id": done["customer_id"]})
@@ -350,12 +359,11 @@ def bgnbd_clv(tables: Tables, as_of, horizon_days: int, model: BGNBD | None = No
     fitted one); `gamma_gamma_clv` uses the Gamma-Gamma expected spend per purchase day
     (features.btyd.expected_spend) instead, NaN where that fit fails. Returns customer_id,
     p_alive, expected_purchases, average_order_value, clv, expected_spend, gamma_gamma_clv."""
-    done = completed_purchases(tables)
+    done = completed_purchases(tables, as_of)
     done = done[done["ordered_at"] < pd.Timestamp(as_of)]
     summary = rfm_summary(done, as_of)
-    model = model or BGNBD(penalizer=0.001).fit(
-        summary["frequency"], summary["recency"], summary["T"]
-    )
+    fitted = fit_sample(summary)
+    model = model or BGNBD(penalizer=0.001).fit(fitted["frequency"], fitted["recency"], fitted["T"])
     args = (summary["frequency"], summary["recency"], summary["T"])
     expected = model.expected_purchases(horizon_days / 7.0, *args)
     order_value = done.groupby("customer_id")["amount"].mean().reindex(summary.index)

@@ -46,14 +46,21 @@ RISK_LIST = (
         "calibrated probability of no completed purchase (or a cancellation) within the "
         "model's horizon after as_of",
     ),
+    OutputColumn(
+        "gone_probability",
+        "float64",
+        "probability that the customer had already left at as_of, from their silence and "
+        "usual gap between signs of life (scoring.status)",
+    ),
     OutputColumn("risk_tier", "category", "low / medium / high by scoring thresholds"),
     OutputColumn("value", "float64", "margin over the value window (churnlens.economics)"),
     OutputColumn("value_at_risk", "float64", "churn_probability × value"),
     OutputColumn(
         "expected_net_gain",
         "float64",
-        "expected saveable gain of one contact: churn_probability × value × save_rate − "
-        "contact_cost of the recommended action; empty when the customer was not explained",
+        "expected saveable gain of one contact: (churn_probability − gone_probability, at "
+        "least 0) × value × save_rate − contact_cost of the recommended action; empty when "
+        "the customer was not explained",
     ),
     OutputColumn(
         "rank",

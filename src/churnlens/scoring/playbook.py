@@ -59,6 +59,12 @@ class Playbook(_Strict):
             raise ValueError("every factor must lie in [0, 1]")
         return factors
 
+    def status_factor(self, status) -> np.ndarray:
+        """Per customer, the factor their status puts on any action's save rate (1 unless the
+        playbook sets one)."""
+        factors = self.status_save_factor
+        return np.array([factors.get(s, 1.0) for s in np.asarray(status, dtype=object)])
+
     def family_of(self, feature: str, default: str = DEFAULT) -> str:
         """The first family with a pattern matching `feature`, else `default` (the family the
         feature registry gives it)."""
@@ -151,9 +157,8 @@ def recommend(
         chosen[np.asarray(status == "lapsed")] = "win_back"
         actions["win_back"] = playbook.win_back
     save_rate = chosen.map(lambda k: actions[k].save_rate).astype("float64")
-    if status is not None and playbook.status_save_factor:
-        factors = playbook.status_save_factor
-        save_rate *= [factors.get(s, 1.0) for s in np.asarray(status, dtype=object)]
+    if status is not None:
+        save_rate *= playbook.status_factor(status)
     if driver_share is not None:
         save_rate *= np.where(chosen == "win_back", 1.0, driver_share.to_numpy(float))
     return pd.DataFrame(

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from churnlens.features.btyd import BTYD_FEATURES
 from churnlens.features.registry import Feature
 from churnlens.modeling.model import ChurnModel
 
@@ -142,9 +143,11 @@ def top_reasons(
 
 
 def feature_settings(model: ChurnModel, config):
-    """The config's feature settings with the feature windows the model was trained on."""
+    """The config's feature settings with the feature windows the model was trained on, and
+    the BTYD features exactly when the model was trained with them."""
     windows = model.contract_.get("feature_windows_days", config.features.windows_days)
-    return config.features.model_copy(update={"windows_days": windows})
+    btyd = any(name in model.feature_names_ for name in BTYD_FEATURES)
+    return config.features.model_copy(update={"windows_days": windows, "btyd": btyd})
 
 
 def registry_for(model: ChurnModel, tables, config) -> tuple:

@@ -20,7 +20,13 @@ from churnlens.data.contract import Tables
 from churnlens.data.io import write_csv, write_parquet
 from churnlens.data.output_set import publish
 from churnlens.drift import psi_table
-from churnlens.economics import check_budget, customer_value, expected_gain, risk_tiers
+from churnlens.economics import (
+    check_budget,
+    customer_value,
+    expected_gain,
+    risk_tiers,
+    saveable,
+)
 from churnlens.economics import select_targets as _budgeted
 from churnlens.errors import ChurnlensError
 from churnlens.features.engine import build_features
@@ -29,7 +35,7 @@ from churnlens.modeling.model import ChurnModel
 from churnlens.scoring import columns
 from churnlens.scoring.playbook import load_playbook, recommend, value_cuts
 from churnlens.scoring.reasons import REASON_COLUMNS, TOP_K, registry_for, top_reasons
-from churnlens.scoring.status import STATUSES, customer_status
+from churnlens.scoring.status import STATUSES, customer_status, gone_probability, stand_in_gap
 
 log = logging.getLogger(__name__)
 EXPLAIN_CHUNK = 20_000  # fewest rows explained per round when a budget may stop early
@@ -101,18 +107,19 @@ def _explain_and_target(
     money,
     cuts=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """Reasons, actions and expected net gain for the rows that need them.
+    """Reasons, actions and expected net gain for the rows that need them; `p` is the
+    saveable churn probability (economics.saveable).
 
     A customer's action, so their gain, depends on their reasons, and TreeSHAP is the costly
     step. So beyond the rows in `explained` (asked for), customers are explained in rounds,
-    best upper bound first (p x value x the best save rate - the cheapest action), until no
-    unexplained customer could still enter the budgeted target list (lapsed ones, not
-    `eligible`, never can). Each round explains and prices only its new rows (value rules
-    against the whole population) and ranks only the explained candidates. Rows left
-    unexplained have no reasons, no action and no gain (NaN); none of them could be a target.
+    best upper bound first (p x value x the best save rate for their status - the cheapest
+    action), until no unexplained customer could still enter the budgeted target list
+    (lapsed ones, not `eligible`, never can). Each round explains and prices only its new
+    rows (value rules against the whole population) and ranks only the explained candidates.
+    Rows left unexplained have no reasons, no action and no gain (NaN); none could be a target.
     """
     best_save, least_cost = playbook.best_case
-    upper = expected_gain(p, value, best_save, least_cost)
+    upper = expected_gain(p, value, best_save * playbook.status_factor(status), least_cost)
     order = np.argsort(-upper, kind="stable")
     queue = order[(upper[order] > 0) & ~explained[order] & eligible[order]]
     unlimited = contacts is None and money is None  # every positive gain is a target
@@ -185,16 +192,20 @@ def risk_rows(
     money,
     lineage,
     cuts=None,
+    stand_in=None,
 ) -> pd.DataFrame:
     """The risk list's rows before ranking: probability, tier, value, status, reasons, action
-    and expected net gain. With explain='all' and the population's value `cuts`
-    (playbook.value_cuts) each row depends on that row only, so Spark runs this per
-    partition (churnlens.spark)."""
+    and expected net gain. With explain='all', the population's value `cuts`
+    (playbook.value_cuts) and its `stand_in` gap (status.stand_in_gap) each row depends on
+    that row only, so Spark runs this per partition (churnlens.spark)."""
     p = model.predict_proba(features)
     value = customer_value(features, windows, config.playbook).to_numpy()
     tier = risk_tiers(p, config.scoring)
-    status = pd.Series(customer_status(features, config.scoring.status), index=features.index)
-    eligible = (status != "lapsed").to_numpy() | config.scoring.status.target_lapsed
+    settings = config.scoring.status
+    stand_in = stand_in_gap(features) if stand_in is None else stand_in
+    status = pd.Series(customer_status(features, settings, stand_in), index=features.index)
+    gone = gone_probability(features, p, settings, config.churn.horizon_days, stand_in)
+    eligible = (status != "lapsed").to_numpy() | settings.target_lapsed
     explained = {
         "targets": np.zeros(len(features), dtype=bool),
         "high": np.asarray(tier == "high"),
@@ -205,7 +216,7 @@ def risk_rows(
         features,
         registry,
         playbook,
-        p,
+        saveable(p, gone),
         value,
         status,
         eligible,
@@ -221,6 +232,7 @@ def risk_rows(
             "status": status,
             "eligible": eligible,
             "churn_probability": p,
+            "gone_probability": gone,
             "risk_tier": tier,
             "value": value,
             "value_at_risk": p * value,
