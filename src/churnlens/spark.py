@@ -195,11 +195,11 @@ class SparkEngine:
         return {f.name: f.dataType.simpleString() for f in self.spark.table(view).schema.fields}
 
     def view(self, name: str, sql: str, keep: bool = False) -> None:
-        frame = self.spark.sql(spark_sql(sql, {}))
+        frame = self.spark.sql(spark_sql(sql))
         (frame.cache() if keep else frame).createOrReplaceTempView(name)
 
     def rows(self, sql: str) -> list[tuple]:
-        return [tuple(row) for row in self.spark.sql(spark_sql(sql, {})).collect()]
+        return [tuple(row) for row in self.spark.sql(spark_sql(sql)).collect()]
 
     def positions(self, view: str, rows: list) -> list[int]:
         """Data rows: 1 + the rows before each in the read order."""

@@ -9,8 +9,8 @@ The rules run as SQL, in DuckDB (`load_tables` scans the files itself; `validate
 DataFrames) or transpiled on Spark (`churnlens.spark`): a conversion of each column per
 table, one aggregate query counting every rule's offending rows, and one small query for the
 first rows of the rules that fired. Only the checked tables come back to pandas, once,
-through Arrow. Dates parse as pandas' ISO 8601 reader does (a few odd texts aside: `-1` is no
-year, and a year past 2262 is a date after `data.latest`, not "not a date").
+through Arrow. Dates parse as pandas' ISO 8601 reader does (a few odd texts aside: `-1` and
+`2024-01-31T14` are no dates, a year past 2262 is a date after `data.latest`).
 
 Errors are what would silently corrupt labels or features, or crash a later step:
 - a date before `data.earliest` (default 1990-01-01) or after `data.latest` (default: the day
@@ -239,9 +239,9 @@ TEXT_TYPES = ("varchar", "string", "text")
 INT_TYPES = ("bigint", "integer", "int", "smallint", "tinyint", "hugeint", "long", "short")
 INT_TYPES += ("ubigint", "uinteger", "usmallint", "utinyint", "uhugeint", "byte")
 FLOAT_TYPES = ("double", "float", "real")
-# forms pandas' ISO 8601 parser takes and a SQL cast does not: 20240131, 2024-01, 2024, ...T14
-ISO_EXTRA = r"^[0-9]{4}([0-9]{4}|-[0-9]{1,2}|-[0-9]{2}-[0-9]{2}T[0-9]{2})?$"
-ISO_EXTRA_FORMATS = "['%Y%m%d', '%Y-%m', '%Y', '%Y-%m-%dT%H']"
+# forms pandas' ISO 8601 parser takes and a SQL cast does not: 20240131, 2024-01, 2024
+ISO_EXTRA = r"^[0-9]{4}([0-9]{4}|-[0-9]{1,2})?$"
+ISO_EXTRA_FORMATS = "['%Y%m%d', '%Y-%m', '%Y']"
 # what a SQL cast takes and pandas does not: words (infinity, a zone name such as UTC), 24:00
 NOT_ISO = "[A-Za-z]{2}|[T ]24:"
 
