@@ -224,7 +224,7 @@ def test_relative_store_trains_beside_the_config_and_a_rerun_registers_nothing(
 
 
 def test_an_unexpected_error_exits_4_with_one_line_and_a_traceback_file(shop, monkeypatch):
-    def broken(config):
+    def broken(config, engine=None):
         raise KeyError("a bug")
 
     monkeypatch.setattr(pipeline, "validate", broken)

@@ -15,7 +15,7 @@ import churnlens as cl
 from churnlens import pipeline
 from churnlens import spark as on_spark
 from churnlens.config import Config, DataConfig, FeatureConfig, TableConfig
-from churnlens.data.contract import load_tables
+from churnlens.data.contract import ContractError, load_tables
 from churnlens.errors import ChurnlensError
 from churnlens.features.engine import active_features, build_features, training_set
 from test_features import (
@@ -97,6 +97,27 @@ def test_risk_lists_equal_duckdb(spark, config, tmp_path):
     pd.testing.assert_frame_equal(local.drift, drift)
     assert summary["targets"] == local.summary["targets"]
     assert summary["contact_cost"] == local.summary["contact_cost"]
+
+
+def test_validate_on_spark_reports_what_duckdb_reports(spark, config, tmp_path):
+    """Broken purchases give the same error on both engines: rules, counts, rows, ids."""
+    purchases = pd.read_parquet(config.data.dir / "purchases.parquet")
+    purchases.loc[[3, 40], "amount"] = -1.0
+    purchases.loc[7, "order_id"] = purchases.loc[8, "order_id"]
+    purchases.loc[9, "customer_id"] = "nobody"
+    purchases.loc[11, "ordered_at"] = pd.Timestamp("1985-01-01")
+    purchases.loc[12, "status"] = " SHIPPED"
+    purchases.to_parquet(tmp_path / "purchases.parquet", index=False)
+    data = config.data.model_copy(
+        update={"purchases": TableConfig(path=tmp_path / "purchases.parquet")}
+    )
+    broken = config.model_copy(update={"data": data})
+    with pytest.raises(ContractError) as local:
+        pipeline.validate(broken)
+    with pytest.raises(ContractError) as remote:
+        pipeline.validate(broken, engine="spark")
+    assert len(local.value.problems) == 6
+    assert str(remote.value) == str(local.value)
 
 
 def test_csv_inputs_are_refused_with_the_key(spark, config):

@@ -119,11 +119,11 @@ def simulate(
 
 
 @command
-def validate(config: ConfigOption) -> None:
+def validate(config: ConfigOption, engine: EngineOption = None) -> None:
     """Check the input tables against the data contract and summarise them."""
     from churnlens.pipeline import validate as validate_tables
 
-    summary = validate_tables(config)
+    summary = validate_tables(config, engine)
     console.print("input tables: valid")
     console.print(_text_table(summary), highlight=False, soft_wrap=True)
     for warning in summary.attrs.get("warnings", []):

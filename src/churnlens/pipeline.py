@@ -46,13 +46,17 @@ def simulate(
     }
 
 
-def validate(config: Config | str | Path) -> pd.DataFrame:
+def validate(config: Config | str | Path, engine: str | None = None) -> pd.DataFrame:
     """Load and check every input table; return one summary row per table. Its warnings
     (`attrs["warnings"]`) include rows after the data end and cutoffs whose label window
-    falls in a sparse tail of rows."""
+    falls in a sparse tail of rows. On Spark: the contract's checks and a shorter summary."""
     from churnlens.labels import rows_after_end, sparse_cutoffs, training_cutoffs
 
     config = _config(config)
+    if _engine(config, engine) == "spark":
+        from churnlens import spark
+
+        return spark.validate(spark.session(config.spark), config)
     tables = load_tables(config.data)
     summary = summarize(tables)
     summary.attrs["warnings"] += rows_after_end(tables, config.churn.type)

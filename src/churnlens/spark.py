@@ -15,10 +15,11 @@ BG/NBD fit per cutoff (`features.btyd`), the drift check (PSI on a sample of at 
 scoring explains every customer (explain='all'): the local engine's early stop is a
 single-machine saving that needs the global ranking first.
 
-Inputs are Parquet paths (`data.<table>.path`) or Spark tables (`spark.tables`), already in
-the contract's canonical types: the contract's checks (`churnlens validate`) run in pandas,
-so validate an export or a sample locally. Outputs are Parquet datasets partitioned by
-`cutoff_date` (features) or `as_of_date` (risk list). Timestamps are read and compared in UTC.
+Inputs are Parquet paths (`data.<table>.path`) or Spark tables (`spark.tables`). The
+contract's checks (`validate`, `SparkEngine`) are `data.contract`'s SQL transpiled, so they
+give the local messages; a row's number is its place in Spark's read order. Outputs are
+Parquet datasets partitioned by `cutoff_date` (features) or `as_of_date` (risk list).
+Timestamps are read and compared in UTC.
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ from pyspark import SparkFiles
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from sqlglot import exp
+from sqlglot.dialects.spark import Spark
+from sqlglot.time import format_time
 
 from churnlens.config import Config, DataConfig, FeatureConfig, SparkConfig, parse_date
-from churnlens.data.contract import COMPLETION_COLUMNS, SCHEMAS, Tables, ticket_times_sql
+from churnlens.data.contract import COMPLETION_COLUMNS, SCHEMAS, Tables, check, ticket_times_sql
 from churnlens.economics import TIERS, check_budget, customer_value
 from churnlens.errors import ChurnlensError
 from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
@@ -111,6 +114,16 @@ def spark_sql(duckdb_sql: str) -> str:
     for node in list(tree.find_all(exp.Anonymous)):
         if node.name.lower() == "epoch_us":
             node.replace(exp.Anonymous(this="unix_micros", expressions=node.expressions))
+        if node.name.lower() == "try_strptime":  # DuckDB's format (or list of them)
+            value, formats = node.expressions
+            tries = [
+                exp.Anonymous(
+                    this="try_to_timestamp",
+                    expressions=[value.copy(), exp.Literal.string(_java_format(form.name))],
+                )
+                for form in (formats.expressions if isinstance(formats, exp.Array) else [formats])
+            ]
+            node.replace(exp.Coalesce(this=tries[0], expressions=tries[1:]))
     for node in list(tree.find_all(exp.DataType)):
         if node.this == exp.DataType.Type.INT128:
             node.replace(exp.DataType.build("decimal(38, 0)"))
@@ -124,20 +137,30 @@ def _double(node: exp.Expression) -> exp.Expression:
     return exp.Cast(this=node, to=exp.DataType.build("double"))
 
 
+def _java_format(strptime: str) -> str:
+    """A strptime format (%d/%m/%Y) as Spark's datetime pattern (dd/MM/yyyy)."""
+    return format_time(strptime, Spark.INVERSE_TIME_MAPPING, Spark.INVERSE_TIME_TRIE)
+
+
 # --- inputs --------------------------------------------------------------------------------
+
+
+def inputs(spark: SparkSession, config: Config) -> dict[str, DataFrame]:
+    """Every configured input as it is stored (the user's column names)."""
+    frames = {}
+    for name in SCHEMAS:
+        if name in config.spark.tables:
+            frames[name] = spark.table(config.spark.tables[name])
+        elif config.data.table(name) is not None:
+            frames[name] = spark.read.parquet(_parquet_path(config.data, name))
+    return frames
 
 
 def register_tables(spark: SparkSession, config: Config) -> Tables:
     """Register every configured input as the view `{table}_in` (canonical column names,
     tickets with their derived times) and return its `outline`."""
     present = {}
-    for name in SCHEMAS:
-        if name in config.spark.tables:
-            frame = spark.table(config.spark.tables[name])
-        elif config.data.table(name) is not None:
-            frame = spark.read.parquet(_parquet_path(config.data, name))
-        else:
-            continue
+    for name, frame in inputs(spark, config).items():
         mapping = config.data.table(name).columns if config.data.table(name) else {}
         frame = frame.withColumnsRenamed({yours: ours for ours, yours in mapping.items()})
         if name == "tickets":
@@ -152,6 +175,73 @@ def register_tables(spark: SparkSession, config: Config) -> Tables:
             "folder, or spark.tables a Spark table, for the Spark engine"
         )
     return outline(present)
+
+
+class SparkEngine:
+    """The contract's checks (`data.contract.check`) on Spark: its DuckDB SQL transpiled.
+    Spark rows have no file position; `_row` is Spark's read order (partition, then row)."""
+
+    def __init__(self, spark: SparkSession, frames: dict[str, DataFrame]):
+        self.spark, self.frames = spark, frames
+
+    def names(self, table: str) -> list:
+        return list(self.frames[table].columns)
+
+    def register(self, table: str, view: str, names: list[str]) -> None:
+        frame = self.frames[table].toDF(*names)
+        frame.withColumn("_row", F.monotonically_increasing_id()).createOrReplaceTempView(view)
+
+    def types(self, view: str) -> dict[str, str]:
+        return {f.name: f.dataType.simpleString() for f in self.spark.table(view).schema.fields}
+
+    def view(self, name: str, sql: str, keep: bool = False) -> None:
+        frame = self.spark.sql(spark_sql(sql))
+        (frame.cache() if keep else frame).createOrReplaceTempView(name)
+
+    def rows(self, sql: str) -> list[tuple]:
+        return [tuple(row) for row in self.spark.sql(spark_sql(sql)).collect()]
+
+    def positions(self, view: str, rows: list) -> list[int]:
+        """Data rows: 1 + the rows before each in the read order."""
+        if not rows:
+            return []
+        counted = ", ".join(f"count_if(_row < {row}) + 1" for row in rows)
+        return list(self.rows(f"SELECT {counted} FROM {view}")[0])
+
+
+def validate(spark: SparkSession, config: Config) -> pd.DataFrame:
+    """The contract's checks on the Spark inputs (`churnlens validate --engine spark`): one
+    `ContractError` listing every problem, as locally; else one row per table (rows,
+    customers, date range, warnings) with the warnings' texts in `attrs["warnings"]`."""
+    frames = inputs(spark, config)
+    if "purchases" not in frames:
+        raise ChurnlensError(
+            "config: data.purchases must name a Parquet file or folder, or spark.tables a "
+            "Spark table, for the Spark engine"
+        )
+    engine = SparkEngine(spark, frames)
+    checked = check(engine, list(frames), config.data)
+    rows = []
+    for name in checked.columns:
+        time = SCHEMAS[name].time_column
+        ((count, customers, first, last),) = engine.rows(
+            f"SELECT count(*), count(DISTINCT customer_id), min({time}), max({time}) "
+            f"FROM _chk_{name}"
+        )
+        found = sum(warning.table == name for warning in checked.warnings)
+        rows.append(
+            {
+                "table": name,
+                "rows": count,
+                "customers": customers,
+                "from": first,
+                "to": last,
+                "warnings": found,
+            }
+        )
+    summary = pd.DataFrame(rows)
+    summary.attrs["warnings"] = [str(warning) for warning in checked.warnings]
+    return summary
 
 
 def register_frames(spark: SparkSession, tables: Tables) -> Tables:

@@ -5,6 +5,13 @@ column, the rule and up to five offending rows (1-based data rows of the file, w
 id where the table has one), so a user can fix the file without reading a traceback. All
 rules run before anything is returned, so one run reports every problem at once.
 
+The rules run as SQL, in DuckDB (`load_tables` scans the files itself; `validate` reads
+DataFrames) or transpiled on Spark (`churnlens.spark`): a conversion of each column per
+table, one aggregate query counting every rule's offending rows, and one small query for the
+first rows of the rules that fired. Only the checked tables come back to pandas, once,
+through Arrow. Dates parse as pandas' ISO 8601 reader does (a few odd texts aside: `-1` and
+`2024-01-31T14` are no dates, a year past 2262 is a date after `data.latest`).
+
 Errors are what would silently corrupt labels or features, or crash a later step:
 - a date before `data.earliest` (default 1990-01-01) or after `data.latest` (default: the day
   of the run): one date in 2999 moves every cutoff and makes everyone look churned;
@@ -53,16 +60,15 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from churnlens.config import DataConfig
-from churnlens.data.io import read_table
+from churnlens.data.io import Source, quote, scan_table
 from churnlens.errors import ChurnlensError
 
 Kind = Literal["id", "datetime", "float", "int", "text", "code"]  # code: lower-case, stripped
@@ -217,60 +223,500 @@ class Tables:
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
-def _examples(frame: pd.DataFrame, bad: np.ndarray, key: str | None) -> tuple[int, tuple]:
-    """Count offending rows and describe the first few as 'row N (id X)'."""
-    positions = np.flatnonzero(bad)
-    shown = []
-    for position in positions[:MAX_EXAMPLES]:
-        label = f"row {position + 1}"
-        if key and key in frame.columns and pd.notna(frame[key].iat[position]):
-            label += f" ({key} {frame[key].iat[position]})"
-        shown.append(label)
-    return len(positions), tuple(shown)
+# --- the checks, as SQL over each table ---------------------------------------------------
+#
+# Each input is a view `_src_{table}` (canonical column names and `_row`, its data row). From
+# it `_raw_{table}` takes each value as the input has it (a blank text or a NaN is missing),
+# and `_chk_{table}` adds, per column i, `_r{i}` (the raw value), `_p{i}` (its parse) and the
+# converted value under the column's name. Every rule is a condition over `_chk_{table}`:
+# one aggregate query per table counts each rule's rows; a small query fetches the first
+# offending rows of the rules that fired. The SQL is DuckDB's; `churnlens.spark` runs it
+# transpiled.
+
+# what str.strip() strips, less the rare wide Unicode spaces (each costs DuckDB's trim time)
+WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0"
+TEXT_TYPES = ("varchar", "string", "text")
+INT_TYPES = ("bigint", "integer", "int", "smallint", "tinyint", "hugeint", "long", "short")
+INT_TYPES += ("ubigint", "uinteger", "usmallint", "utinyint", "uhugeint", "byte")
+FLOAT_TYPES = ("double", "float", "real")
+# forms pandas' ISO 8601 parser takes and a SQL cast does not: 20240131, 2024-01, 2024
+ISO_EXTRA = r"^[0-9]{4}([0-9]{4}|-[0-9]{1,2})?$"
+ISO_EXTRA_FORMATS = "['%Y%m%d', '%Y-%m', '%Y']"
+# what a SQL cast takes and pandas does not: words (infinity, a zone name such as UTC), 24:00
+NOT_ISO = "[A-Za-z]{2}|[T ]24:"
 
 
-class _Checker:
-    """Collects problems for one table; each check marks offending rows with a boolean mask."""
+class Engine(Protocol):
+    """What the checks need of an SQL engine (DuckDB here, Spark in `churnlens.spark`)."""
 
-    def __init__(
-        self,
-        schema: TableSchema,
-        frame: pd.DataFrame,
-        problems: list[Problem],
-        warnings: list[Problem] | None = None,
-    ):
-        self.schema, self.frame, self.problems = schema, frame, problems
-        self.warnings = problems if warnings is None else warnings
+    def names(self, table: str) -> list: ...  # the input's column names, as it has them
 
-    def add(self, column: str, rule: str, bad, warning: bool = False) -> None:
-        bad = np.asarray(bad, dtype=bool)
-        if bad.any():
-            rows, examples = _examples(self.frame, bad, self.schema.key)
-            found = self.warnings if warning else self.problems
-            found.append(Problem(self.schema.name, column, rule, rows, examples))
+    def register(self, table: str, view: str, names: list[str]) -> None: ...
 
-    def whole(self, column: str, rule: str, warning: bool = False) -> None:
-        """A problem with a column or the table rather than with rows."""
-        (self.warnings if warning else self.problems).append(
-            Problem(self.schema.name, column, rule)
+    def types(self, view: str) -> dict[str, str]: ...  # column -> SQL type name
+
+    def view(self, name: str, sql: str, keep: bool = False) -> None: ...
+
+    def rows(self, sql: str) -> list[tuple]: ...
+
+    def positions(self, view: str, rows: list) -> list[int]: ...  # `_row`s as data rows
+
+
+class DuckDBEngine:
+    """The checks in DuckDB, on files it scans or tables in memory (`data.io.Source`)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, sources: dict[str, Source]):
+        self.con, self.sources = con, sources
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+
+    def names(self, table: str) -> list:
+        return self.sources[table].names
+
+    def register(self, table: str, view: str, names: list[str]) -> None:
+        self.sources[table].register(self.con, view, names)
+
+    def types(self, view: str) -> dict[str, str]:
+        relation = self.con.table(view)
+        kinds = map(str, relation.types)
+        return dict(zip(relation.columns, kinds, strict=True))
+
+    def view(self, name: str, sql: str, keep: bool = False) -> None:
+        kind = "TABLE" if keep else "VIEW"
+        self.con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}")
+
+    def rows(self, sql: str) -> list[tuple]:
+        return self.con.execute(sql).fetchall()
+
+    def positions(self, view: str, rows: list) -> list[int]:
+        return list(rows)
+
+    def frame(self, sql: str) -> pd.DataFrame:
+        """A query's result as pandas through Arrow; whole numbers as nullable Int64."""
+        table = self.con.sql(sql).to_arrow_table()
+        return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get, self_destruct=True)
+
+
+def _type_class(sql_type: str) -> str:
+    kind = sql_type.lower()
+    if kind in TEXT_TYPES or kind.startswith("varchar"):
+        return "text"
+    if kind == "boolean":
+        return "bool"
+    if kind.startswith("timestamp") or kind == "date":
+        return "time"
+    if kind in FLOAT_TYPES or kind.startswith("decimal"):
+        return "float"
+    return "int" if kind in INT_TYPES else "other"
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _text(sql: str, source: str) -> str:
+    """A value as text, as pandas writes it (True/False for booleans)."""
+    if source == "bool":
+        return f"CASE WHEN {sql} THEN 'True' WHEN NOT {sql} THEN 'False' END"
+    return sql if source == "text" else f"CAST({sql} AS VARCHAR)"
+
+
+def _padded(sql: str) -> str:
+    """Whether a text starts or ends with whitespace (cheaper than trimming every value)."""
+    blanks = _lit(WHITESPACE)
+    return f"(contains({blanks}, left({sql}, 1)) OR contains({blanks}, right({sql}, 1)))"
+
+
+def _stripped(sql: str) -> str:
+    return f"CASE WHEN {_padded(sql)} THEN trim({sql}, {_lit(WHITESPACE)}) ELSE {sql} END"
+
+
+def _number(sql: str, source: str) -> str:
+    """A value as a number, NULL where pandas' to_numeric gives none (NaN text included)."""
+    if source in ("float", "int"):
+        return f"CAST({sql} AS DOUBLE)"
+    if source == "bool":
+        return "CAST(NULL AS DOUBLE)"
+    text = _text(sql, source)
+    parsed = f"TRY_CAST({text} AS DOUBLE)"
+    return f"CASE WHEN strpos({text}, '_') = 0 AND NOT isnan({parsed}) THEN {parsed} END"
+
+
+def _time(sql: str, source: str, declared: str | None) -> str:
+    """A value as a timestamp (UTC, no zone), NULL where it is no date."""
+    if source == "time":
+        return f"CAST({sql} AS TIMESTAMP)"
+    text = _text(sql, source)
+    if declared:
+        return f"CAST(try_strptime({text}, {_lit(declared)}) AS TIMESTAMP)"
+    extra = f"CASE WHEN regexp_matches({text}, {_lit(ISO_EXTRA)}) THEN "
+    extra += f"try_strptime({text}, {ISO_EXTRA_FORMATS}) END"
+    cast = f"CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP)"
+    iso = f"CASE WHEN NOT regexp_matches({text}, {_lit(NOT_ISO)}) THEN {cast} END"
+    return f"coalesce({iso}, {extra})"
+
+
+@dataclass
+class _Rule:
+    """One rule of one table: `when` marks offending rows of `source` (None: the rule is
+    about a column or the table); `count` the aggregate giving how many (-1: ask `rows_from`)."""
+
+    table: str
+    column: str
+    rule: str
+    when: str | None = None
+    warning: bool = False
+    label: str | None = None  # SQL of the id shown beside an offending row
+    source: str = ""
+    count: str = ""
+    rows_from: str = ""
+
+    def __post_init__(self):
+        self.count = self.count or f"count_if({self.when})"
+        self.rows_from = self.rows_from or self.source
+
+
+class _Table:
+    """The SQL of one table's conversion and its rules, in the order they are reported."""
+
+    def __init__(self, schema: TableSchema, engine: Engine, rules: list[_Rule]):
+        self.schema, self.engine, self.rules = schema, engine, rules
+        self.view = f"_chk_{schema.name}"
+        self.raw_label: str | None = None
+        self.columns: list[str] = []
+
+    def add(self, column: str, rule: str, when: str | None = None, **options) -> None:
+        options.setdefault("label", self.label)
+        options.setdefault("source", self.view)
+        self.rules.append(_Rule(self.schema.name, column, rule, when, **options))
+
+    @property
+    def label(self) -> str | None:
+        key = self.schema.key
+        return quote(key) if key and key in self.columns else None
+
+    def build(self, names: list, data: DataConfig) -> list[str] | None:
+        """Register the views; return the converted columns, None when a required one is
+        missing (then only that is reported)."""
+        schema, name = self.schema, self.schema.name
+        text_names = [str(n) for n in names]
+        self.engine.register(name, f"_src_{name}", text_names)
+        sources = {n: _type_class(t) for n, t in self.engine.types(f"_src_{name}").items()}
+        self.sources = sources
+        raw = ["_row"]
+        if name == "purchases" and "order_id" not in text_names:  # numbered by data row
+            raw.append("CAST(_row AS VARCHAR) AS order_id")
+            sources["order_id"] = "text"
+        missing = [c.name for c in schema.columns if c.required and c.name not in sources]
+        for column in missing:
+            self.add(column, "required column is missing")
+        if missing:
+            return None
+        for column in text_names:
+            kind, value = sources[column], quote(column)
+            if kind == "text":
+                value = f"NULLIF({value}, '')"
+            elif kind == "float":
+                value = f"CASE WHEN NOT isnan(CAST({value} AS DOUBLE)) THEN {value} END"
+            raw.append(f"{value} AS {quote(column)}")
+        self.engine.view(f"_raw_{name}", f"SELECT {', '.join(raw)} FROM _src_{name}")
+        present = [n for n in sources if n != "_row"]  # the raw view's columns
+        extra = [n for n in names if str(n) not in schema.names]
+        index = {column: f"_r{i}" for i, column in enumerate(present)}
+        if schema.key in index:
+            self.raw_label = f"CAST({index[schema.key]} AS VARCHAR)"
+        decided = self._decide(sources, [str(n) for n in extra])
+        parsed, final = {}, {}
+        for column in schema.columns:
+            if column.name in index:
+                r, source = index[column.name], sources[column.name]
+                parsed[column.name], final[column.name] = self._convert(
+                    column, r, source, data, decided, index
+                )
+        for original in extra:
+            column, r = str(original), index[str(original)]
+            kept = self._attribute(original, r, sources[column], decided)
+            if kept:
+                parsed[column], final[column] = kept
+        inner = ", ".join(f"{quote(c)} AS {index[c]}" for c in present)
+        middle = ", ".join(f"{sql} AS _p{index[c][2:]}" for c, sql in parsed.items() if sql)
+        outer = ", ".join(f"{sql} AS {quote(c)}" for c, sql in final.items())
+        sql = f"SELECT _row, {inner} FROM _raw_{name}"
+        if middle:
+            sql = f"SELECT *, {middle} FROM ({sql}) AS _a"
+        self.engine.view(self.view, f"SELECT *, {outer} FROM ({sql}) AS _b")
+        self.columns = list(final)
+        if schema.key:
+            key = quote(schema.key)
+            counted = f"count(DISTINCT {key}) + least(count_if({key} IS NULL), 1) < count(*)"
+            self.add(
+                schema.key,
+                "ids must be unique",
+                "_n > 1",
+                label=self.raw_label,
+                count=f"CASE WHEN {counted} THEN -1 ELSE 0 END",
+                rows_from=f"(SELECT *, count(*) OVER (PARTITION BY {key}) AS _n "
+                f"FROM {self.view}) AS _d",
+            )
+        return self.columns
+
+    def _decide(self, sources: dict[str, str], extra: list[str]) -> dict[str, bool]:
+        """The facts a conversion needs from the data: whether a float id holds whole numbers
+        only, whether a text attribute holds numbers only."""
+        asks = {}
+        for column in self.schema.columns:
+            if column.kind == "id" and sources.get(column.name) == "float":
+                asks[column.name] = f"count_if({quote(column.name)} % 1 <> 0) = 0"
+        if self.schema.name == "customers":
+            for column in extra:
+                if sources[column] in ("text", "other"):
+                    value = quote(column)
+                    asks[column] = f"count({value}) = count({_number(value, sources[column])})"
+        if not asks:
+            return {}
+        (answers,) = self.engine.rows(
+            f"SELECT {', '.join(asks.values())} FROM _raw_{self.schema.name}"
+        )
+        return dict(zip(asks, answers, strict=True))
+
+    def _convert(self, column: Column, r: str, source: str, data: DataConfig, decided, index):
+        """(parse, converted value) of one contract column; its rules are added in order."""
+        p = f"_p{r[2:]}"
+        raw_label = self.raw_label
+        if column.required:
+            missing = f"{r} IS NULL"
+            numeric = source in ("float", "int", "bool")
+            if column.kind in ("id", "code") and not numeric:
+                text = _text(r, source)
+                markers = MISSING_MARKERS if column.kind == "id" else ("",)
+                marker = f"upper({_stripped(text)}) IN ({', '.join(map(_lit, markers))})"
+                short = max(map(len, markers))  # a longer text is a marker only when padded
+                missing += f" OR CASE WHEN length({text}) <= {short} OR {_padded(text)} "
+                missing += f"THEN {marker} ELSE false END"
+            if (self.schema.name, column.name) == ("surveys", "score") and "kind" in index:
+                kind = index["kind"]
+                kind_text = _text(kind, self.sources["kind"])
+                exit_answer = f"lower({_stripped(kind_text)}) = {_lit(EXIT_SURVEY)}"
+                missing = f"({missing}) AND NOT coalesce({exit_answer}, false)"
+            self.add(
+                column.name,
+                "required value is missing (blank, or a marker such as NULL, N/A, ?, -)",
+                missing,
+                label=raw_label,
+            )
+        if column.kind == "id":
+            if source == "float" and decided.get(column.name, True):
+                return None, f"CAST(CAST({r} AS BIGINT) AS VARCHAR)"
+            return None, _text(r, source)
+        if column.kind == "text":
+            return None, _text(r, source)
+        if column.kind == "code":
+            return None, f"lower({_stripped(_text(r, source))})"
+        if column.kind == "datetime":
+            table = data.table(self.schema.name)
+            declared = table.date_format if table else None
+            expected = (
+                f"{declared!r} (data.{self.schema.name}.date_format)"
+                if declared
+                else "ISO 8601 such as 2024-01-31 or 2024-01-31 14:05:00, or declare "
+                f"data.{self.schema.name}.date_format"
+            )
+            name = column.name
+            self.add(
+                name,
+                f"not a date (expected {expected})",
+                f"{r} IS NOT NULL AND {p} IS NULL",
+                label=raw_label,
+            )
+            earliest, latest = pd.Timestamp(data.earliest), pd.Timestamp(data.latest_day())
+            end = latest + pd.Timedelta(days=1)
+            self.add(
+                name,
+                f"before data.earliest ({earliest:%Y-%m-%d})",
+                f"{p} < TIMESTAMP '{earliest}'",
+                label=raw_label,
+            )
+            self.add(
+                name,
+                f"after data.latest ({latest:%Y-%m-%d}; default: the day of the run)",
+                f"{p} >= TIMESTAMP '{end}'",
+                label=raw_label,
+            )
+            return _time(r, source, declared), p
+        if source == "bool":
+            self.add(
+                column.name, "must be a number, not true/false", f"{r} IS NOT NULL", label=raw_label
+            )
+            kind = "BIGINT" if column.kind == "int" else "DOUBLE"
+            return None, f"CAST(NULL AS {kind})"
+        name = column.name
+        self.add(name, "not a number", f"{r} IS NOT NULL AND {p} IS NULL", label=raw_label)
+        self.add(
+            name,
+            "must be finite (not inf)",
+            f"abs({p}) = CAST('Infinity' AS DOUBLE)",
+            label=raw_label,
+        )
+        self.add(
+            name,
+            f"must be at most {MAX_NUMBER:.0e} in size (implausible)",
+            f"abs({p}) > {MAX_NUMBER:.0e}",
+            label=raw_label,
+        )
+        plausible = f"abs({p}) <= {MAX_NUMBER:.0e}"
+        if column.kind == "int":
+            self.add(name, "not a whole number", f"{plausible} AND {p} % 1 <> 0", label=raw_label)
+            return _number(
+                r, source
+            ), f"CASE WHEN {plausible} AND {p} % 1 = 0 THEN CAST({p} AS BIGINT) END"
+        return _number(r, source), f"CASE WHEN {plausible} THEN {p} END"
+
+    def _attribute(self, name, r: str, source: str, decided) -> tuple[str | None, str] | None:
+        """A customer attribute is numeric when every present value is a number, else text;
+        another table's unknown column is reported and ignored."""
+        column = str(name)
+        if self.schema.name != "customers":
+            self.add(
+                column,
+                f"not a column of {self.schema.name}, ignored (known: "
+                f"{', '.join(self.schema.names)}; map yours in data.{self.schema.name}.columns)",
+                warning=True,
+            )
+            return None
+        if not isinstance(name, str) or not name.strip() or UNSAFE_NAME.search(name):
+            self.add(
+                repr(name),
+                'attribute name must not be blank nor hold " , : [ ] { } or control '
+                "characters (it becomes a LightGBM feature name); rename the column",
+            )
+        if source == "bool" or not decided.get(column, source in ("float", "int")):
+            return None, _text(r, source)
+        p = f"_p{r[2:]}"
+        self.add(
+            column,
+            "must be finite (not inf)",
+            f"abs({p}) = CAST('Infinity' AS DOUBLE)",
+            label=self.raw_label,
+        )
+        return _number(r, source), p
+
+    def table_rules(self, data: DataConfig) -> None:
+        """Rules specific to one table, on the converted columns."""
+        name, cols = self.schema.name, self.columns
+        if name == "customers" and "cancelled_at" in cols:
+            self.add("cancelled_at", "must not be before signup_at", "cancelled_at < signup_at")
+        if name == "purchases":
+            self.add("amount", "must be >= 0", "amount < 0")
+            if "discount" in cols:
+                self.add("discount", "must be >= 0", "discount < 0")
+            if "status" in cols:
+                allowed = ", ".join(map(_lit, PURCHASE_STATUSES))
+                self.add(
+                    "status",
+                    f"must be one of {', '.join(PURCHASE_STATUSES)}",
+                    f"status IS NULL OR status NOT IN ({allowed})",
+                )
+            refunds = ", ".join(map(_lit, REFUND_STATUSES))
+            refund = f"coalesce(status IN ({refunds}), false)" if "status" in cols else "false"
+            refunded_at = "refunded_at" if "refunded_at" in cols else "CAST(NULL AS TIMESTAMP)"
+            self.add("refunded_at", "must not be before ordered_at", f"{refunded_at} < ordered_at")
+            self.add(
+                "refunded_at",
+                f"set on a purchase whose status is not {' or '.join(REFUND_STATUSES)}",
+                f"{refunded_at} IS NOT NULL AND NOT {refund}",
+            )
+            self.add(
+                "status",
+                "refunded or returned with no refunded_at: counted at no cutoff, even before the "
+                "refund (the status is as of the data export)",
+                f"{refund} AND {refunded_at} IS NULL",
+                warning=True,
+            )
+        if name == "tickets":
+            for column in ("first_response_at", *TICKET_ENDS, "reopened_at"):
+                if column in cols:
+                    self.add(column, "must not be before opened_at", f"{column} < opened_at")
+            if "reopened" in cols:
+                self.add("reopened", "must be >= 0", "reopened < 0")
+            if "reopened" in cols and "reopened_at" in cols:
+                self.add(
+                    "reopened_at",
+                    "set on a ticket whose reopened count is 0",
+                    "reopened = 0 AND reopened_at IS NOT NULL",
+                )
+            ends = [column for column in TICKET_ENDS if column in cols]
+            if ends:
+                self.add(
+                    "/".join(ends),
+                    "ticket never ends (no resolved_at or closed_at): open at every later cutoff",
+                    " AND ".join(f"{column} IS NULL" for column in ends),
+                    warning=True,
+                )
+            else:
+                self.add(
+                    "resolved_at",
+                    "no resolved_at or closed_at column: open tickets cannot be counted",
+                    warning=True,
+                )
+        if name == "surveys":
+            kinds = ", ".join(map(_lit, SURVEY_KINDS))
+            self.add("kind", f"must be one of {', '.join(SURVEY_KINDS)}", f"kind NOT IN ({kinds})")
+            stated = [c for c in ("reason", "comment") if c in cols]
+            silent = " AND ".join(f"{c} IS NULL" for c in stated) or "true"
+            self.add(
+                "/".join(stated) or "reason",
+                "an exit answer needs a reason code or a comment",
+                f"kind = {_lit(EXIT_SURVEY)} AND {silent}",
+            )
+            ranges = {"nps": (0, 10), "csat": (1, data.csat_scale), "ces": (1, data.ces_scale)}
+            for survey_kind, (low, high) in ranges.items():
+                self.add(
+                    "score",
+                    f"{survey_kind} scores must be whole numbers in {low}..{high}",
+                    f"kind = '{survey_kind}' AND score IS NOT NULL "
+                    f"AND (score < {low} OR score > {high} OR score % 1 <> 0)",
+                )
+
+    def customer_rules(self) -> None:
+        """Each row's customer must exist, and its date must not be before their signup
+        day: an error for purchases, a warning for the other tables."""
+        source = f"{self.view} LEFT JOIN _signups ON {self.view}.customer_id = _signups._cid"
+        for rule in self.rules:  # one scan of the table for all its rules
+            if rule.source == self.view:
+                rule.rows_from = source if rule.rows_from == self.view else rule.rows_from
+                rule.source = source
+        self.add(
+            "customer_id",
+            "unknown customer (not in customers)",
+            "customer_id IS NOT NULL AND _cid IS NULL",
+            source=source,
+        )
+        self.add(
+            self.schema.time_column,
+            "before the customer's signup day (customers.signup_at)",
+            f"{quote(self.schema.time_column)} < _signup_day",
+            warning=self.schema.name != "purchases",
+            source=source,
         )
 
 
-def _rename(schema: TableSchema, frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
+def _rename(schema: TableSchema, names: list, mapping: dict[str, str]) -> list:
+    """The input's column names under the contract's names (`mapping`: ours -> yours)."""
     unknown = sorted(set(mapping) - set(schema.names))
     if unknown:
         raise ChurnlensError(
             f"config data.{schema.name}.columns: unknown column(s) {', '.join(unknown)}; "
             f"{schema.name} has {', '.join(schema.names)}"
         )
-    repeated = sorted(set(frame.columns[frame.columns.duplicated()]), key=str)
+    repeated = sorted({n for i, n in enumerate(names) if n in names[:i]}, key=str)
     if repeated:
         raise ChurnlensError(
             f"table {schema.name}: duplicate column header(s) "
             f"{', '.join(map(repr, repeated))}; each column name must appear once"
         )
-    renamed = frame.rename(columns={source: name for name, source in mapping.items()})
-    repeated = sorted(set(renamed.columns[renamed.columns.duplicated()]))
+    ours = {yours: name for name, yours in mapping.items()}
+    renamed = [ours.get(n, n) for n in names]
+    repeated = sorted({str(n) for i, n in enumerate(renamed) if n in renamed[:i]})
     if repeated:
         raise ChurnlensError(
             f"config data.{schema.name}.columns: column(s) {', '.join(repeated)} would appear "
@@ -279,267 +725,114 @@ def _rename(schema: TableSchema, frame: pd.DataFrame, mapping: dict[str, str]) -
     return renamed
 
 
-def _coerce(column: Column, values: pd.Series, check: _Checker, data: DataConfig) -> pd.Series:
-    """Convert one column to its contract type, reporting values that do not convert."""
-    present = values.notna().to_numpy()
-    if column.kind == "id":
-        if pd.api.types.is_float_dtype(values) and (values.dropna() % 1 == 0).all():
-            values = values.astype("Int64")
-        return values.astype("str")
-    if column.kind == "text":
-        return values.astype("str")
-    if column.kind == "code":
-        return values.astype("str").str.strip().str.lower()
-    if column.kind == "datetime":
-        table = data.table(check.schema.name)
-        declared = table.date_format if table else None
-        if isinstance(values.dtype, pd.DatetimeTZDtype):
-            converted = values.dt.tz_convert("UTC").dt.tz_localize(None)
-        elif pd.api.types.is_datetime64_dtype(values):
-            converted = values
-        else:
-            converted = pd.to_datetime(
-                values.astype("str"), format=declared or "ISO8601", errors="coerce", utc=True
-            ).dt.tz_localize(None)
-        expected = (
-            f"{declared!r} (data.{check.schema.name}.date_format)"
-            if declared
-            else "ISO 8601 such as 2024-01-31 or 2024-01-31 14:05:00, or declare "
-            f"data.{check.schema.name}.date_format"
-        )
-        check.add(
-            column.name, f"not a date (expected {expected})", present & converted.isna().to_numpy()
-        )
-        converted = converted.astype("datetime64[us]")
-        earliest = pd.Timestamp(data.earliest)
-        latest = pd.Timestamp(data.latest_day())
-        check.add(column.name, f"before data.earliest ({earliest:%Y-%m-%d})", converted < earliest)
-        check.add(
-            column.name,
-            f"after data.latest ({latest:%Y-%m-%d}; default: the day of the run)",
-            converted >= latest + pd.Timedelta(days=1),
-        )
-        return converted
-    if pd.api.types.is_bool_dtype(values):
-        check.add(column.name, "must be a number, not true/false", present)
-        return pd.Series(np.nan, index=values.index)
-    converted = pd.to_numeric(values, errors="coerce").astype("float64")
-    check.add(column.name, "not a number", present & converted.isna().to_numpy())
-    check.add(column.name, "must be finite (not inf)", np.isinf(converted))
-    absurd = converted.abs() > MAX_NUMBER
-    check.add(column.name, f"must be at most {MAX_NUMBER:.0e} in size (implausible)", absurd)
-    converted = converted.where(~absurd)  # also removes inf
-    if column.kind == "int":
-        fractional = converted.notna() & (converted % 1 != 0)
-        check.add(column.name, "not a whole number", fractional)
-        return converted.where(~fractional).astype("Int64")
-    return converted
+@dataclass
+class Checked:
+    """What the checks leave for reading the tables: each present table's converted columns
+    (in `_chk_{table}`), the customer attributes and the warnings."""
+
+    columns: dict[str, list[str]]
+    attributes: list[str]
+    warnings: list[Problem]
 
 
-def _conform(schema: TableSchema, raw: pd.DataFrame, check: _Checker, data: DataConfig):
-    """Check columns exist and convert them; extra customer columns become attributes."""
-    missing = [c.name for c in schema.columns if c.required and c.name not in raw.columns]
-    for name in missing:
-        check.whole(name, "required column is missing")
-    if missing:
-        return raw
-    out = {}
-    for column in schema.columns:
-        if column.name not in raw.columns:
+def check(engine: Engine, tables: list[str], data: DataConfig) -> Checked:
+    """Run every rule of the contract on `tables` (names of `engine`'s inputs); raise one
+    `ContractError` listing every problem, else return the `Checked` views and warnings."""
+    rules: list[_Rule] = []
+    columns: dict[str, list[str] | None] = {}
+    builders: dict[str, _Table] = {}
+    for name, schema in SCHEMAS.items():
+        if name not in tables:
             continue
-        values = raw[column.name]
-        if column.required:
-            missing = _missing(values, column.kind)
-            if (schema.name, column.name) == ("surveys", "score") and "kind" in raw.columns:
-                missing = missing & ~_is_exit(raw["kind"])  # an exit answer states no score
-            check.add(
-                column.name,
-                "required value is missing (blank, or a marker such as NULL, N/A, ?, -)",
-                missing,
+        mapping = data.table(name).columns if data.table(name) else {}
+        names = _rename(schema, engine.names(name), mapping)
+        builder = builders[name] = _Table(schema, engine, rules)
+        columns[name] = builder.build(names, data)
+        if columns[name] is not None:
+            builder.table_rules(data)
+    purchases = columns.get("purchases") or []
+    if "customers" not in columns and {"customer_id", "ordered_at"} <= set(purchases):
+        engine.view(
+            "_chk_customers",
+            "SELECT customer_id, min(ordered_at) AS signup_at, min(_row) AS _row "
+            "FROM _chk_purchases WHERE customer_id IS NOT NULL AND ordered_at IS NOT NULL "
+            "GROUP BY customer_id",
+        )
+        columns["customers"] = ["customer_id", "signup_at"]
+    complete = "customers" in columns and all(c is not None for c in columns.values())
+    if complete:
+        engine.view(
+            "_signups",
+            "SELECT customer_id AS _cid, arg_min(date_trunc('day', signup_at), _row) AS "
+            "_signup_day FROM _chk_customers GROUP BY customer_id",
+            keep=True,
+        )
+        for name, builder in builders.items():
+            if name != "customers":
+                builder.customer_rules()
+    problems, warnings = _found(engine, rules)
+    if problems:
+        raise ContractError(problems)
+    customers = columns["customers"]
+    attributes = [c for c in customers if c not in SCHEMAS["customers"].names]
+    _attribute_warning(attributes, warnings)
+    return Checked(columns, attributes, warnings)
+
+
+def _found(engine: Engine, rules: list[_Rule]) -> tuple[list[Problem], list[Problem]]:
+    """(problems, warnings): each rule's count from one query per source, the examples of
+    the rules that fired from one more, in the order the rules were made."""
+    counts: dict[int, int] = {}
+    by_source: dict[str, list[int]] = {}
+    for i, rule in enumerate(rules):
+        if rule.when is not None:
+            by_source.setdefault(rule.source, []).append(i)
+    for source, indexes in by_source.items():
+        (row,) = engine.rows(f"SELECT {', '.join(rules[i].count for i in indexes)} FROM {source}")
+        counts.update(zip(indexes, row, strict=True))
+    for i, count in counts.items():
+        if count == -1:  # the count is a second step (rows of repeated ids)
+            rule = rules[i]
+            ((counts[i],),) = engine.rows(
+                f"SELECT count(*) FROM {rule.rows_from} WHERE {rule.when}"
             )
-        out[column.name] = _coerce(column, values, check, data)
-    for name in raw.columns.difference(schema.names, sort=False):
-        if schema.name == "customers":
-            out[name] = _attribute(name, raw[name], check)
-        else:
-            check.whole(
-                str(name),
-                f"not a column of {schema.name}, ignored (known: {', '.join(schema.names)}; "
-                f"map yours in data.{schema.name}.columns)",
-                warning=True,
-            )
-    frame = pd.DataFrame(out, index=raw.index)
-    if schema.key:
-        check.add(schema.key, "ids must be unique", _repeated(frame[schema.key]))
-    return frame
+    examples = _examples(engine, {i: rules[i] for i, count in counts.items() if count})
+    problems, warnings = [], []
+    for i, rule in enumerate(rules):
+        found = warnings if rule.warning else problems
+        if rule.when is None:
+            found.append(Problem(rule.table, rule.column, rule.rule))
+        elif counts[i]:
+            found.append(Problem(rule.table, rule.column, rule.rule, counts[i], examples[i]))
+    return problems, warnings
 
 
-def _repeated(values: pd.Series) -> np.ndarray:
-    """Rows whose value occurs more than once. Counting distinct values (Arrow's hash) is
-    cheaper than marking duplicates, so the marking runs only when there are some."""
-    if len(pc.unique(pa.array(values.array))) == len(values):
-        return np.zeros(len(values), dtype=bool)
-    return values.duplicated(keep=False).to_numpy()
-
-
-def _is_exit(kind: pd.Series) -> np.ndarray:
-    return kind.astype("str").str.strip().str.lower().eq(EXIT_SURVEY).fillna(False).to_numpy()
-
-
-def _split_exits(surveys: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """(scored answers, exit answers); a part with no rows is None, like an absent table."""
-    exit_rows = _is_exit(surveys["kind"])
-    scored = surveys[~exit_rows].reset_index(drop=True)
-    exits = surveys.loc[exit_rows].drop(columns="score").reset_index(drop=True)
-    return (scored if len(scored) else None), (exits if len(exits) else None)
-
-
-def _missing(values: pd.Series, kind: Kind) -> np.ndarray:
-    """Absent values; for ids and codes also blanks and missing-value markers such as NULL."""
-    missing = values.isna()
-    if kind in ("id", "code") and not pd.api.types.is_numeric_dtype(values):
-        text = values.astype("str").str.strip().str.upper()
-        missing |= text.isin(MISSING_MARKERS if kind == "id" else ("",))
-    return missing.to_numpy()
-
-
-def _blank_as_missing(frame: pd.DataFrame) -> pd.DataFrame:
-    """An empty text cell is a missing value, in a DataFrame as in a CSV file."""
-    text = [c for c in frame.columns if frame[c].dtype == object or frame[c].dtype == "str"]
-    if not text:
-        return frame
-    return frame.assign(**{c: frame[c].mask(frame[c].eq("")) for c in text})
-
-
-def _attribute(name, values: pd.Series, check: _Checker) -> pd.Series:
-    """A customer attribute is numeric when every present value is a number, else text."""
-    if not isinstance(name, str) or not name.strip() or UNSAFE_NAME.search(name):
-        check.whole(
-            repr(name),
-            'attribute name must not be blank nor hold " , : [ ] { } or control characters '
-            "(it becomes a LightGBM feature name); rename the column",
-        )
-    if pd.api.types.is_bool_dtype(values):
-        return values.astype("str")
-    head = values.dropna().head(100)  # a text column shows it at once: skip the full parse
-    numeric = pd.to_numeric(head, errors="coerce").notna().all()
-    numbers = pd.to_numeric(values, errors="coerce") if numeric else None
-    if numbers is not None and numbers.notna().sum() == values.notna().sum():
-        check.add(str(name), "must be finite (not inf)", np.isinf(numbers.astype("float64")))
-        return numbers.astype("float64")
-    return values.astype("str")
-
-
-def _table_rules(name: str, frame: pd.DataFrame, check: _Checker, data: DataConfig) -> None:
-    """Rules specific to one table, on already converted columns."""
-    cols = frame.columns
-    if name == "customers" and "cancelled_at" in cols:
-        check.add(
-            "cancelled_at",
-            "must not be before signup_at",
-            frame["cancelled_at"] < frame["signup_at"],
-        )
-    if name == "purchases":
-        check.add("amount", "must be >= 0", frame["amount"] < 0)
-        if "discount" in cols:
-            check.add("discount", "must be >= 0", frame["discount"] < 0)
-        if "status" in cols:
-            allowed = frame["status"].isin(PURCHASE_STATUSES)
-            check.add("status", f"must be one of {', '.join(PURCHASE_STATUSES)}", ~allowed)
-        refund = frame["status"].isin(REFUND_STATUSES) if "status" in cols else False
-        refunded_at = frame.get("refunded_at", pd.Series(pd.NaT, index=frame.index))
-        check.add("refunded_at", "must not be before ordered_at", refunded_at < frame["ordered_at"])
-        check.add(
-            "refunded_at",
-            f"set on a purchase whose status is not {' or '.join(REFUND_STATUSES)}",
-            refunded_at.notna() & ~refund,
-        )
-        check.add(
-            "status",
-            "refunded or returned with no refunded_at: counted at no cutoff, even before the "
-            "refund (the status is as of the data export)",
-            refund & refunded_at.isna(),
-            warning=True,
-        )
-    if name == "tickets":
-        for column in ("first_response_at", *TICKET_ENDS, "reopened_at"):
-            if column in cols:
-                check.add(
-                    column, "must not be before opened_at", frame[column] < frame["opened_at"]
-                )
-        if "reopened" in cols:
-            check.add("reopened", "must be >= 0", (frame["reopened"] < 0).fillna(False))
-        if "reopened" in cols and "reopened_at" in cols:
-            check.add(
-                "reopened_at",
-                "set on a ticket whose reopened count is 0",
-                (frame["reopened"] == 0).fillna(False) & frame["reopened_at"].notna(),
-            )
-        ends = [column for column in TICKET_ENDS if column in cols]
-        if ends:
-            check.add(
-                "/".join(ends),
-                "ticket never ends (no resolved_at or closed_at): open at every later cutoff",
-                frame[ends].isna().all(axis=1),
-                warning=True,
-            )
-        else:
-            check.whole(
-                "resolved_at",
-                "no resolved_at or closed_at column: open tickets cannot be counted",
-                warning=True,
-            )
-    if name == "surveys":
-        kind = frame["kind"]
-        check.add(
-            "kind",
-            f"must be one of {', '.join(SURVEY_KINDS)}",
-            ~kind.isin(SURVEY_KINDS) & frame["kind"].notna(),
-        )
-        stated = [c for c in ("reason", "comment") if c in cols]
-        check.add(
-            "/".join(stated) or "reason",
-            "an exit answer needs a reason code or a comment",
-            (kind == EXIT_SURVEY) & (frame[stated].isna().all(axis=1) if stated else True),
-        )
-        ranges = {"nps": (0, 10), "csat": (1, data.csat_scale), "ces": (1, data.ces_scale)}
-        for survey_kind, (low, high) in ranges.items():
-            score = frame["score"].where(kind == survey_kind)
-            outside = (score < low) | (score > high) | (score % 1 != 0)
-            check.add(
-                "score",
-                f"{survey_kind} scores must be whole numbers in {low}..{high}",
-                outside & score.notna(),
-            )
-
-
-def _check_customers(frames: dict[str, pd.DataFrame], problems, warnings) -> None:
-    """Each row's customer must exist, and its date must not be before their signup day:
-    an error for purchases, a warning for the other tables."""
-    customers = frames["customers"]
-    ids = pa.array(customers["customer_id"].array)  # looked up with Arrow's hash: fast on text
-    signup_day = customers["signup_at"].dt.normalize().to_numpy()
-    for name, frame in frames.items():
-        if name == "customers":
-            continue
-        schema = SCHEMAS[name]
-        check = _Checker(schema, frame, problems, warnings)
-        # each row's first customer of that id, -1 for none
-        found = pc.index_in(pa.array(frame["customer_id"].array), value_set=ids)
-        position = found.fill_null(-1).to_numpy()
-        known = position >= 0
-        check.add(
-            "customer_id",
-            "unknown customer (not in customers)",
-            ~known & frame["customer_id"].notna().to_numpy(),
-        )
-        day = np.where(known, signup_day[position], np.datetime64("NaT"))
-        check.add(
-            schema.time_column,
-            "before the customer's signup day (customers.signup_at)",
-            frame[schema.time_column].to_numpy() < day,
-            warning=name != "purchases",
-        )
+def _examples(engine: Engine, fired: dict[int, _Rule]) -> dict[int, tuple[str, ...]]:
+    """The first offending rows of each fired rule as 'row N (id X)'."""
+    if not fired:
+        return {}
+    parts = [
+        f"SELECT {i} AS _rule, * FROM (SELECT _row, {rule.label or 'CAST(NULL AS VARCHAR)'} "
+        f"AS _label FROM {rule.rows_from} WHERE {rule.when} ORDER BY _row "
+        f"LIMIT {MAX_EXAMPLES}) AS _e{i}"
+        for i, rule in fired.items()
+    ]
+    found = sorted(engine.rows(" UNION ALL ".join(parts)))
+    positions = {}
+    for table in {rule.table for rule in fired.values()}:
+        rows = sorted({row for i, row, _ in found if fired[i].table == table})
+        positions |= {
+            (table, row): n
+            for row, n in zip(rows, engine.positions(f"_src_{table}", rows), strict=True)
+        }
+    examples: dict[int, tuple[str, ...]] = {i: () for i in fired}
+    for i, row, label in found:
+        table = fired[i].table
+        shown = f"row {positions[table, row]}"
+        if label is not None:
+            shown += f" ({SCHEMAS[table].key} {label})"
+        examples[i] += (shown,)
+    return examples
 
 
 def _attribute_warning(attributes: list[str], warnings: list[Problem]) -> None:
@@ -610,12 +903,12 @@ def completed_at(purchases: pd.DataFrame, *times) -> np.ndarray:
 def load_tables(data: DataConfig) -> Tables:
     """Read every configured table from its file and validate it (see `validate`)."""
     data.require_files()
-    raw = {
-        name: read_table(data.path_of(name), name, table.sep, tuple(table.missing), table.header)
+    sources = {
+        name: scan_table(data.path_of(name), name, table.sep, tuple(table.missing), table.header)
         for name in SCHEMAS
         if (table := data.table(name))
     }
-    return validate(raw, data)
+    return _checked_tables(sources, data)
 
 
 def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None) -> Tables:
@@ -640,50 +933,42 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
             )
             + f" (tables are {', '.join(SCHEMAS)})"
         )
-    problems: list[Problem] = []
-    warnings: list[Problem] = []
-    frames = dict(frames)
-    for name, schema in SCHEMAS.items():
-        raw = frames.pop(name, None)
-        if raw is None:
+    sources = {}
+    for name in SCHEMAS:
+        frame = frames.get(name)
+        if frame is None:
             continue
-        if raw.empty:
+        if frame.empty:
             raise ChurnlensError(f"table {name}: has no rows")
-        mapping = data.table(name).columns if data.table(name) else {}
-        raw = _blank_as_missing(_rename(schema, raw.reset_index(drop=True), mapping))
-        if name == "purchases" and "order_id" not in raw.columns:
-            raw.insert(0, "order_id", [str(row) for row in range(1, len(raw) + 1)])
-        frame = _conform(schema, raw, _Checker(schema, raw, problems, warnings), data)
-        if all(c.name in frame.columns for c in schema.columns if c.required):
-            _table_rules(name, frame, _Checker(schema, frame, problems, warnings), data)
-        frames[name] = frame
-    if "customers" not in frames and {"customer_id", "ordered_at"} <= set(frames["purchases"]):
-        frames["customers"] = _first_purchases(frames["purchases"])
-    complete = "customers" in frames and all(
-        c.name in frames[name].columns
-        for name in frames
-        for c in SCHEMAS[name].columns
-        if c.required
-    )
-    if complete:
-        _check_customers(frames, problems, warnings)
-    if problems:
-        raise ContractError(problems)
-    customers = frames["customers"]
-    attributes = [c for c in customers.columns if c not in SCHEMAS["customers"].names]
-    _attribute_warning(attributes, warnings)
-    if "tickets" in frames:
-        frames["tickets"] = with_ticket_times(frames["tickets"])
-    if "surveys" in frames:
-        frames["surveys"], frames["exits"] = _split_exits(frames["surveys"])
-    return Tables(**frames, attributes=attributes, warnings=warnings)
+        sources[name] = Source(list(frame.columns), frame)
+    return _checked_tables(sources, data)
 
 
-def _first_purchases(purchases: pd.DataFrame) -> pd.DataFrame:
-    """Customers of a bare transaction log: each id with its first purchase as signup."""
-    known = purchases.dropna(subset=["customer_id", "ordered_at"])
-    first = known.groupby("customer_id", sort=False)["ordered_at"].min()
-    return first.rename("signup_at").rename_axis("customer_id").reset_index()
+def _checked_tables(sources: dict[str, Source], data: DataConfig) -> Tables:
+    """Check the sources in DuckDB and read the converted tables into pandas, once."""
+    with duckdb.connect() as con:
+        engine = DuckDBEngine(con, sources)
+        checked = check(engine, list(sources), data)
+        frames = {}
+        for name, columns in checked.columns.items():
+            select = [quote(column) for column in columns]
+            if name == "tickets":
+                select += [
+                    f"{sql} AS {column}" for column, sql in ticket_times_sql(columns).items()
+                ]
+            query = f"SELECT {', '.join(select)} FROM _chk_{name}"
+            if name == "surveys":
+                exits = f"coalesce(kind = {_lit(EXIT_SURVEY)}, false)"
+                scored = engine.frame(f"{query} WHERE NOT {exits}")
+                answers = engine.frame(f"{query} WHERE {exits}").drop(columns="score")
+                frames["surveys"] = scored if len(scored) else None
+                frames["exits"] = answers if len(answers) else None
+            else:
+                order = (
+                    " ORDER BY _row" if name == "customers" and "customers" not in sources else ""
+                )
+                frames[name] = engine.frame(query + order)
+    return Tables(**frames, attributes=checked.attributes, warnings=checked.warnings)
 
 
 def summarize(tables: Tables) -> pd.DataFrame:

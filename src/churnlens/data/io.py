@@ -1,11 +1,13 @@
 """Reading input files and writing every output atomically.
 
 Readers turn file-level problems (missing, wrong type, bad encoding, empty) into one clear
-error naming the table. Text tables are read as exports come: `.csv`, `.tsv` or `.txt`, also
-gzip-compressed (`.csv.gz`), with the separator, missing-value markers and header a table's
-config declares. DuckDB reads them (every cell as text: the contract, not a type guesser,
-decides types); runs of blanks as the separator (`sep: whitespace`, as in fixed-width
-exports) go through pandas, which DuckDB's single-character separators cannot express.
+error naming the table, and hand the contract a `Source` for DuckDB: a Parquet file stays on
+disk for DuckDB to scan (its footer gives columns and rows); text tables are read as exports
+come: `.csv`, `.tsv` or `.txt`, also gzip-compressed (`.csv.gz`), with the separator,
+missing-value markers and header a table's config declares, by DuckDB into Arrow (every cell
+as text: the contract, not a type guesser, decides types); runs of blanks as the separator
+(`sep: whitespace`, as in fixed-width exports) go through pandas, which DuckDB's
+single-character separators cannot express.
 Writers go through a temp file in the target folder and `os.replace`, so a reader never sees
 half an output and a failed run leaves nothing behind; the finished file gets the mode the
 process umask asks for (mkstemp alone makes it 0600).
@@ -20,6 +22,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -37,16 +40,57 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
 PLAIN_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 
 
-def read_table(
+@dataclass(frozen=True)
+class Source:
+    """One input table before the contract: its column names as the input has them (perhaps
+    repeated: the contract reports that) and its data, a Parquet file DuckDB scans, or an Arrow
+    table or DataFrame already in memory (a text file is read into Arrow, every cell text)."""
+
+    names: list
+    data: Path | pa.Table | pd.DataFrame
+
+    def register(self, con: duckdb.DuckDBPyConnection, view: str, names: list[str]) -> None:
+        """Create the DuckDB view `view`: the columns under `names` and `_row`, the 1-based
+        data row (Parquet's own row number, or the position in memory)."""
+        if isinstance(self.data, Path):
+            columns = ", ".join(
+                f"{quote(old)} AS {quote(new)}" for old, new in zip(self.names, names, strict=True)
+            )
+            path = str(self.data).replace("'", "''")
+            con.execute(
+                f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT file_row_number + 1 AS _row, "
+                f"{columns} FROM read_parquet('{path}', file_row_number = true)"
+            )
+            return
+        table = self.data
+        if isinstance(table, pd.DataFrame):  # object columns: their text, as the contract reads it
+            frame = table.set_axis([f"c{i}" for i in range(table.shape[1])], axis=1)
+            for column in frame.columns:
+                if frame[column].dtype == object:
+                    frame[column] = frame[column].astype("str")
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = table.rename_columns(names).append_column(
+            "_row", pa.array(range(1, table.num_rows + 1), pa.int64())
+        )
+        con.register(f"{view}_arrow", table)
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {view}_arrow")
+
+
+def quote(name: str) -> str:
+    """A SQL identifier for any column name."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def scan_table(
     path: Path,
     table: str,
     sep: str | None = None,
     missing: tuple[str, ...] = (),
     header: bool = True,
-) -> pd.DataFrame:
-    """Read a text table (every column as text, UTF-8; blank cells and the `missing` markers
-    are missing) or a Parquet file as it is stored. Without a header row the columns are
-    named column0, column1, ..."""
+) -> Source:
+    """Open a text table (every column as text, UTF-8; blank cells and the `missing` markers
+    are missing) or a Parquet file as it is stored (DuckDB scans it when the checks run).
+    Without a header row the columns are named column0, column1, ..."""
     name = path.name.lower()
     suffix = next((s for s in READABLE_SUFFIXES if name.endswith(s)), path.suffix.lower())
     if suffix not in READABLE_SUFFIXES:
@@ -61,9 +105,10 @@ def read_table(
     try:
         if suffix in TEXT_SUFFIXES:
             plain = suffix.removesuffix(".gz")
-            frame = _read_text(path, sep or DEFAULT_SEPS.get(plain), ("", *missing), header)
+            source = _read_text(path, sep or DEFAULT_SEPS.get(plain), ("", *missing), header)
+            rows = source.data.num_rows
         else:
-            frame = pq.read_table(path).to_pandas()
+            source, rows = _parquet(path)
     except UnicodeDecodeError:
         raise ChurnlensError(f"table {table}: {path} is not UTF-8 encoded text") from None
     except (pa.ArrowInvalid, OSError, duckdb.Error, pd.errors.ParserError) as exc:
@@ -74,29 +119,38 @@ def read_table(
         if any(word in message.lower() for word in ("utf8", "utf-8", "unicode")):
             message = "not UTF-8 encoded text"
         raise ChurnlensError(f"table {table}: cannot read {path}: {message}") from None
-    if frame.empty:
+    if not rows:
         raise ChurnlensError(f"table {table}: {path} has no rows")
-    return frame
+    return source
 
 
-def _read_text(path: Path, sep: str | None, nulls: tuple[str, ...], header: bool) -> pd.DataFrame:
+def _parquet(path: Path) -> tuple[Source, int]:
+    """A Parquet file's columns (less the index pandas stored as columns) and row count,
+    from its footer: the data stay on disk."""
+    schema = pq.read_schema(path)
+    index = (schema.pandas_metadata or {}).get("index_columns", [])
+    names = [name for name in schema.names if name not in index]
+    return Source(names, path), pq.read_metadata(path).num_rows
+
+
+def _read_text(path: Path, sep: str | None, nulls: tuple[str, ...], header: bool) -> Source:
     """Every cell as text or missing. The header row is read as data and taken here, so a
     repeated column name stays visible to the contract (DuckDB would rename it)."""
     if sep == WHITESPACE:
         options = {"sep": r"\s+", "na_values": list(nulls), "keep_default_na": False}
-        cells = pd.read_csv(path, header=None, dtype="str", encoding="utf-8", **options)
+        frame = pd.read_csv(path, header=None, dtype="str", encoding="utf-8", **options)
+        cells = pa.Table.from_pandas(frame, preserve_index=False)
     else:
         options = {"all_varchar": True, "header": False, "na_values": list(nulls)}
         if sep is not None:
             options["sep"] = sep
         with duckdb.connect() as con:
-            cells = con.read_csv(str(path), **options).df()
+            cells = con.read_csv(str(path), **options).to_arrow_table()
     if header:
-        names = [str(v).removeprefix("\ufeff") if pd.notna(v) else "" for v in cells.iloc[0]]
-        cells = cells.iloc[1:].reset_index(drop=True).set_axis(names, axis=1)
-    else:
-        cells.columns = [f"column{i}" for i in range(cells.shape[1])]
-    return cells.astype("str").where(cells.notna(), None)
+        first = cells.slice(0, 1).to_pylist()[0].values() if cells.num_rows else []
+        names = [str(v).removeprefix("\ufeff") if v is not None else "" for v in first]
+        return Source(names, cells.slice(1))
+    return Source([f"column{i}" for i in range(cells.num_columns)], cells)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,118 @@
+"""Validation: the contract's checks as DuckDB queries vs the pandas validation they replaced.
+
+Both peers run `load_tables` on the same simulated shop (Parquet, `simulate(N, seed=0)`),
+each in its own process, timed from outside: CPU seconds (user + system), wall seconds and
+the process's peak RSS. The pandas peer is the package as it was at `--baseline` (a git
+revision, default the last one with pandas validation), unpacked from this repository's
+history into benchmarks/.data; both return the same `Tables`. Each peer runs `--repeat`
+times, alternating; the table shows the fastest run of each (the machine may be shared).
+
+    python benchmarks/bench_validate.py                  # 200k customers
+    python benchmarks/bench_validate.py --customers 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from bench_scoring import DATA, ROOT, TABLES, ensure_shop, shop_dir
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "validate.md"
+PANDAS_VALIDATION = "bc17910"  # main before the checks moved into DuckDB
+LOAD = (
+    "import sys; from churnlens.config import load_config; "
+    "from churnlens.data.contract import load_tables; "
+    "t = load_tables(load_config(sys.argv[1]).data); "
+    "print(sum(len(f) for f in t.present().values()))"
+)
+
+
+def pandas_source(revision: str) -> Path:
+    """The package's source at `revision`, unpacked once from git."""
+    folder = DATA / f"src_{revision}"
+    if not (folder / "src" / "churnlens").is_dir():
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", revision, "src"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        with tempfile.TemporaryFile() as handle:
+            handle.write(archive)
+            handle.seek(0)
+            tarfile.open(fileobj=handle).extractall(folder, filter="data")
+    return folder / "src"
+
+
+def run(source: Path, config: Path) -> dict:
+    """One `load_tables` process: CPU and wall seconds, peak RSS (wait4), rows loaded."""
+    env = os.environ | {"PYTHONPATH": str(source)}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOAD, str(config)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"load_tables with {source} failed")
+    return {
+        "wall": time.perf_counter() - started,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "peak_mb": usage.ru_maxrss / 1024,
+        "rows": int(output.split()[-1]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=200_000)
+    parser.add_argument("--baseline", default=PANDAS_VALIDATION)
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    ensure_shop(args.customers)
+    config = DATA / f"validate_{args.customers}.yaml"
+    data = {name: {"path": f"{name}.parquet"} for name in TABLES}
+    config.write_text(json.dumps({"data": {"dir": str(shop_dir(args.customers)), **data}}))
+    peers = {"pandas": pandas_source(args.baseline), "DuckDB": ROOT / "src"}
+    runs: dict[str, list[dict]] = {name: [] for name in peers}
+    load = os.getloadavg()[0]
+    for _ in range(args.repeat):
+        for name, source in peers.items():
+            runs[name].append(run(source, config))
+            print(name, runs[name][-1], flush=True)
+    load = max(load, os.getloadavg()[0])
+    best = {name: min(found, key=lambda r: r["cpu"]) for name, found in runs.items()}
+    assert best["pandas"]["rows"] == best["DuckDB"]["rows"]
+    lines = [
+        "# Validation: DuckDB queries vs pandas",
+        "",
+        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with `python "
+        f"benchmarks/bench_validate.py --customers {args.customers}` ({os.cpu_count()} cores; "
+        f"1-minute load up to {load:.1f}). Each peer: one process reading the simulated shop's "
+        f"Parquet files and validating them (`load_tables`, {best['DuckDB']['rows']:,} rows "
+        f"in all), fastest of {args.repeat} by CPU. pandas: the package at {args.baseline}.",
+        "",
+        "| peer | CPU s | wall s | peak MB |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, r in best.items():
+        lines.append(f"| {name} | {r['cpu']:.1f} | {r['wall']:.1f} | {r['peak_mb']:,.0f} |")
+    cpu = best["pandas"]["cpu"] / best["DuckDB"]["cpu"]
+    memory = best["DuckDB"]["peak_mb"] / best["pandas"]["peak_mb"]
+    ratios = f"pandas / DuckDB CPU: {cpu:.2f}×; DuckDB's peak memory: {memory:.0%} of pandas'."
+    lines += ["", ratios]
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
