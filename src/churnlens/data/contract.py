@@ -268,7 +268,6 @@ class DuckDBEngine:
     def __init__(self, con: duckdb.DuckDBPyConnection, sources: dict[str, Source]):
         self.con, self.sources = con, sources
         con.execute("SET TimeZone = 'UTC'")
-        con.execute("SET enable_progress_bar = false")
 
     def names(self, table: str) -> list:
         return self.sources[table].names
