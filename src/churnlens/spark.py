@@ -9,8 +9,10 @@ transpiles them with sqlglot, plus the few rewrites where the two engines differ
 `mapInPandas` over partitions; the model's two files travel to the executors with
 `SparkContext.addFile` and are checked against their sha256 there.
 
-What needs every customer at once stays on the driver, over a few columns per customer: the
-BG/NBD fit per cutoff (`features.btyd`), the drift check (PSI on a sample of at most
+What needs every customer at once comes to the driver, a few columns per customer or a
+sample: the BTYD fits per cutoff (`features.btyd`, on a fixed sample of at most
+`modeling.bgnbd.FIT_CUSTOMERS` customers' summaries; the summaries and the features are
+computed where the purchases are), the drift check (PSI on a sample of at most
 `spark.drift_sample_rows` rows) and the budgeted target list (`rank_and_target`). Spark
 scoring explains every customer (explain='all'): the local engine's early stop is a
 single-machine saving that needs the global ranking first.
@@ -46,7 +48,8 @@ from churnlens.config import Config, DataConfig, FeatureConfig, SparkConfig, par
 from churnlens.data.contract import COMPLETION_COLUMNS, SCHEMAS, Tables, check, ticket_times_sql
 from churnlens.economics import TIERS, check_budget, customer_value
 from churnlens.errors import ChurnlensError
-from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
+from churnlens.features import btyd
+from churnlens.features.btyd import BTYD_FEATURES
 from churnlens.features.engine import active_features, apply_dtypes, feature_sql, with_btyd
 from churnlens.features.registry import Feature
 from churnlens.labels import SPINE_COLUMNS, label_sql, training_cutoffs
@@ -332,19 +335,24 @@ def features(
 
 
 def _with_btyd(spark, tables: Tables, frame: DataFrame, extra: list[str], horizon_days: int):
-    """The BTYD features, fitted per cutoff on the driver by `features.btyd` (a BG/NBD fit
-    needs every customer's purchases before the cutoff)."""
-    keys = frame.select(*SPINE_COLUMNS).toPandas()
-    wanted = ["customer_id", "ordered_at", "amount", *COMPLETION_COLUMNS]
-    present = [c for c in wanted if c in tables.purchases.columns]
-    bought = spark.table("purchases_in").select(*present).toPandas()
-    btyd = add_btyd_features(
-        Tables(customers=tables.customers, purchases=bought), keys, horizon_days
-    )
-    btyd["cutoff"] = btyd["cutoff"].astype("datetime64[us]")
-    joined = frame.join(spark.createDataFrame(btyd), SPINE_COLUMNS, "left")
+    """The BTYD features as `features.btyd` gives them: every buyer's summary at each cutoff
+    from its SQL, transpiled; the fits on the driver over the fixed sample (`sample_sql`),
+    the only rows that come back; the values where the rows are (mapInPandas)."""
+    completion = [c for c in COMPLETION_COLUMNS if c in tables.purchases.columns]
+    summary = spark.sql(spark_sql(btyd.summary_sql(completion)))
+    summary.createOrReplaceTempView("btyd_summary")
+    models = btyd.fit_models(spark.sql(spark_sql(btyd.sample_sql("btyd_summary"))).toPandas())
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            found = btyd.values(batch, models, horizon_days)
+            yield pd.concat([batch[list(SPINE_COLUMNS)], found], axis=1)
+
+    kinds = ["customer_id string", "cutoff timestamp", *(f"{n} double" for n in BTYD_FEATURES)]
+    bought = frame.select(*SPINE_COLUMNS).join(summary, list(SPINE_COLUMNS))
+    found = bought.mapInPandas(run, ", ".join(kinds))
     names = [c for c in frame.columns if c not in extra]
-    return joined.select(*names, *BTYD_FEATURES, *extra)
+    return frame.join(found, list(SPINE_COLUMNS), "left").select(*names, *BTYD_FEATURES, *extra)
 
 
 def to_pandas(frame: DataFrame, active: list[Feature]) -> pd.DataFrame:

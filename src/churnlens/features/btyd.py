@@ -10,18 +10,24 @@ cutoff the model is fitted on the purchases before it only (every customer who h
 completed as of that cutoff (`completed_at`: a refund counts from its time on), so the
 features are point-in-time like the SQL ones. A fit that fails at one cutoff leaves
 that cutoff's features of that model missing (NaN, which LightGBM handles) with a warning.
+
+Three steps, so that an engine keeps the purchases where they are (`churnlens.spark` runs the
+same): `summary_sql`, one SQL statement giving every buyer's summary at every cutoff of the
+spine (`modeling.bgnbd.rfm_sql`); `fit_models` on the fixed sample of it that the fits see
+(`sample_sql`), the only rows that travel; `values` for the spine's rows, batch by batch.
 """
 
 from __future__ import annotations
 
 import logging
 
+import duckdb
 import numpy as np
 import pandas as pd
 
-from churnlens.data.contract import COMPLETION_COLUMNS, Tables, completed_at
+from churnlens.data.contract import COMPLETION_COLUMNS, Tables, completed_sql
 from churnlens.errors import ChurnlensError
-from churnlens.modeling.bgnbd import BGNBD, fit_sample, rfm_summary
+from churnlens.modeling.bgnbd import BGNBD, fit_sample_sql, rfm_sql
 from churnlens.modeling.gammagamma import GammaGamma
 
 log = logging.getLogger(__name__)
@@ -34,59 +40,96 @@ BTYD_FEATURES = (
 )
 PENALIZER = 0.001  # keeps the fit finite when a cutoff shows little sign of dropout
 WEEK = 7.0
+SUMMARY = ["cutoff", "customer_id", "frequency", "recency", "T", "monetary"]
 
 
-def _at_cutoff(purchases: pd.DataFrame, cutoff, customers: pd.Series, horizon_days: int):
-    """BTYD features of `customers` at one cutoff (NaN for those who never bought)."""
-    out = pd.DataFrame(np.nan, index=range(len(customers)), columns=list(BTYD_FEATURES))
-    summary = rfm_summary(purchases, cutoff, unit_days=WEEK)
-    if summary.empty:
-        return out
-    out["gg_expected_spend"] = expected_spend(purchases, cutoff, customers)
-    fitted = fit_sample(summary)
-    try:
-        model = BGNBD(PENALIZER).fit(fitted["frequency"], fitted["recency"], fitted["T"])
-    except ChurnlensError as error:
-        log.warning("BTYD features at cutoff %s are missing: %s", f"{cutoff:%Y-%m-%d}", error)
-        return out
-    own = summary.reindex(customers.to_numpy())
-    known = own["frequency"].notna().to_numpy()
-    x, tx, T = (own[c].to_numpy()[known] for c in ("frequency", "recency", "T"))
+def summary_sql(columns) -> str:
+    """Every buyer's summary (SUMMARY) at each cutoff of `spine_in`, over `purchases_in`
+    (whose `columns` decide completion) completed at that cutoff; in weeks."""
+    cutoffs = "(SELECT DISTINCT cutoff FROM spine_in)"
+    return rfm_sql(WEEK, cutoffs, completed_sql(columns, "c.cutoff"), monetary=True)
+
+
+def sample_sql(summary: str) -> str:
+    """The rows of the view `summary` (from `summary_sql`) the fits see at each cutoff."""
+    return fit_sample_sql(summary, SUMMARY, by="cutoff")
+
+
+def fit_models(sample: pd.DataFrame, bgnbd: bool = True) -> dict:
+    """{cutoff: (BG/NBD or None, Gamma-Gamma or None)} fitted on `sample` (`sample_sql`'s
+    rows) in customer order; None, with a warning, where a fit fails (or BG/NBD is not
+    asked for)."""
+    models = {}
+    for cutoff, rows in sample.groupby("cutoff", sort=True):
+        rows = rows.sort_values("customer_id")
+        day = f"{pd.Timestamp(cutoff):%Y-%m-%d}"
+        try:
+            spend = GammaGamma().fit(rows["frequency"], rows["monetary"])
+        except ChurnlensError as error:
+            log.warning("Gamma-Gamma spend at cutoff %s is missing: %s", day, error)
+            spend = None
+        model = None
+        try:
+            if bgnbd:
+                model = BGNBD(PENALIZER).fit(rows["frequency"], rows["recency"], rows["T"])
+        except ChurnlensError as error:
+            log.warning("BTYD features at cutoff %s are missing: %s", day, error)
+        models[pd.Timestamp(cutoff)] = (model, spend)
+    return models
+
+
+def values(rows: pd.DataFrame, models: dict, horizon_days: int) -> pd.DataFrame:
+    """The BTYD features of `rows` (SUMMARY's columns; no summary: never bought) from the
+    `models` of their cutoff; NaN where the customer never bought or the fit failed."""
+    out = pd.DataFrame(np.nan, index=rows.index, columns=list(BTYD_FEATURES))
     t = horizon_days / WEEK
-    out.loc[known, "bgnbd_p_alive"] = model.p_alive(x, tx, T)
-    out.loc[known, "bgnbd_expected_purchases"] = model.expected_purchases(t, x, tx, T)
-    out.loc[known, "bgnbd_p_no_purchase"] = model.p_no_purchase(t, x, tx, T)
+    bought = rows[rows["frequency"].notna()]
+    for cutoff, part in bought.groupby("cutoff", sort=False):
+        model, spend = models.get(pd.Timestamp(cutoff), (None, None))
+        x, tx, T = (part[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+        if model is not None:
+            out.loc[part.index, "bgnbd_p_alive"] = model.p_alive(x, tx, T)
+            out.loc[part.index, "bgnbd_expected_purchases"] = model.expected_purchases(
+                t, x, tx, T
+            )
+            out.loc[part.index, "bgnbd_p_no_purchase"] = model.p_no_purchase(t, x, tx, T)
+        if spend is not None:
+            monetary = part["monetary"].to_numpy(float)
+            out.loc[part.index, "gg_expected_spend"] = spend.expected_spend(x, monetary)
     return out
 
 
 def expected_spend(purchases: pd.DataFrame, cutoff, customers: pd.Series) -> np.ndarray:
-    """Gamma-Gamma expected spend per purchase day from the repeat purchase days before the
-    cutoff (days as in `rfm_summary`); NaN for customers who never bought or a failed fit."""
-    before = purchases[purchases["ordered_at"] < cutoff]
-    daily = before.groupby(["customer_id", before["ordered_at"].dt.normalize()])["amount"].sum()
-    repeats = daily[daily.groupby(level=0).cumcount().to_numpy() > 0].groupby(level=0)
-    summary = pd.DataFrame({"x": repeats.size(), "m": repeats.mean()})
-    summary = summary.reindex(daily.index.unique(level=0)).fillna({"x": 0.0})
-    fitted = fit_sample(summary)
-    try:
-        model = GammaGamma().fit(fitted["x"], fitted["m"])
-    except ChurnlensError as error:
-        log.warning("Gamma-Gamma spend at cutoff %s is missing: %s", f"{cutoff:%Y-%m-%d}", error)
-        return np.full(len(customers), np.nan)
-    own = summary.reindex(customers.to_numpy())
-    spend = model.expected_spend(own["x"].fillna(0.0), own["m"])
-    return np.where(own["x"].notna(), spend, np.nan)
+    """Gamma-Gamma expected spend per purchase day of `customers` from the completed
+    `purchases`' repeat purchase days before the cutoff; NaN for customers who never bought
+    or a failed fit."""
+    spine = pd.DataFrame({"customer_id": customers.to_numpy(), "cutoff": pd.Timestamp(cutoff)})
+    sample, rows = summaries(purchases[["customer_id", "ordered_at", "amount"]], spine)
+    return values(rows, fit_models(sample, bgnbd=False), 0)["gg_expected_spend"].to_numpy()
+
+
+def summaries(purchases: pd.DataFrame, spine: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """In DuckDB: (the fits' sample, the summary of each `spine` row in its order)."""
+    columns = [c for c in COMPLETION_COLUMNS if c in purchases.columns]
+    keys = spine[["customer_id", "cutoff"]].assign(_at=np.arange(len(spine)))
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("purchases_in", purchases)
+        con.register("spine_in", keys)
+        con.execute(f"CREATE TEMP TABLE btyd_summary AS {summary_sql(columns)}")
+        sample = con.sql(sample_sql("btyd_summary")).df()
+        kept = ", ".join(f"b.{c}" for c in SUMMARY[2:])
+        rows = con.sql(
+            f"SELECT s.cutoff, {kept} FROM spine_in s LEFT JOIN btyd_summary b "
+            "ON b.customer_id = s.customer_id AND b.cutoff = s.cutoff ORDER BY s._at"
+        ).df()
+    return sample, rows.set_index(spine.index)
 
 
 def add_btyd_features(tables: Tables, frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
     """`frame` (customer_id, cutoff, ...) with the BTYD features of each row appended."""
     wanted = ["customer_id", "ordered_at", "amount", *COMPLETION_COLUMNS]
     purchases = tables.purchases[[c for c in wanted if c in tables.purchases.columns]]
-    features = pd.DataFrame(np.nan, index=frame.index, columns=list(BTYD_FEATURES))
-    groups = frame.groupby("cutoff", sort=True).groups
-    completed = completed_at(purchases, *groups)
-    for k, (cutoff, rows) in enumerate(groups.items()):
-        done = purchases[completed[:, k]]
-        part = _at_cutoff(done, cutoff, frame.loc[rows, "customer_id"], horizon_days)
-        features.loc[rows] = part.to_numpy()
+    sample, rows = summaries(purchases, frame)
+    features = values(rows, fit_models(sample), horizon_days)
     return pd.concat([frame, features.astype("float64")], axis=1)

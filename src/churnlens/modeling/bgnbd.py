@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 from scipy import optimize, special
@@ -298,18 +299,60 @@ class BGNBD:
 FIT_CUSTOMERS = 100_000
 
 
+def fit_sample_sql(relation: str, columns: list[str], size: int = FIT_CUSTOMERS, by=None) -> str:
+    """SQL (DuckDB's dialect; Spark runs it transpiled) selecting `columns` of the rows of
+    `relation` (one per customer_id, or per customer_id and `by`) that a BTYD fit sees: per
+    `by`, all of them up to `size`, else the `size` first by the md5 of the id as text — a
+    fixed sample that any engine draws alike, from the rows in any order."""
+    within = f"PARTITION BY {by} " if by else ""
+    draw = f"row_number() OVER ({within}ORDER BY md5(CAST(customer_id AS VARCHAR)), customer_id)"
+    kept = ", ".join(columns)
+    return f"SELECT {kept} FROM (SELECT {kept}, {draw} AS _draw FROM {relation}) AS _drawn " + (
+        f"WHERE _draw <= {int(size)}"
+    )
+
+
 def fit_sample(summary: pd.DataFrame, size: int = FIT_CUSTOMERS) -> pd.DataFrame:
-    """The rows of a per-customer summary (indexed by customer) that a BTYD fit sees: all of
-    them up to `size`, else a fixed random sample of `size`, the same for the same customers
-    in any order."""
+    """The rows of a per-customer summary (indexed by customer) that a BTYD fit sees
+    (`fit_sample_sql`): all of them up to `size`, else a fixed sample of `size`, sorted."""
     if len(summary) <= size:
         return summary
-    return summary.sort_index().sample(n=size, random_state=0)
+    keys = pd.DataFrame({"customer_id": summary.index, "_at": np.arange(len(summary))})
+    with duckdb.connect() as con:
+        con.register("keys_in", keys)
+        found = con.sql(fit_sample_sql("keys_in", ["_at"], size)).fetchnumpy()["_at"]
+    return summary.iloc[np.sort(found)].sort_index()
 
 
 # ------------------------------------------------------------------------------------------------
 # Summary of a purchases table
 # ------------------------------------------------------------------------------------------------
+def rfm_sql(unit_days: float, cutoffs: str, completed: str = "TRUE", monetary: bool = False) -> str:
+    """The summary's one definition (see `rfm_summary`), as SQL in DuckDB's dialect that Spark
+    runs transpiled: one row per cutoff of the relation `cutoffs` (column `cutoff`) and
+    customer with a purchase in `purchases_in` before it for which `completed` (a condition
+    over `p` and `c.cutoff`) holds. Calendar days are those of the session's time zone. With
+    `monetary`, also Gamma-Gamma's input: the mean spend per repeat purchase day (NULL
+    without one), summed as DECIMAL(18, 4) so that every engine gets the same sums."""
+    spend = ", sum(CAST(p.amount AS DECIMAL(18, 4))) AS spend" if monetary else ""
+    mean = (
+        ", CASE WHEN count(*) > 1 THEN CAST(sum(spend) - arg_min(spend, day) AS DOUBLE) "
+        "/ (count(*) - 1) END AS monetary"
+        if monetary
+        else ""
+    )
+    unit = float(unit_days)
+    return f"""WITH _days AS (
+    SELECT c.cutoff, p.customer_id, CAST(p.ordered_at AS DATE) AS day{spend}
+    FROM purchases_in p JOIN {cutoffs} c ON p.ordered_at < c.cutoff AND {completed}
+    GROUP BY c.cutoff, p.customer_id, CAST(p.ordered_at AS DATE))
+SELECT cutoff, customer_id,
+    CAST(count(*) - 1 AS DOUBLE) AS frequency,
+    date_diff('day', min(day), max(day)) / {unit} AS recency,
+    date_diff('day', min(day), CAST(cutoff - INTERVAL 1 MICROSECOND AS DATE)) / {unit} AS T{mean}
+FROM _days GROUP BY cutoff, customer_id"""
+
+
 def rfm_summary(
     purchases: pd.DataFrame,
     cutoff: Any,
@@ -328,6 +371,10 @@ def rfm_summary(
       cutoff, i.e. the day before a midnight cutoff. A cutoff of 1997-10-01 therefore matches
       ``lifetimes``' ``observation_period_end="1997-09-30"``: purchases on 09-30 count and T is
       measured to the start of 09-30, so ``recency <= T`` holds for every customer.
+
+    Calendar days are those of ``ordered_at``'s time zone (wall-clock dates, so a
+    daylight-saving change does not turn a day into 23 or 25 hours). The definition is SQL
+    (`rfm_sql`), run here by DuckDB; the BTYD features run the same on DuckDB or Spark.
 
     Parameters
     ----------
@@ -370,35 +417,19 @@ def rfm_summary(
             f"rfm_summary: {n_missing} purchase(s) have no ordered_at, so they cannot be placed "
             "before or after the cutoff"
         )
-    try:
-        before = (ordered_at < cutoff_ts).to_numpy()
-    except TypeError as exc:
+    zone = ordered_at.dt.tz
+    if (zone is None) != (cutoff_ts.tz is None):
         raise ChurnlensError(
             "rfm_summary: cutoff and ordered_at must both be timezone-aware or both naive "
             f"(cutoff {cutoff_ts}, ordered_at {ordered_at.dtype})"
-        ) from exc
-
-    # Calendar days, counted on wall-clock dates so that a daylight-saving change does not
-    # turn a day into 23 or 25 hours.
-    days = ordered_at[before].dt.normalize()
-    last_day = (cutoff_ts - pd.Timedelta(1, "ns")).normalize()
-    if days.dt.tz is not None:
-        days = days.dt.tz_localize(None)
-        last_day = last_day.tz_localize(None)
-    per_customer = (
-        pd.DataFrame({"customer_id": purchases["customer_id"][before].to_numpy(), "day": days})
-        .groupby("customer_id", sort=True, observed=True)["day"]
-        .agg(["min", "max", "nunique"])
-    )
-    one_day = pd.Timedelta(days=1)
-    summary = pd.DataFrame(
-        {
-            "frequency": (per_customer["nunique"] - 1).astype(float),
-            "recency": (per_customer["max"] - per_customer["min"]) / one_day / unit,
-            "T": (last_day - per_customer["min"]) / one_day / unit,
-        },
-        index=per_customer.index,
-    ).astype(float)
+        )
+    with duckdb.connect() as con:
+        con.execute(f"SET TimeZone = '{zone or 'UTC'}'")
+        con.register("purchases_in", purchases[["customer_id", "ordered_at"]])
+        con.register("cutoffs_in", pd.DataFrame({"cutoff": [cutoff_ts]}))
+        found = con.sql(rfm_sql(unit, "cutoffs_in")).df()
+    summary = found.set_index("customer_id").sort_index()[["frequency", "recency", "T"]]
+    summary = summary.astype(float)
     summary.index.name = "customer_id"
     if customer_ids is not None:
         summary = summary.reindex(pd.Index(list(customer_ids), name="customer_id"))
