@@ -89,9 +89,7 @@ def values(rows: pd.DataFrame, models: dict, horizon_days: int) -> pd.DataFrame:
         x, tx, T = (part[c].to_numpy(float) for c in ("frequency", "recency", "T"))
         if model is not None:
             out.loc[part.index, "bgnbd_p_alive"] = model.p_alive(x, tx, T)
-            out.loc[part.index, "bgnbd_expected_purchases"] = model.expected_purchases(
-                t, x, tx, T
-            )
+            out.loc[part.index, "bgnbd_expected_purchases"] = model.expected_purchases(t, x, tx, T)
             out.loc[part.index, "bgnbd_p_no_purchase"] = model.p_no_purchase(t, x, tx, T)
         if spend is not None:
             monetary = part["monetary"].to_numpy(float)
