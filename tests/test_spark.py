@@ -100,7 +100,18 @@ def test_risk_lists_equal_duckdb(spark, config, tmp_path):
 
 
 def test_validate_on_spark_reports_what_duckdb_reports(spark, config, tmp_path):
-    """Broken purchases give the same error on both engines: rules, counts, rows, ids."""
+    """Valid inputs give the same summary and warnings on both engines; broken purchases
+    the same error: rules, counts, rows, ids."""
+    events = pd.read_parquet(config.data.dir / "events.parquet")
+    events.loc[:2, "at"] = pd.Timestamp("2025-12-31 06:00")  # after the last purchase
+    events.to_parquet(tmp_path / "events.parquet", index=False)
+    data = config.data.model_copy(update={"events": TableConfig(path=tmp_path / "events.parquet")})
+    late = config.model_copy(update={"data": data})
+    local, remote = pipeline.validate(late), pipeline.validate(late, engine="spark")
+    assert len(local) == 5 and local["missing"].str.len().gt(0).any()
+    assert "events: 3 row(s) after the data end 2025-12-30" in " ".join(local.attrs["warnings"])
+    pd.testing.assert_frame_equal(local, remote)
+    assert remote.attrs["warnings"] == local.attrs["warnings"]
     purchases = pd.read_parquet(config.data.dir / "purchases.parquet")
     purchases.loc[[3, 40], "amount"] = -1.0
     purchases.loc[7, "order_id"] = purchases.loc[8, "order_id"]

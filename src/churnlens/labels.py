@@ -22,6 +22,7 @@ import pandas as pd
 
 from churnlens.config import ChurnConfig, CutoffConfig
 from churnlens.data.contract import SCHEMAS, Tables, completed_at, completed_sql
+from churnlens.data.io import quote
 from churnlens.errors import ChurnlensError
 
 SPINE_COLUMNS = ["customer_id", "cutoff"]
@@ -212,16 +213,24 @@ def require_informative(spine: pd.DataFrame) -> None:
         )
 
 
-def sparse_cutoffs(tables: Tables, cutoffs: list[pd.Timestamp], horizon_days: int) -> list[str]:
+def sparse_cutoffs(
+    tables: Tables, cutoffs: list[pd.Timestamp], horizon_days: int, count=None
+) -> list[str]:
     """A warning per cutoff whose label window holds under SPARSE_SHARE of the purchase rows
-    the data's average rate gives: the rows thin out there, so churn there means little."""
+    the data's average rate gives: the rows thin out there, so churn there means little.
+    `count`: see `counter`."""
+    count = count or counter(tables)
     times = tables.purchases["ordered_at"]
     days = max((times.max() - times.min()) / pd.Timedelta(days=1), 1.0)
-    expected = len(times) * min(horizon_days / days, 1.0)
     horizon = pd.Timedelta(days=horizon_days)
+    windows = [
+        f"ordered_at >= {_sql_time(cutoff)} AND ordered_at < {_sql_time(cutoff + horizon)}"
+        for cutoff in cutoffs
+    ]
+    total, *counts = count("purchases", ["TRUE", *windows])
+    expected = total * min(horizon_days / days, 1.0)
     found = []
-    for cutoff in cutoffs:
-        rows = int(((times >= cutoff) & (times < cutoff + horizon)).sum())
+    for cutoff, rows in zip(cutoffs, counts, strict=True):
         if rows < SPARSE_SHARE * expected:
             found.append(
                 f"cutoff {cutoff:%Y-%m-%d}: its {horizon_days}-day label window holds {rows:,} "
@@ -232,12 +241,14 @@ def sparse_cutoffs(tables: Tables, cutoffs: list[pd.Timestamp], horizon_days: in
     return found
 
 
-def rows_after_end(tables: Tables, churn_type: str) -> list[str]:
-    """A warning per table with rows after the data end (`data_end`): no label reaches them."""
+def rows_after_end(tables: Tables, churn_type: str, count=None) -> list[str]:
+    """A warning per table with rows after the data end (`data_end`): no label reaches them.
+    `count`: see `counter`."""
+    count = count or counter(tables)
     end = data_end(tables, churn_type)
     found = []
-    for name, frame in tables.present().items():
-        later = int((frame[SCHEMAS[name].time_column] > end).sum())
+    for name in tables.present():
+        (later,) = count(name, [f"{quote(SCHEMAS[name].time_column)} > {_sql_time(end)}"])
         if later:
             found.append(
                 f"{name}: {later:,} row(s) after the data end {end:%Y-%m-%d} (the last "
@@ -245,3 +256,31 @@ def rows_after_end(tables: Tables, churn_type: str) -> list[str]:
                 "them"
             )
     return found
+
+
+def data_warnings(tables: Tables, cutoffs: CutoffConfig, churn: ChurnConfig, count=None):
+    """What `validate` warns of beyond the contract: rows after the data end, training
+    cutoffs that cannot be placed, label windows in a sparse tail. `count`: see `counter`."""
+    found = rows_after_end(tables, churn.type, count)
+    try:
+        chosen = training_cutoffs(tables, cutoffs, churn)
+    except ChurnlensError as error:  # validate reports the data; the cutoff problem is a warning
+        return [*found, str(error)]
+    return found + sparse_cutoffs(tables, chosen, churn.horizon_days, count)
+
+
+def counter(tables: Tables):
+    """`count(table, conditions)`: how many rows of a table of `tables` meet each SQL
+    condition, in DuckDB over the frames; the Spark engine counts on its own tables."""
+
+    def count(name: str, conditions: list[str]) -> list[int]:
+        with duckdb.connect() as con:
+            con.register("rows_in", tables.present()[name])
+            counted = ", ".join(f"count_if({condition})" for condition in conditions)
+            return list(con.execute(f"SELECT {counted} FROM rows_in").fetchone())
+
+    return count
+
+
+def _sql_time(at: pd.Timestamp) -> str:
+    return f"CAST('{pd.Timestamp(at):%Y-%m-%d %H:%M:%S.%f}' AS TIMESTAMP)"

@@ -49,8 +49,8 @@ def simulate(
 def validate(config: Config | str | Path, engine: str | None = None) -> pd.DataFrame:
     """Load and check every input table; return one summary row per table. Its warnings
     (`attrs["warnings"]`) include rows after the data end and cutoffs whose label window
-    falls in a sparse tail of rows. On Spark: the contract's checks and a shorter summary."""
-    from churnlens.labels import rows_after_end, sparse_cutoffs, training_cutoffs
+    falls in a sparse tail of rows (`labels.data_warnings`). On Spark: the same."""
+    from churnlens.labels import data_warnings
 
     config = _config(config)
     if _engine(config, engine) == "spark":
@@ -59,13 +59,7 @@ def validate(config: Config | str | Path, engine: str | None = None) -> pd.DataF
         return spark.validate(spark.session(config.spark), config)
     tables = load_tables(config.data)
     summary = summarize(tables)
-    summary.attrs["warnings"] += rows_after_end(tables, config.churn.type)
-    try:
-        cutoffs = training_cutoffs(tables, config.cutoffs, config.churn)
-    except ChurnlensError as error:  # validate reports the data; the cutoff problem is a warning
-        summary.attrs["warnings"].append(str(error))
-        return summary
-    summary.attrs["warnings"] += sparse_cutoffs(tables, cutoffs, config.churn.horizon_days)
+    summary.attrs["warnings"] += data_warnings(tables, config.cutoffs, config.churn)
     return summary
 
 

@@ -45,14 +45,22 @@ from sqlglot.dialects.spark import Spark
 from sqlglot.time import format_time
 
 from churnlens.config import Config, DataConfig, FeatureConfig, SparkConfig, parse_date
-from churnlens.data.contract import COMPLETION_COLUMNS, SCHEMAS, Tables, check, ticket_times_sql
+from churnlens.data.contract import (
+    COMPLETION_COLUMNS,
+    SCHEMAS,
+    Tables,
+    check,
+    table_queries,
+    table_summary,
+    ticket_times_sql,
+)
 from churnlens.economics import TIERS, check_budget, customer_value
 from churnlens.errors import ChurnlensError
 from churnlens.features import btyd
 from churnlens.features.btyd import BTYD_FEATURES
 from churnlens.features.engine import active_features, apply_dtypes, feature_sql, with_btyd
 from churnlens.features.registry import Feature
-from churnlens.labels import SPINE_COLUMNS, label_sql, training_cutoffs
+from churnlens.labels import SPINE_COLUMNS, data_warnings, label_sql, training_cutoffs
 from churnlens.modeling.model import ChurnModel
 from churnlens.scoring import columns
 from churnlens.scoring.playbook import load_playbook, value_cuts
@@ -127,6 +135,8 @@ def spark_sql(duckdb_sql: str) -> str:
                 for form in (formats.expressions if isinstance(formats, exp.Array) else [formats])
             ]
             node.replace(exp.Coalesce(this=tries[0], expressions=tries[1:]))
+    for node in list(tree.find_all(exp.PercentileCont)):  # DuckDB's quantile_cont, exact
+        node.replace(exp.Anonymous(this="percentile", expressions=[node.this, node.expression]))
     for node in list(tree.find_all(exp.DataType)):
         if node.this == exp.DataType.Type.INT128:
             node.replace(exp.DataType.build("decimal(38, 0)"))
@@ -214,8 +224,9 @@ class SparkEngine:
 
 def validate(spark: SparkSession, config: Config) -> pd.DataFrame:
     """The contract's checks on the Spark inputs (`churnlens validate --engine spark`): one
-    `ContractError` listing every problem, as locally; else one row per table (rows,
-    customers, date range, warnings) with the warnings' texts in `attrs["warnings"]`."""
+    `ContractError` listing every problem, as locally; else the local summary
+    (`data.contract.table_summary`, one row per table) and warnings (`labels.data_warnings`),
+    from the same SQL on the checked tables."""
     frames = inputs(spark, config)
     if "purchases" not in frames:
         raise ChurnlensError(
@@ -224,27 +235,18 @@ def validate(spark: SparkSession, config: Config) -> pd.DataFrame:
         )
     engine = SparkEngine(spark, frames)
     checked = check(engine, list(frames), config.data)
-    rows = []
-    for name in checked.columns:
-        time = SCHEMAS[name].time_column
-        ((count, customers, first, last),) = engine.rows(
-            f"SELECT count(*), count(DISTINCT customer_id), min({time}), max({time}) "
-            f"FROM _chk_{name}"
-        )
-        found = sum(warning.table == name for warning in checked.warnings)
-        rows.append(
-            {
-                "table": name,
-                "rows": count,
-                "customers": customers,
-                "from": first,
-                "to": last,
-                "warnings": found,
-            }
-        )
-    summary = pd.DataFrame(rows)
-    summary.attrs["warnings"] = [str(warning) for warning in checked.warnings]
-    return summary
+    queries = table_queries(checked)
+    tables = {name: spark.sql(spark_sql(sql)) for name, sql in queries.items()}
+    relations = {name: (f"({queries[name]}) AS _shown", tables[name].columns) for name in queries}
+    found = table_summary(engine.rows, relations, checked.warnings)
+    tables.pop("exits", None)
+
+    def count(name: str, conditions: list[str]) -> list[int]:
+        counted = ", ".join(f"count_if({condition})" for condition in conditions)
+        return list(engine.rows(f"SELECT {counted} FROM ({queries[name]}) AS _counted")[0])
+
+    found.attrs["warnings"] += data_warnings(outline(tables), config.cutoffs, config.churn, count)
+    return found
 
 
 def register_frames(spark: SparkSession, tables: Tables) -> Tables:

@@ -943,59 +943,90 @@ def validate(frames: Mapping[str, pd.DataFrame], data: DataConfig | None = None)
     return _checked_tables(sources, data)
 
 
+def table_queries(checked: Checked) -> dict[str, str]:
+    """The SQL of each table as `Tables` holds it, over `check`'s `_chk_` views: tickets with
+    their derived times, exit answers (`exits`, without a score) apart from scored surveys."""
+    queries = {}
+    for name, columns in checked.columns.items():
+        select = [quote(column) for column in columns]
+        if name == "tickets":
+            select += [f"{sql} AS {column}" for column, sql in ticket_times_sql(columns).items()]
+        query = f"SELECT {', '.join(select)} FROM _chk_{name}"
+        if name == "surveys":
+            exits = f"coalesce(kind = {_lit(EXIT_SURVEY)}, false)"
+            answers = ", ".join(column for column in select if column != quote("score"))
+            queries["surveys"] = f"{query} WHERE NOT {exits}"
+            queries["exits"] = f"SELECT {answers} FROM _chk_surveys WHERE {exits}"
+        else:
+            queries[name] = query
+    return queries
+
+
 def _checked_tables(sources: dict[str, Source], data: DataConfig) -> Tables:
     """Check the sources in DuckDB and read the converted tables into pandas, once."""
     with duckdb.connect() as con:
         engine = DuckDBEngine(con, sources)
         checked = check(engine, list(sources), data)
         frames = {}
-        for name, columns in checked.columns.items():
-            select = [quote(column) for column in columns]
-            if name == "tickets":
-                select += [
-                    f"{sql} AS {column}" for column, sql in ticket_times_sql(columns).items()
-                ]
-            query = f"SELECT {', '.join(select)} FROM _chk_{name}"
-            if name == "surveys":
-                exits = f"coalesce(kind = {_lit(EXIT_SURVEY)}, false)"
-                scored = engine.frame(f"{query} WHERE NOT {exits}")
-                answers = engine.frame(f"{query} WHERE {exits}").drop(columns="score")
-                frames["surveys"] = scored if len(scored) else None
-                frames["exits"] = answers if len(answers) else None
-            else:
-                order = (
-                    " ORDER BY _row" if name == "customers" and "customers" not in sources else ""
-                )
-                frames[name] = engine.frame(query + order)
+        for name, query in table_queries(checked).items():
+            derived = name == "customers" and "customers" not in sources
+            frame = engine.frame(query + (" ORDER BY _row" if derived else ""))
+            optional = name in ("surveys", "exits")
+            frames[name] = None if optional and not len(frame) else frame
     return Tables(**frames, attributes=checked.attributes, warnings=checked.warnings)
 
 
 def summarize(tables: Tables) -> pd.DataFrame:
-    """One row per table: rows, customers, date range, the span holding the central 95 % of
-    rows (where the data really are: a few stray early or late rows stretch the range),
-    share of missing values, warnings.
+    """One row per table of `tables` (`summary`), in DuckDB over the frames."""
+    shown = tables.present() | ({} if tables.exits is None else {"exits": tables.exits})
+    with duckdb.connect() as con:
+        for name, frame in shown.items():
+            con.register(f"_shown_{name}", frame)
+        relations = {name: (f"_shown_{name}", list(frame.columns)) for name, frame in shown.items()}
+        return table_summary(lambda sql: con.execute(sql).fetchall(), relations, tables.warnings)
+
+
+def table_summary(rows, relations: dict[str, tuple[str, list[str]]], warnings: list[Problem]):
+    """One row per table: rows, customers, date range, the span of days holding the central
+    95 % of rows (where the data really are: a few stray early or late rows stretch the
+    range), share of missing values, warnings. One SQL query per table (`relations`: name ->
+    (relation, columns), as `Tables` names them; `rows` runs a query), so that the Spark
+    engine summarises the same; scored surveys and exit answers show only when present.
 
     The warnings' texts ride along in `attrs["warnings"]` for `validate` to print.
     """
-    rows = []
-    shown = tables.present() | ({} if tables.exits is None else {"exit answers": tables.exits})
-    for name, frame in shown.items():
-        time = frame[SCHEMAS.get(name, SCHEMAS["surveys"]).time_column]
-        missing = frame.isna().mean()
-        rows.append(
+    found = []
+    for name, (relation, columns) in relations.items():
+        time = quote(SCHEMAS.get(name, SCHEMAS["surveys"]).time_column)
+        day = f"epoch_us(date_trunc('day', {time})) / 86400000000"
+        counts = "".join(f", count({quote(column)})" for column in columns)
+        ((count, customers, first, last, low, high, *present),) = rows(
+            f"SELECT count(*), count(DISTINCT customer_id), min({time}), max({time}), "
+            f"quantile_cont({day}, 0.025), quantile_cont({day}, 0.975){counts} FROM {relation}"
+        )
+        if not count and name in ("surveys", "exits"):
+            continue
+        found.append(
             {
-                "table": name,
-                "rows": len(frame),
-                "customers": frame["customer_id"].nunique(),
-                "from": time.min(),
-                "to": time.max(),
-                "95% of rows": f"{time.quantile(0.025):%Y-%m-%d}..{time.quantile(0.975):%Y-%m-%d}",
+                "table": "exit answers" if name == "exits" else name,
+                "rows": count,
+                "customers": customers,
+                "from": pd.Timestamp(first),
+                "to": pd.Timestamp(last),
+                "95% of rows": f"{_day(low)}..{_day(high)}",
                 "missing": ", ".join(
-                    f"{c} {share:.0%}" for c, share in missing.items() if share > 0
+                    f"{column} {1 - kept / count:.0%}"
+                    for column, kept in zip(columns, present, strict=True)
+                    if kept < count
                 ),
-                "warnings": sum(warning.table == name for warning in tables.warnings),
+                "warnings": sum(warning.table == name for warning in warnings),
             }
         )
-    summary = pd.DataFrame(rows)
-    summary.attrs["warnings"] = [str(warning) for warning in tables.warnings]
-    return summary
+    table = pd.DataFrame(found)
+    table.attrs["warnings"] = [str(warning) for warning in warnings]
+    return table
+
+
+def _day(days: float | None) -> str:
+    """A day number since 1970-01-01 (an interpolated quantile: its day) as YYYY-MM-DD."""
+    return "" if days is None else f"{pd.Timestamp(int(np.floor(days + 1e-6)), unit='D'):%Y-%m-%d}"
