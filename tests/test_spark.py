@@ -18,6 +18,7 @@ from churnlens.config import Config, DataConfig, FeatureConfig, TableConfig
 from churnlens.data.contract import ContractError, load_tables
 from churnlens.errors import ChurnlensError
 from churnlens.features.engine import active_features, build_features, training_set
+from churnlens.modeling.bgnbd import fit_sample, fit_sample_sql
 from test_features import (
     CUSTOMERS,
     DAYS,
@@ -71,6 +72,16 @@ def test_the_spark_sql_keeps_duckdb_meanings():
     sql = on_spark.spark_sql("SELECT epoch(t) / 86400, epoch_us(t), x::HUGEINT FROM v_in")
     assert "UNIX_MICROS(t)" in sql and "UNIX_TIMESTAMP" not in sql  # microseconds kept
     assert "DECIMAL(38, 0)" in sql and "CAST(86400 AS DOUBLE)" in sql
+
+
+def test_the_btyd_fit_sample_is_drawn_alike_on_both_engines(spark):
+    ids = pd.Index([f"C{k:05d}" for k in range(60)], name="customer_id")
+    summary = pd.DataFrame({"frequency": np.arange(60.0)}, index=ids)
+    local = fit_sample(summary, size=12)
+    spark.createDataFrame(summary.reset_index()).createOrReplaceTempView("sample_in")
+    drawn = spark.sql(on_spark.spark_sql(fit_sample_sql("sample_in", ["customer_id"], 12)))
+    assert sorted(drawn.toPandas()["customer_id"]) == list(local.index)
+    assert len(local) == 12 and list(local.index) != list(ids[:12])  # a draw, not the first
 
 
 def test_features_and_labels_equal_duckdb_at_every_cutoff(spark, config):
