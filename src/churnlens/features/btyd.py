@@ -6,8 +6,9 @@ turns the spend of their repeat purchases into an expected spend per purchase, s
 the population mean the fewer repeats they made. These are
 strong, smooth summaries of the purchase rhythm that a tree model would otherwise have to
 piece together, and they soften the tenure gap between training and test cutoffs. At each
-cutoff the model is fitted on the purchases before it only (every customer who has bought),
-completed as of that cutoff (`completed_at`: a refund counts from its time on), so the
+cutoff the model is fitted on the purchases before it only (every customer who has bought, or
+a fixed sample of them), completed as of that cutoff (`completed_sql`: a refund counts from
+its time on), so the
 features are point-in-time like the SQL ones. A fit that fails at one cutoff leaves
 that cutoff's features of that model missing (NaN, which LightGBM handles) with a warning.
 
@@ -69,11 +70,11 @@ def fit_models(sample: pd.DataFrame, bgnbd: bool = True) -> dict:
             log.warning("Gamma-Gamma spend at cutoff %s is missing: %s", day, error)
             spend = None
         model = None
-        try:
-            if bgnbd:
+        if bgnbd:
+            try:
                 model = BGNBD(PENALIZER).fit(rows["frequency"], rows["recency"], rows["T"])
-        except ChurnlensError as error:
-            log.warning("BTYD features at cutoff %s are missing: %s", day, error)
+            except ChurnlensError as error:
+                log.warning("BTYD features at cutoff %s are missing: %s", day, error)
         models[pd.Timestamp(cutoff)] = (model, spend)
     return models
 
