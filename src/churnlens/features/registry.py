@@ -127,8 +127,8 @@ class Feature:
         no setting of its own.
         """
         silent = values.isna().to_numpy()
-        operator, bound = self.concern or (None, None)
-        if (self.fill == "0" or self.flag) and operator not in ("<", "<="):
+        compare, bound = self.concern or (None, None)
+        if (self.fill == "0" or self.flag) and compare not in ("<", "<="):
             silent = silent | (values == 0).to_numpy(dtype=bool, na_value=False)
         if bound == MEDIAN:
             if reference is None:
@@ -136,10 +136,10 @@ class Feature:
                     f"feature {self.name}: is judged against the training median; pass the "
                     "model's reference profile (ChurnModel.reference_)"
                 )
-            side = median_side(reference, self.name, values)
-            silent = silent | (side != (1 if operator in (">", ">=") else -1))
-        elif operator is not None:
-            worrying = CONCERN_OPERATORS[operator](values.astype("float64"), bound)
+            worse = 1 if compare == ">" else -1
+            silent = silent | (median_side(reference, self.name, values) != worse)
+        elif compare is not None:
+            worrying = CONCERN_OPERATORS[compare](values.astype("float64"), bound)
             silent = silent | ~worrying.to_numpy(dtype=bool, na_value=False)
         return silent
 
