@@ -3,10 +3,10 @@
 Adding a feature is one `Feature` entry. `sql` is an aggregate over the source's rows before
 the cutoff (columns: `ts` = the row's time, `cutoff`, and the source's prepared columns); a
 `derived` feature is an expression over other features' names. `template` is the sentence a
-reason shows, filled from the customer's own feature values (`fill`: "{orders_total:#order}"
+reason shows, filled from the customer's own feature values (`render`: "{orders_total:#order}"
 reads "1 order", "24 orders"). A value that reports nothing (missing, or 0 for a count, sum or
 flag: no ticket open, no detractor answer) is never a reason, however the model weighs it: a
-cause must be present to be acted on, and a protective value is never told as a risk. So is a
+cause must be present to be acted on, and a protective value is never told as a risk. Nor is a
 value on the reassuring side of the feature's `concern` (see `Feature.says_nothing`).
 
 Every feature has a `role`: a `driver` is a cause the business can act on (support, survey
@@ -86,7 +86,7 @@ class _Sentence(string.Formatter):
         return counted(value, match[2], match[1])
 
 
-def fill(template: str, row: dict) -> str:
+def render(template: str, row: dict) -> str:
     """A feature's template filled with a customer's values (see `counted` for `#noun`)."""
     return _Sentence().vformat(template, (), row)
 

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from churnlens.features.btyd import BTYD_FEATURES
-from churnlens.features.registry import Feature, fill
+from churnlens.features.registry import Feature, render
 from churnlens.modeling.model import ChurnModel
 
 TOP_K = 3
@@ -52,7 +52,7 @@ def sentence(feature: Feature | None, name: str, row: dict) -> str:
     if feature is not None:
         try:
             if all(pd.notna(row[field]) for field in _field_names(feature.template)):
-                return fill(feature.template, row)
+                return render(feature.template, row)
         except (KeyError, ValueError, TypeError):
             pass
     label = name.replace("_", " ")
