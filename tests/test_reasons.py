@@ -217,7 +217,7 @@ def test_shop_dependent_signs_are_judged_against_the_training_median():
         series = pd.Series(values, dtype="float64")
         got = known[name].says_nothing(series, reference)
         assert got.tolist() == [bool(s) for s in silent], name
-        # row by row as in one batch: a Spark partition or a chunk gets the same answer
+        # alone or in a batch, a row gets the same answer (Spark partitions, scoring chunks)
         alone = [known[name].says_nothing(series[[i]], reference)[0] for i in series.index]
         assert alone == got.tolist(), name
     fixed = {"orders_trend_30d": ([3, 0, -1], [1, 1, 0]), "overdue_ratio": ([0.8, 2.5], [1, 0])}
@@ -226,6 +226,11 @@ def test_shop_dependent_signs_are_judged_against_the_training_median():
         assert got.tolist() == [bool(s) for s in silent], name
     with pytest.raises(ChurnlensError, match="recency_days.*reference"):
         known["recency_days"].says_nothing(pd.Series([10.0]))
+
+
+def _unjudged(registry):
+    """The registry with no side for any sign: every sign told, as before signs were judged."""
+    return [dataclasses.replace(f, concern=None) if f.role == "sign" else f for f in registry]
 
 
 def test_a_sign_is_told_only_when_its_value_worries(explained):
@@ -240,7 +245,7 @@ def test_a_sign_is_told_only_when_its_value_worries(explained):
     calm["overdue_ratio"] = 0.0
     reasons = top_reasons(model, calm, registry, family_of)
     assert reasons[["sign_feature", "sign_contribution", "sign"]].isna().all(axis=None)
-    unjudged = [dataclasses.replace(f, concern=None) if f.role == "sign" else f for f in registry]
+    unjudged = _unjudged(registry)
     told = top_reasons(model, calm, unjudged, family_of)["sign_feature"]
     assert told.notna().all()  # unjudged, these values push the risk up and would be told
     silent = calm.assign(recency_days=400.0)  # a long silence
@@ -251,7 +256,7 @@ def test_a_sign_is_told_only_when_its_value_worries(explained):
 
 def test_judging_signs_leaves_the_drivers_and_their_share_alone(explained, trained_shop):
     model, features, registry, reasons, _, _ = explained
-    unjudged = [dataclasses.replace(f, concern=None) if f.role == "sign" else f for f in registry]
+    unjudged = _unjudged(registry)
     playbook = load_playbook(load_config(trained_shop[1]).playbook.path)
     before = top_reasons(model, features, unjudged, playbook.family_of)
     drivers = [c for c in reasons.columns if not c.startswith("sign")]
