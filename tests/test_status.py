@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from churnlens.config import StatusConfig
-from churnlens.economics import saveable, select_targets
-from churnlens.scoring.playbook import Action, Playbook, recommend
+from churnlens.config import Config, StatusConfig
+from churnlens.economics import expected_gain, saveable, select_targets
+from churnlens.scoring.playbook import (
+    Action,
+    Playbook,
+    best_gain,
+    load_playbook,
+    recommend,
+    value_cuts,
+)
 from churnlens.scoring.status import customer_status, gone_probability
 
 
@@ -135,6 +144,35 @@ def test_the_save_rate_follows_the_status_and_the_drivers_share():
     assert actions["save_rate"].tolist() == [0.15, 0.075, 0.03]
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         Playbook.model_validate(PLAYBOOK.model_dump() | {"status_save_factor": {"active": 2}})
+
+
+def test_the_gain_bound_holds_for_every_reason_and_is_reached_by_one():
+    """Scoring explains only customers whose best_gain is positive: it must bound the gain of
+    whatever family and driver share their reasons turn out to have, and be tight."""
+    playbook = load_playbook(Config().playbook.path)
+    cases = list(itertools.product([5.0, 60.0, 400.0], [0.0, 0.6], ["active", "at_risk", "lapsed"]))
+    value = pd.Series([v for v, _, _ in cases] + [1.0, 1000.0])  # cuts spread the values
+    features = pd.DataFrame({"discount_share": [d for _, d, _ in cases] + [0.0, 0.0]})
+    status = pd.Series([s for _, _, s in cases] + ["active", "active"])
+    p = np.full(len(value), 0.5)
+    cuts = value_cuts(playbook, value)
+    bound = best_gain(playbook, p, features, value, status, cuts)
+    gains = []
+    for family, share in itertools.product([*playbook.actions, "unknown", None], [0, 0.4, 1]):
+        actions = recommend(
+            playbook,
+            pd.Series([family] * len(value), dtype="object"),
+            features,
+            value,
+            status,
+            pd.Series(np.full(len(value), float(share))),
+            cuts,
+        )
+        gains.append(expected_gain(p, value, actions["save_rate"], actions["contact_cost"]))
+    gains = np.array(gains)
+    assert (gains <= bound + 1e-12).all()
+    assert np.allclose(gains.max(axis=0), bound)
+    assert len(np.unique(np.round(bound, 6))) > 5  # rules and families both in play
 
 
 def test_targets_never_include_ineligible_customers():

@@ -140,6 +140,26 @@ def population_stability_index(
     return float(_psi_terms(np.asarray(expected, float), np.asarray(actual, float), epsilon).sum())
 
 
+def median_side(reference: Mapping, name: str, values: pd.Series) -> np.ndarray:
+    """Per value of numeric feature `name`, on which side of the reference's median bucket it
+    falls: -1 in a bucket below it, +1 above it, 0 in it (and NaN).
+
+    The median bucket is the first whose cumulative row count reaches half the non-missing
+    rows. Its upper edge is the training median itself (edges are observed quantiles), so +1
+    means "above the median"; -1 means "at or below the edge under it" (the median bucket is
+    left out on both sides). When the median is the training maximum, that bucket is the last
+    one and no value is above it. Read from the profile alone, so the answer for a value is
+    the same whatever else is scored with it."""
+    profile = _reference_features(reference).get(name)
+    if profile is None or profile["kind"] != "numeric":
+        raise ChurnlensError(f"drift: the reference has no numeric profile of {name}")
+    edges = np.asarray(profile["edges"], dtype="float64")
+    counts = np.rint(np.asarray(profile["shares"]) * reference["rows"]).cumsum()
+    middle = int(np.searchsorted(2 * counts, counts[-1], side="left"))
+    bucket = _bucket_index(_numeric_values(values, name), edges)
+    return np.where(bucket > edges.size, 0, np.sign(bucket - middle))
+
+
 # --- buckets -------------------------------------------------------------------------------
 
 

@@ -3,10 +3,11 @@
 Adding a feature is one `Feature` entry. `sql` is an aggregate over the source's rows before
 the cutoff (columns: `ts` = the row's time, `cutoff`, and the source's prepared columns); a
 `derived` feature is an expression over other features' names. `template` is the sentence a
-reason shows, filled from the customer's own feature values. A value that reports nothing
-(missing, or 0 for a count, sum or flag: no ticket open, no detractor answer) is never a
-reason, however the model weighs it: a cause must be present to be acted on, and a
-protective value is never told as a risk.
+reason shows, filled from the customer's own feature values (`render`: "{orders_total:#order}"
+reads "1 order", "24 orders"). A value that reports nothing (missing, or 0 for a count, sum or
+flag: no ticket open, no detractor answer) is never a reason, however the model weighs it: a
+cause must be present to be acted on, and a protective value is never told as a risk. Nor is a
+value on the reassuring side of the feature's `concern` (see `Feature.says_nothing`).
 
 Every feature has a `role`: a `driver` is a cause the business can act on (support, survey
 answers, price and plan, discounts, returns), a `sign` shows churn without causing it
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import operator
 import re
+import string
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,6 +34,8 @@ import numpy as np
 import pandas as pd
 
 from churnlens.config import FeatureConfig, Role
+from churnlens.drift import median_side
+from churnlens.errors import ChurnlensError
 
 Source = Literal["customers", "purchases", "tickets", "surveys", "events", "derived"]
 Dtype = Literal["int64", "float64", "category"]
@@ -55,6 +59,36 @@ ATTRIBUTE_SENTENCES = {
 
 
 CONCERN_OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+MEDIAN = "median"  # a concern bound: the training population's median (Feature.says_nothing)
+HIGHER, LOWER = (">", MEDIAN), ("<", MEDIAN)  # worrying above / below the training median
+# Event kinds that are a worry in themselves: more of them, or a recent one, is worrying. For
+# every other kind told as a sign (logins, visits: engagement) fewer, or an old one, is.
+UNWELCOME_EVENTS = {"newsletter_unsubscribe", "cart_abandoned"}
+COUNTED = re.compile(r"(\+?)#([^\W\d_].+)")  # "{n:#order}", "{n:+#order}"; "{n:#x}" is hex
+
+
+def counted(number: float, noun: str, sign: str = "") -> str:
+    """`number` rounded, with `noun` in the singular for 1 and -1 and the plural otherwise
+    ("1 order", "0 orders", "+2 categories")."""
+    text = f"{number:{sign}.0f}"
+    if abs(float(text)) != 1:
+        noun = noun[:-1] + "ies" if re.search(r"[^aeiou]y$", noun) else noun + "s"
+    return f"{text} {noun}"
+
+
+class _Sentence(string.Formatter):
+    """str.format, plus the spec `#noun` (`+#noun` to show the sign) for a counted noun."""
+
+    def format_field(self, value, format_spec: str) -> str:
+        match = COUNTED.fullmatch(format_spec)
+        if match is None:
+            return super().format_field(value, format_spec)
+        return counted(value, match[2], match[1])
+
+
+def render(template: str, row: dict) -> str:
+    """A feature's template filled with a customer's values (see `counted` for `#noun`)."""
+    return _Sentence().vformat(template, (), row)
 
 
 @dataclass(frozen=True)
@@ -72,18 +106,40 @@ class Feature:
     flag: bool = field(default=False, kw_only=True)  # a 0/1 flag: 0 is nothing to report
     # The side on which a value is a concern, e.g. ("<=", 6) for an NPS answer: a value on the
     # other side (a promoter's 9, a CSAT of 5, no refund) is never told as a risk reason, even
-    # where the model's TreeSHAP contribution happens to be positive.
-    concern: tuple[str, float] | None = field(default=None, kw_only=True)
+    # where the model's TreeSHAP contribution happens to be positive. The bound MEDIAN judges
+    # the value against the training population (HIGHER, LOWER; see `says_nothing`).
+    concern: tuple[str, float | str] | None = field(default=None, kw_only=True)
 
-    def says_nothing(self, values: pd.Series) -> np.ndarray:
+    def says_nothing(self, values: pd.Series, reference: dict | None = None) -> np.ndarray:
         """Per value, whether it reports nothing to worry about: missing, 0 for a count, sum or
-        flag, or a value outside the feature's `concern`."""
+        flag (unless fewer is the concern: no order in 30 days is), or a value outside the
+        feature's `concern`.
+
+        A fixed bound is for values whose meaning is the same in every shop (a falling trend,
+        overdue against one's own rhythm, an NPS of 6). How many days of silence, orders or
+        logins are worrying depends on the shop, so those are judged against the population
+        the model learned from: `reference` is the model's training profile
+        (`ChurnModel.reference_`, drift.reference_profile), and a value worries when it falls
+        in a bucket wholly on the worse side of the training median's (`drift.median_side`):
+        "No purchase for 0 days" or "24 orders in total" is never told where most customers
+        buy less often. The profile travels with the model, so a row gets the same answer
+        whatever it is scored with (a Spark partition, a chunk of targets), and the rule needs
+        no setting of its own.
+        """
         silent = values.isna().to_numpy()
-        if self.fill == "0" or self.flag:
+        compare, bound = self.concern or (None, None)
+        if (self.fill == "0" or self.flag) and compare not in ("<", "<="):
             silent = silent | (values == 0).to_numpy(dtype=bool, na_value=False)
-        if self.concern is not None:
-            operator, bound = self.concern
-            worrying = CONCERN_OPERATORS[operator](values.astype("float64"), bound)
+        if bound == MEDIAN:
+            if reference is None:
+                raise ChurnlensError(
+                    f"feature {self.name}: is judged against the training median; pass the "
+                    "model's reference profile (ChurnModel.reference_)"
+                )
+            worse = 1 if compare == ">" else -1
+            silent = silent | (median_side(reference, self.name, values) != worse)
+        elif compare is not None:
+            worrying = CONCERN_OPERATORS[compare](values.astype("float64"), bound)
             silent = silent | ~worrying.to_numpy(dtype=bool, na_value=False)
         return silent
 
@@ -113,15 +169,16 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "recency_days",
             "purchases",
             _days_since(f"max(ts) {done}"),
-            "No purchase for {recency_days:.0f} days",
+            "No purchase for {recency_days:#day}",
             role="sign",
             family="overdue",
+            concern=HIGHER,
         ),
         Feature(
             "days_since_first_purchase",
             "purchases",
             _days_since(f"min(ts) {done}"),
-            "First purchase {days_since_first_purchase:.0f} days ago",
+            "First purchase {days_since_first_purchase:#day} ago",
             role="context",
             family="overdue",
         ),
@@ -129,9 +186,10 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "orders_total",
             "purchases",
             f"count(*) {done}",
-            "{orders_total:.0f} orders in total",
+            "{orders_total:#order} in total",
             "int64",
             **sign,
+            concern=LOWER,
         ),
         Feature(
             "spend_total",
@@ -140,6 +198,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "Spent {spend_total:,.0f} in total",
             sums=True,
             **sign,
+            concern=LOWER,
         ),
     ]
     for w in windows:
@@ -148,19 +207,21 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 f"orders_{w}d",
                 "purchases",
                 f"count(*) FILTER (WHERE completed AND {_in_window(w)})",
-                f"{{orders_{w}d:.0f}} orders in the last {w} days",
+                f"{{orders_{w}d:#order}} in the last {counted(w, 'day')}",
                 "int64",
                 w,
                 **sign,
+                concern=LOWER,
             ),
             Feature(
                 f"spend_{w}d",
                 "purchases",
                 f"coalesce(sum(amount) FILTER (WHERE completed AND {_in_window(w)}), 0)",
-                f"Spent {{spend_{w}d:,.0f}} in the last {w} days",
+                f"Spent {{spend_{w}d:,.0f}} in the last {counted(w, 'day')}",
                 window=w,
                 sums=True,
                 **sign,
+                concern=LOWER,
             ),
         ]
     for w in windows[:-1]:
@@ -171,22 +232,24 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 "purchases",
                 f"count(*) FILTER (WHERE completed AND {_in_window(w)}) "
                 f"- count(*) FILTER (WHERE {before})",
-                f"{{orders_trend_{w}d:+.0f}} orders in the last {w} days "
-                f"against the {w} days before",
+                f"{{orders_trend_{w}d:+#order}} in the last {counted(w, 'day')} "
+                f"against the {counted(w, 'day')} before",
                 "int64",
                 w,
                 **sign,
+                concern=("<", 0.0),
             ),
             Feature(
                 f"spend_trend_{w}d",
                 "purchases",
                 f"coalesce(sum(amount) FILTER (WHERE completed AND {_in_window(w)}), 0) "
                 f"- coalesce(sum(amount) FILTER (WHERE {before}), 0)",
-                f"Spend changed by {{spend_trend_{w}d:+,.0f}} in the last {w} days "
-                f"against the {w} days before",
+                f"Spend changed by {{spend_trend_{w}d:+,.0f}} in the last {counted(w, 'day')} "
+                f"against the {counted(w, 'day')} before",
                 window=w,
                 sums=True,
                 **sign,
+                concern=("<", 0.0),
             ),
         ]
     feats += [
@@ -194,7 +257,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "gap_mean_days",
             "purchases",
             f"avg(gap_us) {done} / {DAY_US}",
-            "Usually buys every {gap_mean_days:.0f} days",
+            "Usually buys every {gap_mean_days:#day}",
             role="context",
             family="overdue",
         ),
@@ -204,7 +267,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
             f"sqrt((count(gap_us) {done} * sum(gap_us::HUGEINT * gap_us) {done} "
             f"- sum(gap_us::HUGEINT) {done} ** 2)::DOUBLE "
             f"/ nullif(count(gap_us) {done} * (count(gap_us) {done} - 1), 0)) / {DAY_US}",
-            "Irregular buyer: gaps vary by {gap_std_days:.0f} days",
+            "Irregular buyer: gaps vary by {gap_std_days:#day}",
             role="context",
             family="overdue",
         ),
@@ -212,7 +275,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "last_gap_days",
             "purchases",
             f"arg_max(gap_us, seq) {done} / {DAY_US}",
-            "The last two orders were {last_gap_days:.0f} days apart",
+            "The last two orders were {last_gap_days:#day} apart",
             role="context",
             family="overdue",
         ),
@@ -240,19 +303,21 @@ def _purchases(windows: list[int]) -> list[Feature]:
             "categories_bought",
             "purchases",
             f"count(DISTINCT category) {done}",
-            "Bought from {categories_bought:.0f} categories",
+            "Bought from {categories_bought:#category}",
             "int64",
             requires=("category",),
             **sign,
+            concern=LOWER,
         ),
         Feature(
             "channels_used",
             "purchases",
             f"count(DISTINCT channel) {done}",
-            "Bought through {channels_used:.0f} channels",
+            "Bought through {channels_used:#channel}",
             "int64",
             requires=("channel",),
             **sign,
+            concern=LOWER,
         ),
         Feature(
             "last_channel",
@@ -281,7 +346,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "tickets_total",
             "tickets",
             "count(*)",
-            "{tickets_total:.0f} support tickets",
+            "{tickets_total:#support ticket}",
             "int64",
             **support,
         ),
@@ -291,7 +356,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             f"tickets_{w}d",
             "tickets",
             f"count(*) FILTER (WHERE {_in_window(w)})",
-            f"{{tickets_{w}d:.0f}} support tickets in the last {w} days",
+            f"{{tickets_{w}d:#support ticket}} in the last {counted(w, 'day')}",
             "int64",
             w,
             **support,
@@ -303,8 +368,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "open_tickets",
             "tickets",
             f"count(*) FILTER (WHERE {is_open})",
-            "{open_tickets:.0f} support ticket(s) open, the oldest for "
-            "{oldest_open_ticket_days:.0f} days",
+            "{open_tickets:#support ticket} open, the oldest for {oldest_open_ticket_days:#day}",
             "int64",
             requires=("ended_at",),
             **support,
@@ -313,7 +377,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "oldest_open_ticket_days",
             "tickets",
             f"max(epoch(cutoff) - epoch(ts)) FILTER (WHERE {is_open}) / {DAY}",
-            "A support ticket has been open for {oldest_open_ticket_days:.0f} days",
+            "A support ticket has been open for {oldest_open_ticket_days:#day}",
             requires=("ended_at",),
             **support,
         ),
@@ -321,8 +385,8 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "awaiting_first_response",
             "tickets",
             f"count(*) FILTER (WHERE {unanswered})",
-            "{awaiting_first_response:.0f} ticket(s) waiting for a first reply, the oldest for "
-            "{first_reply_wait_hours:.0f} hours",
+            "{awaiting_first_response:#ticket} waiting for a first reply, the oldest for "
+            "{first_reply_wait_hours:#hour}",
             "int64",
             requires=("first_response_at",),
             **support,
@@ -331,7 +395,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "first_reply_wait_hours",
             "tickets",
             f"max(epoch_us(cutoff) - epoch_us(ts)) FILTER (WHERE {unanswered}) / {HOUR_US}",
-            "A ticket has waited {first_reply_wait_hours:.0f} hours for a first reply",
+            "A ticket has waited {first_reply_wait_hours:#hour} for a first reply",
             requires=("first_response_at",),
             **support,
         ),
@@ -341,7 +405,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             f"slow_replies_{w}d",
             "tickets",
             f"count(*) FILTER (WHERE {_in_window(w)} AND {slow})",
-            f"{{slow_replies_{w}d:.0f}} ticket(s) in the last {w} days waited over "
+            f"{{slow_replies_{w}d:#ticket}} in the last {counted(w, 'day')} waited over "
             f"{slow_reply_hours:g} hours for a first reply",
             "int64",
             w,
@@ -356,7 +420,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "tickets",
             "avg(epoch_us(first_response_at) - epoch_us(ts)) "
             f"FILTER (WHERE first_response_at < cutoff) / {HOUR_US}",
-            "First reply took {first_response_hours_mean:.0f} hours on average",
+            "First reply took {first_response_hours_mean:#hour} on average",
             requires=("first_response_at",),
             **support,
             concern=(">", slow_reply_hours),
@@ -366,7 +430,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "tickets",
             f"avg(epoch_us(resolved_at) - epoch_us(ts)) FILTER (WHERE resolved_at < cutoff) "
             f"/ {HOUR_US}",
-            "Tickets took {resolution_hours_mean:.0f} hours to resolve on average",
+            "Tickets took {resolution_hours_mean:#hour} to resolve on average",
             requires=("resolved_at",),
             **support,
         ),
@@ -387,8 +451,8 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             f"reopened_tickets_{RECENT_DAYS[-1]}d",
             "tickets",
             f"count(*) FILTER (WHERE reopened_since < cutoff AND {_in_window(RECENT_DAYS[-1])})",
-            f"{{reopened_tickets_{RECENT_DAYS[-1]}d:.0f}} ticket(s) from the last "
-            f"{RECENT_DAYS[-1]} days reopened",
+            f"{{reopened_tickets_{RECENT_DAYS[-1]}d:#ticket}} from the last "
+            f"{counted(RECENT_DAYS[-1], 'day')} reopened",
             "int64",
             RECENT_DAYS[-1],
             requires=("reopened",),
@@ -398,7 +462,7 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
             "days_since_last_ticket",
             "tickets",
             _days_since("max(ts)"),
-            "Last support ticket {days_since_last_ticket:.0f} days ago",
+            "Last support ticket {days_since_last_ticket:#day} ago",
             # long ago says the customer is quiet (a proxy for inactivity), not that support
             # failed them: recent trouble is in the windowed and open-ticket drivers
             role="context",
@@ -433,7 +497,7 @@ def _surveys(ces_scale: int, csat_scale: int = 5) -> list[Feature]:
             "days_since_detractor",
             "surveys",
             _days_since("max(ts) FILTER (WHERE kind = 'nps' AND score <= 6)"),
-            "Gave a detractor NPS answer {days_since_detractor:.0f} days ago",
+            "Gave a detractor NPS answer {days_since_detractor:#day} ago",
             **survey,
         ),
         Feature(
@@ -473,8 +537,8 @@ def _surveys(ces_scale: int, csat_scale: int = 5) -> list[Feature]:
             "surveys",
             f"count(*) FILTER (WHERE kind = 'ces' AND score >= {high_effort} "
             f"AND {_in_window(days)})",
-            f"{{high_effort_{days}d:.0f}} high-effort answer(s) (CES {high_effort}+) "
-            f"in the last {days} days",
+            f"{{high_effort_{days}d:#high-effort answer}} (CES {high_effort}+) "
+            f"in the last {counted(days, 'day')}",
             "int64",
             days,
             **survey,
@@ -483,15 +547,16 @@ def _surveys(ces_scale: int, csat_scale: int = 5) -> list[Feature]:
             "days_since_last_answer",
             "surveys",
             _days_since("max(ts)"),
-            "Last survey answer {days_since_last_answer:.0f} days ago",
+            "Last survey answer {days_since_last_answer:#day} ago",
             role="sign",
             family="disengaged",
+            concern=HIGHER,
         ),
         Feature(
             "survey_answers",
             "surveys",
             "count(*)",
-            "{survey_answers:.0f} survey answers",
+            "{survey_answers:#survey answer}",
             "int64",
             role="context",
             family="detractor",
@@ -526,16 +591,20 @@ def _events(windows: list[int], kinds: list[str], config: FeatureConfig) -> list
         if kind in config.event_roles:
             role, family = config.event_roles[kind], col
         kind_of = dict(role=role, family=config.event_families.get(kind, family))
+        # a sign's side: more (or more recent) unwelcome events worry, less engagement does
+        more, recent = (HIGHER, LOWER) if kind in UNWELCOME_EVENTS else (LOWER, HIGHER)
+        more, recent = (more, recent) if role == "sign" else (None, None)
         is_kind = f"kind = '{kind.replace(chr(39), chr(39) * 2)}'"
         feats += [
             Feature(
                 f"{col}_{w}d",
                 "events",
                 f"count(*) FILTER (WHERE {is_kind} AND {_in_window(w)})",
-                f"{{{col}_{w}d:.0f}} {label} event(s) in the last {w} days",
+                f"{{{col}_{w}d:#{label} event}} in the last {counted(w, 'day')}",
                 "int64",
                 w,
                 **kind_of,
+                concern=more,
             )
             for w in windows
         ]
@@ -544,8 +613,9 @@ def _events(windows: list[int], kinds: list[str], config: FeatureConfig) -> list
                 f"days_since_{col}",
                 "events",
                 _days_since(f"max(ts) FILTER (WHERE {is_kind})"),
-                f"Last {label} {{days_since_{col}:.0f}} days ago",
+                f"Last {label} {{days_since_{col}:#day}} ago",
                 **kind_of,
+                concern=recent,
             )
         )
     return feats
@@ -557,19 +627,21 @@ def _cross_source() -> list[Feature]:
             "overdue_ratio",
             "derived",
             "recency_days / nullif(gap_mean_days, 0)",
-            "No purchase for {recency_days:.0f} days; usually every {gap_mean_days:.0f} days",
+            "No purchase for {recency_days:#day}; usually every {gap_mean_days:#day}",
             requires=("recency_days", "gap_mean_days"),
             role="sign",
             family="overdue",
+            concern=(">", 1.0),
         ),
         Feature(
             "overdue_last_gap",
             "derived",
             "recency_days / nullif(last_gap_days, 0)",
-            "No purchase for {recency_days:.0f} days; the last gap was {last_gap_days:.0f}",
+            "No purchase for {recency_days:#day}; the last gap was {last_gap_days:#day}",
             requires=("recency_days", "last_gap_days"),
             role="sign",
             family="overdue",
+            concern=(">", 1.0),
         ),
         Feature(
             "avg_order_value",
@@ -617,7 +689,7 @@ def feature_registry(
         "tenure_days",
         "customers",
         _days_since("signup_at"),
-        "Customer for {tenure_days:.0f} days",
+        "Customer for {tenure_days:#day}",
         role="context",
         family="overdue",
     )

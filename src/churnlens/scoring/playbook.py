@@ -15,9 +15,11 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from churnlens.economics import expected_gain
 from churnlens.errors import ChurnlensError
 
 DEFAULT = "default"
+NO_INCENTIVE, TOP_VALUE, WIN_BACK = "no_incentive", "top_value", "win_back"  # rule actions
 
 
 class _Strict(BaseModel):
@@ -62,8 +64,8 @@ class Playbook(_Strict):
     def status_factor(self, status) -> np.ndarray:
         """Per customer, the factor their status puts on any action's save rate (1 unless the
         playbook sets one)."""
-        factors = self.status_save_factor
-        return np.array([factors.get(s, 1.0) for s in np.asarray(status, dtype=object)])
+        factors = pd.Series(np.asarray(status, dtype=object)).map(self.status_save_factor)
+        return factors.fillna(1.0).to_numpy(float)
 
     def family_of(self, feature: str, default: str = DEFAULT) -> str:
         """The first family with a pattern matching `feature`, else `default` (the family the
@@ -73,16 +75,14 @@ class Playbook(_Strict):
                 return family
         return default
 
-    def action_for(self, family: str) -> Action:
-        return self.actions.get(family, self.actions[DEFAULT])
-
-    @property
-    def best_case(self) -> tuple[float, float]:
-        """(highest save rate, lowest cost) over every action: bounds any customer's gain."""
-        actions = list(self.actions.values())
-        actions += [rule.action for rule in (self.top_value, self.no_incentive) if rule]
-        actions += [self.win_back] if self.win_back else []
-        return max(a.save_rate for a in actions), min(a.cost for a in actions)
+    def action_for(self, key: str) -> Action:
+        """The action of a rule (see `ruled_actions`) or of a reason family (else default)."""
+        ruled = {
+            NO_INCENTIVE: self.no_incentive and self.no_incentive.action,
+            TOP_VALUE: self.top_value and self.top_value.action,
+            WIN_BACK: self.win_back,
+        }
+        return ruled.get(key) or self.actions.get(key, self.actions[DEFAULT])
 
 
 def load_playbook(path: Path) -> Playbook:
@@ -118,6 +118,32 @@ def value_cuts(playbook: Playbook, value: pd.Series) -> tuple[float | None, floa
     )
 
 
+def ruled_actions(
+    playbook: Playbook,
+    features: pd.DataFrame,
+    value: pd.Series,
+    status: pd.Series | None,
+    cuts: tuple[float | None, float | None],
+) -> pd.Series:
+    """Per customer, the action the value and status rules fix whatever their reasons
+    (no_incentive, top_value, win_back), missing where the reason family picks it.
+
+    The top-value rule wins over no-incentive, and win-back (lapsed customers, when the
+    playbook has it) over both. `cuts` are the population's value quantiles (`value_cuts`)."""
+    low, high = cuts
+    chosen = pd.Series(None, index=value.index, dtype="object")
+    cheap, top = playbook.no_incentive, playbook.top_value
+    if cheap is not None:
+        costly = _column(features, "discount_share") >= cheap.min_discount_share
+        costly |= _column(features, "tickets_per_order") >= cheap.min_tickets_per_order
+        chosen[(value <= low) & costly] = NO_INCENTIVE
+    if top is not None:
+        chosen[value >= high] = TOP_VALUE
+    if playbook.win_back is not None and status is not None:
+        chosen[np.asarray(status == "lapsed")] = WIN_BACK
+    return chosen
+
+
 def recommend(
     playbook: Playbook,
     family: pd.Series,
@@ -129,38 +155,25 @@ def recommend(
 ) -> pd.DataFrame:
     """Action, cost and save rate per customer from their reason family and value rules.
 
-    `family` is each customer's strongest reason family (missing: none, so 'default').
-    Value rules use quantiles of `value` in this scoring population (`cuts`, default
-    `value_cuts` of `value`; pass the whole population's when these rows are a part of it);
-    the top-value rule wins, except for lapsed customers (`status`), who get the win-back
-    action when there is one. The save rate is the share of the customer's churn risk the
-    contact is expected to remove: the action's, times the playbook's factor for the
+    `family` is each customer's strongest reason family (missing: none, so 'default');
+    the rules of `ruled_actions` come first. Value rules use quantiles of `value` in this
+    scoring population (`cuts`, default `value_cuts` of `value`; pass the whole population's
+    when these rows are a part of it). The save rate is the share of the customer's churn
+    risk the contact is expected to remove: the action's, times the playbook's factor for the
     customer's status, times (for a retention action) `driver_share`, the part of the risk
     that comes from drivers an action can address (scoring.reasons): "no purchase for 40 days"
     is how churn shows, not a cause an offer can fix, so risk that only shows as signs earns
     little.
     """
-    low, high = cuts or value_cuts(playbook, value)
-    family = family.fillna(DEFAULT)
-    actions = {name: playbook.action_for(name) for name in set(family)}
-    chosen = family.astype("object")
-    cheap, top = playbook.no_incentive, playbook.top_value
-    if cheap is not None:
-        costly = _column(features, "discount_share") >= cheap.min_discount_share
-        costly |= _column(features, "tickets_per_order") >= cheap.min_tickets_per_order
-        chosen[(value <= low) & costly] = "no_incentive"
-        actions["no_incentive"] = cheap.action
-    if top is not None:
-        chosen[value >= high] = "top_value"
-        actions["top_value"] = top.action
-    if playbook.win_back is not None and status is not None:
-        chosen[np.asarray(status == "lapsed")] = "win_back"
-        actions["win_back"] = playbook.win_back
+    cuts = cuts or value_cuts(playbook, value)
+    chosen = ruled_actions(playbook, features, value, status, cuts)
+    chosen = chosen.fillna(family.fillna(DEFAULT).astype("object"))
+    actions = {key: playbook.action_for(key) for key in set(chosen)}
     save_rate = chosen.map(lambda k: actions[k].save_rate).astype("float64")
     if status is not None:
         save_rate *= playbook.status_factor(status)
     if driver_share is not None:
-        save_rate *= np.where(chosen == "win_back", 1.0, driver_share.to_numpy(float))
+        save_rate *= np.where(chosen == WIN_BACK, 1.0, driver_share.to_numpy(float))
     return pd.DataFrame(
         {
             "recommended_action": chosen.map(lambda k: actions[k].action).astype("str"),
@@ -169,6 +182,30 @@ def recommend(
         },
         index=family.index,
     )
+
+
+def best_gain(
+    playbook: Playbook,
+    p: np.ndarray,
+    features: pd.DataFrame,
+    value: pd.Series,
+    status: pd.Series,
+    cuts: tuple[float | None, float | None],
+) -> np.ndarray:
+    """Per customer, the highest expected net gain `recommend` can give them before their
+    reasons are known: their ruled action's, else the best of the family actions, with a
+    driver share of 1. Scoring explains only customers this bound lets into the targets."""
+    factor = playbook.status_factor(status)
+
+    def gain(action: Action) -> np.ndarray:
+        return expected_gain(p, value.to_numpy(float), action.save_rate * factor, action.cost)
+
+    bound = np.max([gain(action) for action in playbook.actions.values()], axis=0)
+    ruled = ruled_actions(playbook, features, value, status, cuts)
+    for key in ruled.dropna().unique():
+        rows = (ruled == key).to_numpy()
+        bound[rows] = gain(playbook.action_for(key))[rows]
+    return bound
 
 
 def _column(features: pd.DataFrame, name: str) -> pd.Series:

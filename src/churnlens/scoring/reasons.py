@@ -10,10 +10,12 @@ places, so "points of probability" would be 0 there), and compare across custome
 
 Only `driver` features (causes the business can act on) fill reason_1..3; the strongest
 risk-raising `sign` (how the churn shows: recency, fading orders, logins) fills `sign`;
-`context` features are never told, nor is a value that reports nothing (a missing value, or
-0 for a count or flag: "no ticket open" is not a cause). A feature the registry does not know
-is context. Each sentence is the feature's registry template filled with the customer's own
-values.
+`context` features are never told, nor is a value that reports nothing (a missing value, 0
+for a count or flag: "no ticket open" is not a cause; a value on the reassuring side of the
+feature's concern: "No purchase for 0 days" is not a sign, `Feature.says_nothing`). Signs are
+judged against the model's training population (`ChurnModel.reference_`); a customer with no
+worrying sign gets empty sign columns. A feature the registry does not know is context. Each
+sentence is the feature's registry template filled with the customer's own values.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from churnlens.features.btyd import BTYD_FEATURES
-from churnlens.features.registry import Feature
+from churnlens.features.registry import Feature, render
 from churnlens.modeling.model import ChurnModel
 
 TOP_K = 3
@@ -50,7 +52,7 @@ def sentence(feature: Feature | None, name: str, row: dict) -> str:
     if feature is not None:
         try:
             if all(pd.notna(row[field]) for field in _field_names(feature.template)):
-                return feature.template.format(**row)
+                return render(feature.template, row)
         except (KeyError, ValueError, TypeError):
             pass
     label = name.replace("_", " ")
@@ -81,7 +83,8 @@ def top_reasons(
     risk-raising drivers; reason_family, the family whose drivers together raise the risk most
     (it picks the action); driver_share, the share of the customer's risk that comes from
     drivers told as reasons (what an action can address; the rest is how churn shows);
-    sign_feature, sign_contribution and sign, the strongest sign.
+    sign_feature, sign_contribution and sign, the strongest sign whose value worries (judged
+    against the model's training population: `Feature.says_nothing`), empty when none does.
 
     `family_of(feature, registry_family)` gives a feature's playbook family (the playbook may
     re-file features). Rows with fewer risk-raising drivers have missing slots. The family
@@ -101,7 +104,7 @@ def top_reasons(
     told = roles != "context"
     silent = np.zeros(contributions.shape, dtype=bool)
     for j in np.flatnonzero(told):
-        silent[:, j] = known[names[j]].says_nothing(frame[names[j]])
+        silent[:, j] = known[names[j]].says_nothing(frame[names[j]], model.reference_)
     drivers = roles == "driver"
     reason_idx, reason_share = _strongest(share, drivers & ~silent, k)
     sign_idx, sign_share = _strongest(share, (roles == "sign") & ~silent, 1)

@@ -33,7 +33,7 @@ from churnlens.features.engine import build_features
 from churnlens.labels import data_end, population
 from churnlens.modeling.model import ChurnModel
 from churnlens.scoring import columns
-from churnlens.scoring.playbook import load_playbook, recommend, value_cuts
+from churnlens.scoring.playbook import best_gain, load_playbook, recommend, value_cuts
 from churnlens.scoring.reasons import REASON_COLUMNS, TOP_K, registry_for, top_reasons
 from churnlens.scoring.status import STATUSES, customer_status, gone_probability, stand_in_gap
 
@@ -112,20 +112,19 @@ def _explain_and_target(
 
     A customer's action, so their gain, depends on their reasons, and TreeSHAP is the costly
     step. So beyond the rows in `explained` (asked for), customers are explained in rounds,
-    best upper bound first (p x value x the best save rate for their status - the cheapest
-    action), until no unexplained customer could still enter the budgeted target list
+    best upper bound first (playbook.best_gain: the best gain their possible actions allow),
+    until no unexplained customer could still enter the budgeted target list
     (lapsed ones, not `eligible`, never can). Each round explains and prices only its new
     rows (value rules against the whole population) and ranks only the explained candidates.
     Rows left unexplained have no reasons, no action and no gain (NaN); none could be a target.
     """
-    best_save, least_cost = playbook.best_case
-    upper = expected_gain(p, value, best_save * playbook.status_factor(status), least_cost)
+    values = pd.Series(value, index=features.index)
+    cuts = cuts or value_cuts(playbook, values)  # the whole population's, for every round
+    upper = best_gain(playbook, p, features, values, status, cuts)
     order = np.argsort(-upper, kind="stable")
     queue = order[(upper[order] > 0) & ~explained[order] & eligible[order]]
     unlimited = contacts is None and money is None  # every positive gain is a target
     size = len(queue) if unlimited else max(EXPLAIN_CHUNK, contacts or 0)  # the first round
-    values = pd.Series(value, index=features.index)
-    cuts = cuts or value_cuts(playbook, values)  # the whole population's, for every round
     ids = features["customer_id"].to_numpy()
     gain = np.full(len(features), np.nan)
     cost = np.full(len(features), np.nan)
