@@ -50,10 +50,10 @@ ON_A_CLUSTER = """
   Scoring has one cutoff, so its shuffle is ~1M x 0.7 kB = 0.7 GB.
 - **Where the model goes.** The booster text and JSON (a few MB) are shipped once per executor
   with `addFile` and loaded once per Python worker; TreeSHAP then runs where the rows are, so
-  scoring scales with executors. What stays on the driver: the BG/NBD fit per cutoff (it needs
-  every customer's purchase dates: collect ~16 B per purchase; at 100M purchases that is 1.6 GB,
-  the limit to lift next by computing the RFM summary in SQL), the value quantiles (8 B per
-  customer), the budgeted ranking (4 columns per customer) and the drift sample.
+  scoring scales with executors. What comes to the driver: the BTYD fits per cutoff, on a fixed
+  sample of at most 100,000 customers' summaries (6 numbers each) computed in Spark SQL, the
+  features then computed on the executors; the value quantiles (8 B per customer), the
+  budgeted ranking (4 columns per customer) and the drift sample.
 """
 
 
