@@ -79,7 +79,12 @@ RISK_LIST = (
         "share (0-1) of the customer's risk-raising TreeSHAP contributions from drivers told "
         "as reasons: the part of the risk an action can address",
     ),
-    OutputColumn("sign_feature", "str", "the strongest risk-raising sign (how churn shows)"),
+    OutputColumn(
+        "sign_feature",
+        "str",
+        "the strongest risk-raising sign (how churn shows) whose value is worrying (fixed "
+        "side, or worse than the training median: `Feature.says_nothing`); empty when none is",
+    ),
     OutputColumn("sign_contribution", "float64", "its share (0-1) of the customer's risk"),
     OutputColumn("sign", "str", "that sign as a sentence"),
     OutputColumn("recommended_action", "str", "the playbook's action for this customer"),
