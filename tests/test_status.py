@@ -131,6 +131,20 @@ def test_a_lapsed_customer_gets_the_win_back_action_whatever_the_reason():
     assert actions["save_rate"].tolist() == [0.3, 0.03, 0.03]
 
 
+def test_a_family_named_like_a_rule_keeps_its_own_action():
+    """An event kind may be called win_back: as a reason family it is a retention cause."""
+    own = Action(action="win-back campaign review", cost=1, save_rate=0.5)
+    playbook = PLAYBOOK.model_copy(update={"actions": PLAYBOOK.actions | {"win_back": own}})
+    family = pd.Series(["win_back", "win_back"])
+    status = pd.Series(["active", "lapsed"])
+    value = pd.Series([100.0, 100.0])
+    share = pd.Series([0.5, 0.5])
+    frame = pd.DataFrame(index=family.index)
+    actions = recommend(playbook, family, frame, value, status, share)
+    assert actions["recommended_action"].tolist() == [own.action, "win-back message"]
+    assert actions["save_rate"].tolist() == [0.25, 0.03]  # the driver share holds for causes
+
+
 def test_the_save_rate_follows_the_status_and_the_drivers_share():
     playbook = PLAYBOOK.model_copy(update={"status_save_factor": {"at_risk": 0.5}})
     family = pd.Series(["support", "support", "support"])

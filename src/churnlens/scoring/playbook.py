@@ -75,14 +75,18 @@ class Playbook(_Strict):
                 return family
         return default
 
-    def action_for(self, key: str) -> Action:
-        """The action of a rule (see `ruled_actions`) or of a reason family (else default)."""
+    def family_action(self, family: str) -> Action:
+        """A reason family's action, else the default one."""
+        return self.actions.get(family, self.actions[DEFAULT])
+
+    def rule_action(self, rule: str) -> Action:
+        """The action of a rule `ruled_actions` names (a family of the same name is apart)."""
         ruled = {
             NO_INCENTIVE: self.no_incentive and self.no_incentive.action,
             TOP_VALUE: self.top_value and self.top_value.action,
             WIN_BACK: self.win_back,
         }
-        return ruled.get(key) or self.actions.get(key, self.actions[DEFAULT])
+        return ruled[rule]
 
 
 def load_playbook(path: Path) -> Playbook:
@@ -166,18 +170,20 @@ def recommend(
     little.
     """
     cuts = cuts or value_cuts(playbook, value)
-    chosen = ruled_actions(playbook, features, value, status, cuts)
-    chosen = chosen.fillna(family.fillna(DEFAULT).astype("object"))
-    actions = {key: playbook.action_for(key) for key in set(chosen)}
-    save_rate = chosen.map(lambda k: actions[k].save_rate).astype("float64")
+    ruled = ruled_actions(playbook, features, value, status, cuts)
+    family = family.fillna(DEFAULT).astype("object")
+    by_rule = ruled.map({rule: playbook.rule_action(rule) for rule in ruled.dropna().unique()})
+    by_family = family.map({name: playbook.family_action(name) for name in family.unique()})
+    chosen = by_rule.where(ruled.notna(), by_family)  # a family may share a rule's name
+    save_rate = chosen.map(lambda a: a.save_rate).astype("float64")
     if status is not None:
         save_rate *= playbook.status_factor(status)
     if driver_share is not None:
-        save_rate *= np.where(chosen == WIN_BACK, 1.0, driver_share.to_numpy(float))
+        save_rate *= np.where(ruled == WIN_BACK, 1.0, driver_share.to_numpy(float))
     return pd.DataFrame(
         {
-            "recommended_action": chosen.map(lambda k: actions[k].action).astype("str"),
-            "contact_cost": chosen.map(lambda k: actions[k].cost).astype("float64"),
+            "recommended_action": chosen.map(lambda a: a.action).astype("str"),
+            "contact_cost": chosen.map(lambda a: a.cost).astype("float64"),
             "save_rate": save_rate,
         },
         index=family.index,
@@ -204,7 +210,7 @@ def best_gain(
     ruled = ruled_actions(playbook, features, value, status, cuts)
     for key in ruled.dropna().unique():
         rows = (ruled == key).to_numpy()
-        bound[rows] = gain(playbook.action_for(key))[rows]
+        bound[rows] = gain(playbook.rule_action(key))[rows]
     return bound
 
 
