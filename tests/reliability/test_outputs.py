@@ -45,6 +45,20 @@ def test_write_csv_prefixes_formula_text_and_keeps_numbers(tmp_path):
     assert frame["=id"].iloc[0] == "=HYPERLINK(1)"  # the caller's frame is untouched
 
 
+def test_write_csv_keeps_case_distinct_names_and_writes_periods_as_text(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "Plan": ["a", "b"],
+            "plan": [True, False],
+            "month": pd.PeriodIndex(["2025-01", None], freq="M"),
+        }
+    )
+    path = write_csv(frame, tmp_path / "x.csv", encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbfPlan,plan,month\r\n")
+    rows = list(csv.reader(path.open(newline="", encoding="utf-8-sig")))
+    assert rows[1:] == [["a", "true", "2025-01"], ["b", "false", ""]]
+
+
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_outputs_get_the_mode_the_umask_asks_for(tmp_path, umask, mode):
     old = os.umask(umask)

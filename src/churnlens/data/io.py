@@ -230,6 +230,9 @@ def write_csv(frame: pd.DataFrame, path: Path, encoding: str = "utf-8") -> Path:
 def _append_rows(frame: pd.DataFrame, out) -> None:
     """The rows of `frame` as CSV (no header), written by DuckDB and appended to `out`."""
     positional = frame.set_axis([f"c{i}" for i in range(frame.shape[1])], axis=1)
+    for name, dtype in positional.dtypes.items():  # pandas types DuckDB has none for: as text
+        if isinstance(dtype, pd.PeriodDtype | pd.IntervalDtype):
+            positional[name] = positional[name].astype("str").where(positional[name].notna())
     with tempfile.TemporaryDirectory() as folder, duckdb.connect() as con:
         rows = Path(folder) / "rows.csv"
         con.register("frame", positional)
