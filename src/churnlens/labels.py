@@ -38,8 +38,8 @@ def data_end(tables: Tables, churn_type: str = "non_contractual") -> pd.Timestam
     Not the latest row of any table: one survey answer after the last purchase would move the
     test cutoff past the purchases and label everyone in that gap as churned.
     """
-    purchases = tables.purchases[completed_at(tables.purchases)[:, 0]]
-    ends = [purchases["ordered_at"].max()]
+    completed = completed_at(tables.purchases)[:, 0]
+    ends = [tables.purchases["ordered_at"][completed].max()]  # one column, not the table
     if churn_type == "contractual" and "cancelled_at" in tables.customers.columns:
         ends.append(tables.customers["cancelled_at"].max())
     return max(end for end in ends if pd.notna(end))
