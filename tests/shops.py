@@ -11,6 +11,14 @@ def ts(values) -> pd.Series:
     return pd.Series(pd.to_datetime(values, format="ISO8601"), dtype="datetime64[us]")
 
 
+def refunded(tables: Tables, row: int, at) -> Tables:
+    """`tables` with purchase `row` (a position) refunded at `at`, no other refund time."""
+    times = pd.Series(pd.NaT, index=tables.purchases.index, dtype="datetime64[us]")
+    times.iloc[row] = pd.Timestamp(at)
+    tables.purchases["refunded_at"] = times
+    return tables
+
+
 def make_tables(customers, purchases, tickets=None, surveys=None, events=None) -> Tables:
     """Tables from plain dicts of lists, converted to the dtypes load_tables produces."""
     times = (

@@ -14,7 +14,7 @@ from churnlens.config import FeatureConfig
 from churnlens.data.contract import with_ticket_times
 from churnlens.errors import ChurnlensError
 from churnlens.features.engine import active_features, build_features, write_features
-from shops import make_tables
+from shops import make_tables, refunded
 
 CUTOFF = pd.Timestamp("2024-04-01")
 CONFIG = FeatureConfig(windows_days=[30, 90], btyd=False)
@@ -285,11 +285,7 @@ A_MONTH_LATER = {
 
 
 def _refunded_o4(at):
-    tables = literal_shop()
-    refunded = pd.Series(pd.NaT, index=tables.purchases.index, dtype="datetime64[us]")
-    refunded[3] = pd.Timestamp(at)
-    tables.purchases["refunded_at"] = refunded
-    return tables
+    return refunded(literal_shop(), 3, at)
 
 
 def _values(frame, customer, cutoff, names):

@@ -13,7 +13,7 @@ from churnlens.errors import ChurnlensError
 from churnlens.modeling.bgnbd import BGNBD
 from churnlens.modeling.gammagamma import GammaGamma
 from churnlens.reporting import kpis
-from shops import make_tables
+from shops import make_tables, refunded
 
 WINDOW_30 = ChurnConfig(type="non_contractual", active_window_days=30)
 CONTRACTUAL = ChurnConfig(type="contractual")
@@ -104,11 +104,7 @@ def test_period_kpis_non_contractual_by_hand():
 
 def _refunded_o6(at):
     """shop() with c's refunded order o6 (2024-02-04, 5.0) refunded at `at`."""
-    tables = shop()
-    refunded = pd.Series(pd.NaT, index=tables.purchases.index, dtype="datetime64[us]")
-    refunded[5] = pd.Timestamp(at)
-    tables.purchases["refunded_at"] = refunded
-    return tables
+    return refunded(shop(), 5, at)
 
 
 def test_a_refund_after_the_period_end_leaves_its_kpis_as_they_were():
