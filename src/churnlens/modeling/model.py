@@ -23,6 +23,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 
 from churnlens.data.io import file_sha256
 from churnlens.drift import reference_profile
@@ -141,26 +142,32 @@ class ChurnModel:
             valid_sets=[dvalid],
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         )
-        self.linear_, self.blend_scores_ = None, {}
-        if self.blend:
-            self._fit_linear(x_train, y_train, x_valid, y_valid, valid["cutoff"])
-        self.calibrator_ = Calibrator(self.calibration).fit(self._margin(x_valid), y_valid)
-        self.contract_ = {}
-        if reference is not None:
-            return self.set_reference(reference)
-        self.reference_ = reference_profile(x_valid, self.dtypes_)  # prepared once already
+        self.linear_, self.blend_scores_, self.contract_ = None, {}, {}
+        # The small fits below run on one thread: waking BLAS and OpenMP pools for them costs
+        # more than it saves (10x the CPU for the calibration on a busy 2-core machine).
+        with threadpool_limits(1):
+            margin = self._tree_margin(x_valid)  # predicted once: blend weight, calibration
+            if self.blend:
+                self._fit_linear(x_train, y_train, y_valid, valid["cutoff"], x_valid, margin)
+                margin = self.linear_.blend(margin, x_valid)
+            self.calibrator_ = Calibrator(self.calibration).fit(margin, y_valid)
+            if reference is not None:
+                return self.set_reference(reference)
+            self.reference_ = reference_profile(x_valid, self.dtypes_)  # prepared already
         return self
 
-    def _fit_linear(self, x_train, y_train, x_valid, y_valid, valid_cutoffs) -> None:
+    def _fit_linear(self, x_train, y_train, y_valid, valid_cutoffs, x_valid, tree) -> None:
         """The logistic part and its weight, chosen on the latest validation cutoff
-        (all validation rows if that cutoff holds one class only); see linear.py."""
+        (all validation rows if that cutoff holds one class only) from LightGBM's margin
+        `tree` there; see linear.py."""
         numeric = [n for n, kind in self.dtypes_.items() if kind == "float64"]
-        self.linear_ = LinearPart().fit(x_train, y_train, numeric)
+        self.linear_ = LinearPart().fit(x_train, y_train, numeric, seed=self.seed)
         latest = (valid_cutoffs == valid_cutoffs.max()).to_numpy()
         if len(np.unique(y_valid[latest])) < 2:
             latest[:] = True
-        tree = self._margin(x_valid)[latest]
-        self.blend_scores_ = self.linear_.choose_weight(tree, x_valid[latest], y_valid[latest])
+        self.blend_scores_ = self.linear_.choose_weight(
+            tree[latest], x_valid[latest], y_valid[latest]
+        )
 
     def set_contract(self, contract: dict) -> ChurnModel:
         """Record what the probabilities mean (see `churnlens.modeling.train.model_contract`)."""
@@ -194,10 +201,7 @@ class ChurnModel:
         for name in self.feature_names_:
             values = frame[name]
             if self.dtypes_[name] == "category":
-                levels = self.categories_[name]
-                text = values.astype("str").where(values.notna())
-                text = text.where(text.isin(levels))  # an unseen level is missing
-                out[name] = pd.Categorical(text, categories=levels)
+                out[name] = _frozen_levels(values, self.categories_[name])
             else:
                 if not (
                     pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)
@@ -209,11 +213,14 @@ class ChurnModel:
                 out[name] = values.astype("float64")
         return pd.DataFrame(out, index=frame.index)
 
-    def _margin(self, prepared: pd.DataFrame) -> np.ndarray:
-        """LightGBM's raw margin, blended with the logistic part when there is one."""
-        tree = self.booster_.predict(
+    def _tree_margin(self, prepared: pd.DataFrame) -> np.ndarray:
+        return self.booster_.predict(
             prepared, raw_score=True, num_iteration=self.booster_.best_iteration or None
         )
+
+    def _margin(self, prepared: pd.DataFrame) -> np.ndarray:
+        """LightGBM's raw margin, blended with the logistic part when there is one."""
+        tree = self._tree_margin(prepared)
         return tree if self.linear_ is None else self.linear_.blend(tree, prepared)
 
     def _contributions(self, prepared: pd.DataFrame) -> np.ndarray:
@@ -307,6 +314,14 @@ class ChurnModel:
             ) from None
         model.contract_ = spec.get("contract", {})
         return model
+
+
+def _frozen_levels(values: pd.Series, levels: list[str]) -> pd.Categorical:
+    """`values` as text on the frozen `levels`; missing and unseen levels are missing.
+    Only the distinct values are turned into text (a column has a handful of levels)."""
+    codes, uniques = pd.factorize(values)  # missing -> -1
+    known = pd.Index(levels).get_indexer(pd.Series(uniques).astype("str"))  # unseen -> -1
+    return pd.Categorical.from_codes(np.append(known, -1)[codes], categories=levels)
 
 
 def _is_categorical(values: pd.Series) -> bool:
