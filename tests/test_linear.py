@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnlens.modeling.linear import LinearPart
+from churnlens.modeling.linear import LinearPart, sample_rows
 from churnlens.modeling.model import ChurnModel
 
 
@@ -35,6 +35,18 @@ def test_missing_values_take_the_training_median():
     part = LinearPart().fit(x, y, ["a", "b"])
     filled = x.assign(a=x["a"].fillna(np.expm1(part.state["medians"][0])))
     np.testing.assert_allclose(part.margin(x), part.margin(filled))
+
+
+def test_the_logistic_part_fits_a_fixed_sample_of_at_most_max_rows():
+    x, y = _frame(3000, 3)
+    part = LinearPart().fit(x, y, ["a", "b"], seed=0, max_rows=1000)
+    assert part.state == LinearPart().fit(x, y, ["a", "b"], seed=0, max_rows=1000).state
+    assert part.state != LinearPart().fit(x, y, ["a", "b"], seed=1, max_rows=1000).state
+    rows = sample_rows(3000, 1000, seed=0)
+    assert len(rows) == 1000 and (np.diff(rows) > 0).all() and rows[-1] < 3000
+    on_sample = LinearPart().fit(x.iloc[rows], y[rows], ["a", "b"])  # fewer rows: no sampling
+    np.testing.assert_allclose(on_sample.state["coef"], part.state["coef"], rtol=1e-5)
+    np.testing.assert_allclose(on_sample.state["means"], part.state["means"], rtol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -243,6 +243,21 @@ def test_category_levels_are_frozen(shop):
     assert model.predict_proba(unseen)[0] == pytest.approx(model.predict_proba(missing)[0])
 
 
+def test_levels_are_read_as_text_whatever_the_column_dtype():
+    model = ChurnModel()
+    model.feature_names_, model.dtypes_ = ["plan"], {"plan": "category"}
+    model.categories_ = {"plan": ["1", "2"]}
+    for values in (
+        pd.Series(["1", "2", None, "3"], dtype=object),
+        pd.Series(["1", "2", None, "3"], dtype="str"),
+        pd.Series(pd.Categorical([1, 2, None, 3])),  # number-coded categories
+        pd.Series([1, 2, pd.NA, 3], dtype="Int64"),
+    ):
+        prepared = model.prepare(pd.DataFrame({"plan": values}))["plan"]
+        assert list(prepared.cat.categories) == ["1", "2"]
+        assert prepared.cat.codes.tolist() == [0, 1, -1, -1], values.dtype  # 3 is unseen
+
+
 def test_missing_feature_and_wrong_dtype_are_clear_errors(shop):
     model, test = shop[2].model, shop[2].scored
     with pytest.raises(ChurnlensError, match="missing: recency_days"):
