@@ -59,12 +59,14 @@ class LinearPart:
         if len(x) > max_rows:
             rows = sample_rows(len(x), max_rows, seed)
             x, y = x[rows], y[rows]
-        x = _signed_log(x)
+        x = _signed_log(x)  # a fresh array, changed in place below
         medians = np.nan_to_num(np.nanmedian(x, axis=0)) if len(x) else np.zeros(len(columns))
-        x = np.where(np.isnan(x), medians, x)
+        np.copyto(x, medians.astype(x.dtype), where=np.isnan(x))
         means, scales = x.mean(axis=0), x.std(axis=0)
         scales = np.where(scales > 0, scales, np.float32(1))
-        fitted = LogisticRegression(solver=SOLVER, max_iter=100).fit((x - means) / scales, y)
+        x -= means
+        x /= scales
+        fitted = LogisticRegression(solver=SOLVER, max_iter=100).fit(x, y)
         self.state = {
             "columns": list(columns),
             "medians": medians.tolist(),

@@ -12,6 +12,7 @@ booster as text and the rest as JSON.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -23,7 +24,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedKFold
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from churnlens.data.io import file_sha256
 from churnlens.drift import reference_profile
@@ -145,7 +146,7 @@ class ChurnModel:
         self.linear_, self.blend_scores_, self.contract_ = None, {}, {}
         # The small fits below run on one thread: waking BLAS and OpenMP pools for them costs
         # more than it saves (10x the CPU for the calibration on a busy 2-core machine).
-        with threadpool_limits(1):
+        with _threadpools().limit(limits=1):
             margin = self._tree_margin(x_valid)  # predicted once: blend weight, calibration
             if self.blend:
                 self._fit_linear(x_train, y_train, y_valid, valid["cutoff"], x_valid, margin)
@@ -322,6 +323,12 @@ def _frozen_levels(values: pd.Series, levels: list[str]) -> pd.Categorical:
     codes, uniques = pd.factorize(values)  # missing -> -1
     known = pd.Index(levels).get_indexer(pd.Series(uniques).astype("str"))  # unseen -> -1
     return pd.Categorical.from_codes(np.append(known, -1)[codes], categories=levels)
+
+
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    """The BLAS and OpenMP pools, found once (a scan of every loaded library, 0.1 s)."""
+    return ThreadpoolController()
 
 
 def _is_categorical(values: pd.Series) -> bool:
