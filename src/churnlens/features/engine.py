@@ -45,6 +45,13 @@ PREPARED = {
         WINDOW w AS (PARTITION BY customer_id, kind ORDER BY answered_at, response_id)""",
     "events": 'SELECT customer_id, "at" AS ts, kind FROM events_in',
 }
+# A purchase that is its customer's first completed one in its category (channel): by time,
+# so the first one before any cutoff is the earliest; counting these before the cutoff counts
+# the distinct values without a DISTINCT over the joined rows.
+_FIRST = (
+    "{0} IS NOT NULL AND row_number() OVER (PARTITION BY customer_id, version, completed, {0} "
+    "ORDER BY ordered_at, order_id) = 1"
+)
 # Optional input columns -> what crosses the join: flags rather than text, so the joined
 # rows (one per purchase and later cutoff) stay narrow.
 HELPER_COLUMNS = {
@@ -54,8 +61,8 @@ HELPER_COLUMNS = {
             ", ".join(f"'{status}'" for status in REFUND_STATUSES)
         ),
         "discount": "discount > 0 AS discounted",
-        "category": "category",
-        "channel": "channel",
+        "category": f"{_FIRST.format('category')} AS first_category",
+        "channel": f"channel, {_FIRST.format('channel')} AS first_channel",
     },
     "tickets": {
         c: c for c in ("first_response_at", "resolved_at", "ended_at", "reopened", "reopened_since")

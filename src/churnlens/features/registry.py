@@ -302,7 +302,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
         Feature(
             "categories_bought",
             "purchases",
-            f"count(DISTINCT category) {done}",
+            "count(*) FILTER (WHERE completed AND first_category)",
             "Bought from {categories_bought:#category}",
             "int64",
             requires=("category",),
@@ -312,7 +312,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
         Feature(
             "channels_used",
             "purchases",
-            f"count(DISTINCT channel) {done}",
+            "count(*) FILTER (WHERE completed AND first_channel)",
             "Bought through {channels_used:#channel}",
             "int64",
             requires=("channel",),
