@@ -323,3 +323,25 @@ def test_reasons_go_to_possible_targets_by_default_and_the_high_tier_on_request(
     assert explained.sum() < high["recommended_action"].notna().sum()
     tier = high["risk_tier"] == "high"
     assert tier.any() and high.loc[tier, "recommended_action"].notna().all()
+
+
+def test_screening_by_path_attributions_keeps_the_targets_and_explains_fewer(setting, scored):
+    """No budget: every positive gain is a target, so without the screen every customer whose
+    best action could pay at all is explained (scoring.screen_margin = 1)."""
+    _, _, config, as_of, model_uri = setting
+    exhaustive = config.model_copy(
+        update={"scoring": config.scoring.model_copy(update={"screen_margin": 1.0})}
+    )
+    lists = {
+        "all": scored.risk_list,
+        "exhaustive": score(exhaustive, as_of, model_uri).risk_list,
+        "screened": score(config, as_of, model_uri).risk_list,
+    }
+    targets = {name: risk[risk["target"]] for name, risk in lists.items()}
+    assert len(targets["all"]) > 20
+    for name in ("exhaustive", "screened"):
+        pd.testing.assert_frame_equal(
+            targets[name].drop(columns="rank"), targets["all"].drop(columns="rank")
+        )
+    explained = {name: risk["recommended_action"].notna().sum() for name, risk in lists.items()}
+    assert explained["screened"] < 0.7 * explained["exhaustive"]

@@ -255,6 +255,15 @@ class ScoringConfig(_Strict):
         "targets",
         description="reasons for the possible targets, also the whole high tier, or for all",
     )
+    screen_margin: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description=(
+            "explain a customer exactly when their best action could pay with their estimated "
+            "driver share plus this margin; 1: whenever it could pay at all"
+        ),
+    )
     budget_contacts: int | None = Field(None, gt=0)
     budget_money: float | None = Field(None, gt=0)
     drift_warn_psi: float = Field(0.1, gt=0)

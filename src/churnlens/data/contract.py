@@ -268,6 +268,8 @@ class DuckDBEngine:
     def __init__(self, con: duckdb.DuckDBPyConnection, sources: dict[str, Source]):
         self.con, self.sources = con, sources
         con.execute("SET TimeZone = 'UTC'")
+        # pandas keeps text as large_string: Arrow's plain string would be cast, row by row
+        con.execute("SET arrow_large_buffer_size = true")
 
     def names(self, table: str) -> list:
         return self.sources[table].names

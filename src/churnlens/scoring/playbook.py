@@ -197,20 +197,24 @@ def best_gain(
     value: pd.Series,
     status: pd.Series,
     cuts: tuple[float | None, float | None],
+    driver_share: np.ndarray | float = 1.0,
 ) -> np.ndarray:
     """Per customer, the highest expected net gain `recommend` can give them before their
-    reasons are known: their ruled action's, else the best of the family actions, with a
-    driver share of 1. Scoring explains only customers this bound lets into the targets."""
+    reasons are known: their ruled action's, else the best of the family actions, with
+    `driver_share` (default 1: a true bound; win-back ignores it, as `recommend` does).
+    Scoring explains only customers this bound lets into the targets."""
     factor = playbook.status_factor(status)
 
-    def gain(action: Action) -> np.ndarray:
-        return expected_gain(p, value.to_numpy(float), action.save_rate * factor, action.cost)
+    def gain(action: Action, share=driver_share) -> np.ndarray:
+        rate = action.save_rate * factor * share
+        return expected_gain(p, value.to_numpy(float), rate, action.cost)
 
     bound = np.max([gain(action) for action in playbook.actions.values()], axis=0)
     ruled = ruled_actions(playbook, features, value, status, cuts)
     for key in ruled.dropna().unique():
         rows = (ruled == key).to_numpy()
-        bound[rows] = gain(playbook.rule_action(key))[rows]
+        share = 1.0 if key == WIN_BACK else driver_share
+        bound[rows] = gain(playbook.rule_action(key), share)[rows]
     return bound
 
 

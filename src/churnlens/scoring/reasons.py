@@ -90,21 +90,13 @@ def top_reasons(
     re-file features). Rows with fewer risk-raising drivers have missing slots. The family
     sums over its drivers, so five small support drivers can outweigh one detractor answer.
     """
-    contributions = model.contributions(frame)[:, :-1]
-    pushing = np.clip(contributions, 0, None)
-    total = pushing.sum(axis=1, keepdims=True)
-    share = np.divide(contributions, total, out=np.zeros_like(contributions), where=total > 0)
-    known = {f.name: f for f in registry}
-    names = np.asarray(model.feature_names_, dtype=object)
-    roles = np.array([known[n].role if n in known else "context" for n in names])
+    share, pushing = _shares(model.contributions(frame))
+    known, names, roles = _roles(model, registry)
     families = np.array(
         [family_of(n, known[n].family if n in known else DEFAULT_FAMILY) for n in names],
         dtype=object,
     )
-    told = roles != "context"
-    silent = np.zeros(contributions.shape, dtype=bool)
-    for j in np.flatnonzero(told):
-        silent[:, j] = known[names[j]].says_nothing(frame[names[j]], model.reference_)
+    silent = _silent(model, frame, known, names, roles)
     drivers = roles == "driver"
     reason_idx, reason_share = _strongest(share, drivers & ~silent, k)
     sign_idx, sign_share = _strongest(share, (roles == "sign") & ~silent, 1)
@@ -136,13 +128,54 @@ def top_reasons(
         out["reason_family"] = np.where(
             strength.max(axis=1) > 0, family_names[strength.argmax(axis=1)], None
         )
-    out["driver_share"] = np.where(drivers & ~silent, np.clip(share, 0, None), 0.0).sum(axis=1)
+    out["driver_share"] = _driver_share(share, drivers & ~silent)
     out["sign_feature"] = picked_names[:, k]
     out["sign_contribution"] = np.where(picked_share[:, k] > 0, picked_share[:, k], np.nan)
     out["sign"] = texts[:, k]
     result = pd.DataFrame(out, index=frame.index)
     text = [c for c in result.columns if not c.endswith(("_contribution", "_share"))]
     return result.astype({c: "str" for c in text})
+
+
+def _shares(contributions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each feature's share of the customer's risk, its risk-raising part) from contributions
+    to the margin whose last column is the base value."""
+    contributions = contributions[:, :-1]
+    pushing = np.clip(contributions, 0, None)
+    total = pushing.sum(axis=1, keepdims=True)
+    share = np.divide(contributions, total, out=np.zeros_like(contributions), where=total > 0)
+    return share, pushing
+
+
+def _roles(model: ChurnModel, registry: list[Feature]):
+    """(registry by name, the model's feature names, their roles; unknown ones are context)."""
+    known = {f.name: f for f in registry}
+    names = np.asarray(model.feature_names_, dtype=object)
+    roles = np.array([known[n].role if n in known else "context" for n in names])
+    return known, names, roles
+
+
+def _silent(model, frame, known, names, roles) -> np.ndarray:
+    """Per row and feature, whether the value reports nothing (`Feature.says_nothing`)."""
+    silent = np.zeros((len(frame), len(names)), dtype=bool)
+    for j in np.flatnonzero(roles != "context"):
+        silent[:, j] = known[names[j]].says_nothing(frame[names[j]], model.reference_)
+    return silent
+
+
+def _driver_share(share: np.ndarray, acting_drivers: np.ndarray) -> np.ndarray:
+    """The share of each customer's risk from drivers whose values are told."""
+    return np.where(acting_drivers, np.clip(share, 0, None), 0.0).sum(axis=1)
+
+
+def screening_share(model: ChurnModel, frame: pd.DataFrame, registry: list[Feature]):
+    """`driver_share` (see top_reasons) from path attributions instead of TreeSHAP
+    (`ChurnModel.path_contributions`): an estimate at the cost of a prediction, which scoring
+    uses to pick whom to explain exactly."""
+    share, _ = _shares(model.path_contributions(frame))
+    known, names, roles = _roles(model, registry)
+    silent = _silent(model, frame, known, names, roles)
+    return _driver_share(share, (roles == "driver") & ~silent)
 
 
 def feature_settings(model: ChurnModel, config):

@@ -34,7 +34,13 @@ from churnlens.labels import data_end, population
 from churnlens.modeling.model import ChurnModel
 from churnlens.scoring import columns
 from churnlens.scoring.playbook import best_gain, load_playbook, recommend, value_cuts
-from churnlens.scoring.reasons import REASON_COLUMNS, TOP_K, registry_for, top_reasons
+from churnlens.scoring.reasons import (
+    REASON_COLUMNS,
+    TOP_K,
+    registry_for,
+    screening_share,
+    top_reasons,
+)
 from churnlens.scoring.status import STATUSES, customer_status, gone_probability, stand_in_gap
 
 log = logging.getLogger(__name__)
@@ -105,6 +111,7 @@ def _explain_and_target(
     explained,
     contacts,
     money,
+    margin=1.0,
     cuts=None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
     """Reasons, actions and expected net gain for the rows that need them; `p` is the
@@ -114,13 +121,23 @@ def _explain_and_target(
     step. So beyond the rows in `explained` (asked for), customers are explained in rounds,
     best upper bound first (playbook.best_gain: the best gain their possible actions allow),
     until no unexplained customer could still enter the budgeted target list
-    (lapsed ones, not `eligible`, never can). Each round explains and prices only its new
-    rows (value rules against the whole population) and ranks only the explained candidates.
+    (lapsed ones, not `eligible`, never can). With `margin` < 1 (scoring.screen_margin) the
+    bound takes each customer's driver share as its path-attribution estimate plus `margin`
+    (reasons.screening_share) instead of 1: a screen, no longer a proof, that spares TreeSHAP
+    for customers whose gain could only come from a driver share far above their estimate.
+    Each round explains and prices only its new rows (value rules against the whole
+    population) and ranks only the explained candidates.
     Rows left unexplained have no reasons, no action and no gain (NaN); none could be a target.
     """
     values = pd.Series(value, index=features.index)
     cuts = cuts or value_cuts(playbook, values)  # the whole population's, for every round
     upper = best_gain(playbook, p, features, values, status, cuts)
+    open_rows = np.flatnonzero((upper > 0) & ~explained & eligible)
+    if margin < 1 and len(open_rows):  # screen: the bound with each row's estimated share
+        rows = features.iloc[open_rows]
+        share = np.minimum(1.0, screening_share(model, rows, registry) + margin)
+        args = (p[open_rows], rows, values.iloc[open_rows], status.iloc[open_rows], cuts, share)
+        upper[open_rows] = best_gain(playbook, *args)
     order = np.argsort(-upper, kind="stable")
     queue = order[(upper[order] > 0) & ~explained[order] & eligible[order]]
     unlimited = contacts is None and money is None  # every positive gain is a target
@@ -222,6 +239,7 @@ def risk_rows(
         explained,
         contacts,
         money,
+        config.scoring.screen_margin,
         cuts,
     )
     risk = pd.DataFrame(
