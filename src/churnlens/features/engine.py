@@ -33,32 +33,32 @@ SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "category": "VARCHAR"}
 # Each source's rows, with `ts` as the row's time and the helper columns the registry uses.
 PREPARED = {
     "purchases": """
-        SELECT cid, version, ordered_at AS ts, {columns}, completed,
+        SELECT _cid, version, ordered_at AS ts, {columns}, completed,
                CASE WHEN completed THEN epoch_us(ordered_at) - epoch_us(lag(ordered_at) OVER w)
                END AS gap_us,
                row_number() OVER w AS seq
         FROM ({rows}) AS purchase_rows
-        WINDOW w AS (PARTITION BY cid, version, completed ORDER BY ordered_at, order_id)""",
-    "tickets": "SELECT cid, opened_at AS ts, {columns} FROM tickets_k",
+        WINDOW w AS (PARTITION BY _cid, version, completed ORDER BY ordered_at, order_id)""",
+    "tickets": "SELECT _cid, opened_at AS ts, {columns} FROM tickets_k",
     "surveys": """
-        SELECT cid, answered_at AS ts, kind, score,
+        SELECT _cid, answered_at AS ts, kind, score,
                row_number() OVER w AS seq, lag(score) OVER w AS prev_score
         FROM surveys_k
-        WINDOW w AS (PARTITION BY cid, kind ORDER BY answered_at, response_id)""",
-    "events": 'SELECT cid, "at" AS ts, kind FROM events_k',
+        WINDOW w AS (PARTITION BY _cid, kind ORDER BY answered_at, response_id)""",
+    "events": 'SELECT _cid, "at" AS ts, kind FROM events_k',
 }
-# Each spine customer's integer key `cid` (in id order, so the same in every reading): the
+# Each spine customer's integer key `_cid` (in id order, so the same in every reading): the
 # sources' rows carry it instead of the text id into sorts, joins and groups, and rows of
 # customers outside the spine are dropped before any work.
 KEYS = """keys AS (
-    SELECT customer_id, row_number() OVER (ORDER BY customer_id) AS cid
+    SELECT customer_id, row_number() OVER (ORDER BY customer_id) AS _cid
     FROM (SELECT DISTINCT customer_id FROM spine_in)),
-spine AS (SELECT s.*, k.cid FROM spine_in s JOIN keys k USING (customer_id))"""
+spine AS (SELECT s.*, k._cid FROM spine_in s JOIN keys k USING (customer_id))"""
 # A purchase that is its customer's first completed one in its category (channel): by time,
 # so the first one before any cutoff is the earliest; counting these before the cutoff counts
 # the distinct values without a DISTINCT over the joined rows.
 _FIRST = (
-    "{0} IS NOT NULL AND row_number() OVER (PARTITION BY cid, version, completed, {0} "
+    "{0} IS NOT NULL AND row_number() OVER (PARTITION BY _cid, version, completed, {0} "
     "ORDER BY ordered_at, order_id) = 1"
 )
 # Optional input columns -> what crosses the join: flags rather than text, so the joined
@@ -132,13 +132,13 @@ def _source_cte(source: str, features: list[Feature], tables: Tables) -> str:
     prepared = PREPARED[source].format(columns=", ".join(helpers) or "NULL AS _none", rows=rows)
     aggregates = ",\n    ".join(f"{f.sql} AS {_quote(f.name)}" for f in features)
     return f"""{source}_k AS (
-    SELECT k.cid, x.* FROM {source}_in x JOIN keys k USING (customer_id)),
+    SELECT k._cid, x.* FROM {source}_in x JOIN keys k USING (customer_id)),
 {pending}{source}_p AS ({prepared}),
 agg_{source} AS (
-    SELECT s.cid, s.cutoff,
+    SELECT s._cid, s.cutoff,
     {aggregates}
-    FROM {spine} JOIN {source}_p x ON x.cid = s.cid AND x.ts < s.cutoff{match}
-    GROUP BY s.cid, s.cutoff)"""
+    FROM {spine} JOIN {source}_p x ON x._cid = s._cid AND x.ts < s.cutoff{match}
+    GROUP BY s._cid, s.cutoff)"""
 
 
 def _purchase_rows(columns) -> tuple[str, str, str, str]:
@@ -156,17 +156,17 @@ def _purchase_rows(columns) -> tuple[str, str, str, str]:
     if "refunded_at" not in columns:
         return "", rows, "spine s", ""
     pending = f"""pending AS (
-    SELECT DISTINCT s.cid, s.cutoff AS version
-    FROM (SELECT cid, cutoff FROM spine) s JOIN purchases_k p
-    ON p.cid = s.cid AND p.ordered_at < s.cutoff
+    SELECT DISTINCT s._cid, s.cutoff AS version
+    FROM (SELECT _cid, cutoff FROM spine) s JOIN purchases_k p
+    ON p._cid = s._cid AND p.ordered_at < s.cutoff
     AND {completed_sql(columns, "s.cutoff")} AND NOT {completed_sql(columns)}),
 """
     rows += f"""
             UNION ALL
             SELECT p.*, v.version, {completed_sql(columns, "v.version")}
             FROM pending v JOIN purchases_k p
-            ON p.cid = v.cid AND p.ordered_at < v.version"""
-    spine = "spine s LEFT JOIN pending v ON v.cid = s.cid AND v.version = s.cutoff"
+            ON p._cid = v._cid AND p.ordered_at < v.version"""
+    spine = "spine s LEFT JOIN pending v ON v._cid = s._cid AND v.version = s.cutoff"
     return pending, rows, spine, " AND x.version IS NOT DISTINCT FROM v.version"
 
 
@@ -196,7 +196,7 @@ def feature_sql(tables: Tables, features: list[Feature], spine_extra: list[str])
     ctes += [_source_cte(source, by_source[source], tables) for source in aggregated]
     joined = [_joined_column(f) for f in features if f.source != "derived"]
     joined += [f"s.{_quote(c)}" for c in spine_extra]
-    joins = "\n".join(f"LEFT JOIN agg_{s} USING (cid, cutoff)" for s in aggregated)
+    joins = "\n".join(f"LEFT JOIN agg_{s} USING (_cid, cutoff)" for s in aggregated)
     outputs = [_output_column(f) for f in features] + [_quote(c) for c in spine_extra]
     ctes.append(f"""joined AS (
     SELECT customer_id, cutoff, {", ".join(joined)}
