@@ -41,7 +41,9 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE / ".data"
 FT_VENV = HERE / ".venv-featuretools"
 RESULTS = HERE / "results" / "features.md"
+TITLE = "# Feature engine benchmark"
 WINDOWS = [30, 90, 180, 365]
+NOT_IN_PEERS = {"last_gap_days", "overdue_last_gap"}  # the peers predate the last-gap features
 LAST_CUTOFF = "2025-09-01"  # data end 2025-12-31 minus a 90-day label horizon, on a 1st
 SEED = 0
 TABLES = ("customers", "purchases", "tickets", "surveys", "events")
@@ -102,13 +104,15 @@ def load(directory: Path, names=("customers", "purchases")):
     """The cached tables as churnlens `Tables` (attributes only when the customers carry them)."""
     import pandas as pd
 
-    from churnlens.data.contract import Tables
+    from churnlens.data.contract import Tables, with_ticket_times
 
     frames = {name: pd.read_parquet(directory / f"{name}.parquet") for name in names}
     for frame in frames.values():
         for column in frame.columns:
             if str(frame[column].dtype).startswith("datetime64"):
                 frame[column] = frame[column].astype("datetime64[us]")
+    if "tickets" in frames:  # the derived ticket times, as load_tables adds them
+        frames["tickets"] = with_ticket_times(frames["tickets"])
     attributes = ATTRIBUTES if "tickets" in names else []
     if not attributes:
         frames["customers"] = frames["customers"][["customer_id", "signup_at"]]
@@ -564,6 +568,8 @@ def check(reference: Path, others: list[Path]) -> list[str]:
         missing = sorted(set(ref.columns) - set(other.columns))
         if path.stem == "churnlens_full":
             missing = []
+        skipped = sorted(set(missing) & NOT_IN_PEERS)
+        missing = sorted(set(missing) - NOT_IN_PEERS)
         assert not missing, f"{path.stem}: missing {missing}"
         assert len(other) == len(ref), f"{path.stem}: {len(other)} rows, expected {len(ref)}"
         worst, worst_col = 0.0, ""
@@ -589,6 +595,7 @@ def check(reference: Path, others: list[Path]) -> list[str]:
         lines.append(
             f"{path.stem}: {len(cols)} columns x {len(other):,} rows equal churnlens "
             f"(largest absolute difference {worst:.1e}, in {worst_col or '-'})"
+            + (f"; not computed by this peer: {', '.join(skipped)}" if skipped else "")
         )
     return lines
 
@@ -700,16 +707,18 @@ def _versions() -> str:
     import pandas
     import pyarrow
 
-    ft = subprocess.run(
-        [
-            str(FT_VENV / "bin" / "python"),
-            "-c",
-            "import featuretools, pandas, numpy; "
-            "print(featuretools.__version__, pandas.__version__, numpy.__version__)",
-        ],
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    ft = []
+    if (FT_VENV / "bin" / "python").exists():
+        ft = subprocess.run(
+            [
+                str(FT_VENV / "bin" / "python"),
+                "-c",
+                "import featuretools, pandas, numpy; "
+                "print(featuretools.__version__, pandas.__version__, numpy.__version__)",
+            ],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
     ft_text = f"; Featuretools {ft[0]} (pandas {ft[1]}, numpy {ft[2]})" if ft else ""
     return (
         f"Python {platform.python_version()}, DuckDB {duckdb.__version__}, pandas "
@@ -920,42 +929,40 @@ def report(customers, args, results, checks, ft_rows, ft_checks, prof) -> None:
     )
 
     def ratio(slow: dict, fast: dict) -> tuple[float, str]:
+        """The CPU-time ratio (judged: the box is shared) and both ratios as text."""
         wall, cpu = slow["seconds"] / fast["seconds"], slow["cpu_seconds"] / fast["cpu_seconds"]
-        return wall, f"{wall:.2f}x wall, {cpu:.2f}x CPU"
+        return cpu, f"{wall:.2f}x wall, {cpu:.2f}x CPU"
 
     goals = []
     if floor_name:
-        wall, text = ratio(base, results[floor_name])
+        cpu, text = ratio(base, results[floor_name])
         goals.append(
-            f"- within 1.5x of the hand SQL floor ({LABELS[floor_name]}): churnlens takes {text} "
-            f"-> {'met' if wall <= 1.5 else 'MISSED'}"
+            f"- within 1.2x of the hand SQL floor ({LABELS[floor_name]}): churnlens takes {text} "
+            f"-> {'met' if cpu <= 1.2 else 'MISSED'}"
         )
     if "pandas" in results:
         pd_r = results["pandas"]
-        wall, text = ratio(pd_r, base)
+        cpu, text = ratio(pd_r, base)
         mem = base["peak_mb"] / pd_r["peak_mb"]
         mem_over = base["over_inputs_mb"] / pd_r["over_inputs_mb"]
-        goals.append(
-            f"- >= 2.5x faster than pandas: {text} -> {'met' if wall >= 2.5 else 'MISSED'}"
-        )
+        goals.append(f"- >= 2.5x faster than pandas: {text} -> {'met' if cpu >= 2.5 else 'MISSED'}")
         goals.append(
             f"- <= 60 % of pandas' peak memory: {mem:.0%} of its process peak "
             f"({mem_over:.0%} of its peak over the loaded inputs) -> "
             f"{'met' if mem <= 0.6 else 'MISSED'}"
         )
     if ft_rows:
-        wall, text = ratio(ft_rows[1], ft_rows[0])
+        cpu, text = ratio(ft_rows[1], ft_rows[0])
         goals.append(
             f"- >= 20x faster than Featuretools (subset): {text} -> "
-            f"{'met' if wall >= 20 else 'MISSED'}"
+            f"{'met' if cpu >= 20 else 'MISSED'}"
         )
     inputs = results[next(iter(results))]["inputs"]
     full = results.get("churnlens_full", {}).get("inputs", inputs)
     text = [
-        "# Feature engine benchmark",
+        f"## {dt.datetime.now():%Y-%m-%d %H:%M}: {customers:,} customers",
         "",
-        f"Run {dt.datetime.now():%Y-%m-%d %H:%M} with `python benchmarks/bench_features.py"
-        f"{' --quick' if args.quick else ''}` on {_machine()}.",
+        f"Run with `python benchmarks/bench_features.py {' '.join(sys.argv[1:])}` on {_machine()}.",
         f"Versions: {_versions()}.",
         "",
         f"Data: `simulate({customers:,}, seed={SEED})`: "
@@ -982,7 +989,7 @@ def report(customers, args, results, checks, ft_rows, ft_checks, prof) -> None:
     if ft_rows:
         text += [
             "",
-            f"## Featuretools subset (every {args.ft_every}th customer)",
+            f"### Featuretools subset (every {args.ft_every}th customer)",
             "",
             *table(ft_rows, ft_rows[0]),
             "",
@@ -996,7 +1003,7 @@ def report(customers, args, results, checks, ft_rows, ft_checks, prof) -> None:
         ]
     text += [
         "",
-        "## Profile of the engine statement (purchases only, DuckDB JSON profiling)",
+        "### Profile of the engine statement (purchases only, DuckDB JSON profiling)",
         "",
         "```",
         prof,
@@ -1005,12 +1012,11 @@ def report(customers, args, results, checks, ft_rows, ft_checks, prof) -> None:
     ]
     body = "\n".join(text)
     print(body)
-    if not args.no_write:
+    if not args.no_write:  # a new section on top; earlier runs stay below it
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        existing = RESULTS.read_text() if RESULTS.exists() else ""
-        marker = "\n## Analysis"
-        tail = existing[existing.index(marker) :] if marker in existing else ""
-        RESULTS.write_text(body + tail)
+        existing = RESULTS.read_text() if RESULTS.exists() else TITLE
+        earlier = existing.removeprefix(TITLE).lstrip("\n")
+        RESULTS.write_text(f"{TITLE}\n\n{body}\n{earlier}")
 
 
 if __name__ == "__main__":

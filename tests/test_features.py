@@ -256,6 +256,15 @@ def test_extra_spine_columns_ride_along_and_rows_are_sorted():
     assert out["orders_total"].tolist() == [2, 3, 0]  # o3 is on 2024-03-01 itself
 
 
+def test_a_customer_attribute_named_cid_is_not_taken_for_the_engines_customer_key():
+    tables = literal_shop()
+    tables.customers["cid"] = ["c1", "c2", "c3"]
+    tables.attributes.append("cid")
+    out = build_features(tables, spine(("a", "z")), CONFIG)
+    assert out["orders_total"].tolist() == [3, 0]
+    assert out["cid"].astype(str).tolist() == ["c1", "c3"]
+
+
 # o4 (a's toys order of 2024-03-15, 40, via web) is refunded; with refunded_at it was a
 # completed purchase until then. At the cutoff 2024-04-01 a refund at or after it is unseen.
 AT_CUTOFF_WITH_O4 = {

@@ -1,13 +1,15 @@
 """The feature engine: one DuckDB statement computes every feature for every (customer, cutoff).
 
-Each source is joined to the spine on customer_id with `ts < cutoff`, so a row at or after a
-cutoff can never reach that cutoff's features, and aggregated per (customer, cutoff) with the
-registry's SQL; the per-source results are left-joined back to the spine. No Python loop runs
-over customers or cutoffs. A purchase counts as completed where it is completed at the
-cutoff (`completed_sql`): with `refunded_at`, the few (customer, cutoff) pairs with a refund
-still pending at the cutoff read their own copy of the customer's purchases as of the cutoff
-(`_purchase_rows`). The result streams straight to Parquet (`write_features`) or
-comes back as a DataFrame with fixed dtypes (`build_features`).
+Each source is joined to the spine on the customer (an integer key, `KEYS`) with
+`ts < cutoff`, so a row at or after a cutoff can never reach that cutoff's features, and
+aggregated per (customer, cutoff) with the registry's SQL; the per-source results are
+left-joined back to the spine. What can be decided once per source row is decided before the
+join (flags, gaps, first occurrences), so the joined rows stay narrow and no aggregate needs
+a DISTINCT. No Python loop runs over customers or cutoffs. A purchase counts as completed
+where it is completed at the cutoff (`completed_sql`): with `refunded_at`, the few (customer,
+cutoff) pairs with a refund still pending at the cutoff read their own copy of the customer's
+purchases as of the cutoff (`_purchase_rows`). The result streams straight to Parquet
+(`write_features`) or comes back as a DataFrame with fixed dtypes (`build_features`).
 """
 
 from __future__ import annotations
@@ -31,20 +33,34 @@ SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "category": "VARCHAR"}
 # Each source's rows, with `ts` as the row's time and the helper columns the registry uses.
 PREPARED = {
     "purchases": """
-        SELECT customer_id, version, ordered_at AS ts, {columns}, completed,
+        SELECT _cid, version, ordered_at AS ts, {columns}, completed,
                CASE WHEN completed THEN epoch_us(ordered_at) - epoch_us(lag(ordered_at) OVER w)
                END AS gap_us,
                row_number() OVER w AS seq
         FROM ({rows}) AS purchase_rows
-        WINDOW w AS (PARTITION BY customer_id, version, completed ORDER BY ordered_at, order_id)""",
-    "tickets": "SELECT customer_id, opened_at AS ts, {columns} FROM tickets_in",
+        WINDOW w AS (PARTITION BY _cid, version, completed ORDER BY ordered_at, order_id)""",
+    "tickets": "SELECT _cid, opened_at AS ts, {columns} FROM tickets_k",
     "surveys": """
-        SELECT customer_id, answered_at AS ts, kind, score,
+        SELECT _cid, answered_at AS ts, kind, score,
                row_number() OVER w AS seq, lag(score) OVER w AS prev_score
-        FROM surveys_in
-        WINDOW w AS (PARTITION BY customer_id, kind ORDER BY answered_at, response_id)""",
-    "events": 'SELECT customer_id, "at" AS ts, kind FROM events_in',
+        FROM surveys_k
+        WINDOW w AS (PARTITION BY _cid, kind ORDER BY answered_at, response_id)""",
+    "events": 'SELECT _cid, "at" AS ts, kind FROM events_k',
 }
+# Each spine customer's integer key `_cid` (in id order, so the same in every reading): the
+# sources' rows carry it instead of the text id into sorts, joins and groups, and rows of
+# customers outside the spine are dropped before any work.
+KEYS = """keys AS (
+    SELECT customer_id, row_number() OVER (ORDER BY customer_id) AS _cid
+    FROM (SELECT DISTINCT customer_id FROM spine_in)),
+spine AS (SELECT s.*, k._cid FROM spine_in s JOIN keys k USING (customer_id))"""
+# A purchase that is its customer's first completed one in its category (channel): by time,
+# so the first one before any cutoff is the earliest; counting these before the cutoff counts
+# the distinct values without a DISTINCT over the joined rows.
+_FIRST = (
+    "{0} IS NOT NULL AND row_number() OVER (PARTITION BY _cid, version, completed, {0} "
+    "ORDER BY ordered_at, order_id) = 1"
+)
 # Optional input columns -> what crosses the join: flags rather than text, so the joined
 # rows (one per purchase and later cutoff) stay narrow.
 HELPER_COLUMNS = {
@@ -54,8 +70,8 @@ HELPER_COLUMNS = {
             ", ".join(f"'{status}'" for status in REFUND_STATUSES)
         ),
         "discount": "discount > 0 AS discounted",
-        "category": "category",
-        "channel": "channel",
+        "category": f"{_FIRST.format('category')} AS first_category",
+        "channel": f"channel, {_FIRST.format('channel')} AS first_channel",
     },
     "tickets": {
         c: c for c in ("first_response_at", "resolved_at", "ended_at", "reopened", "reopened_since")
@@ -115,12 +131,14 @@ def _source_cte(source: str, features: list[Feature], tables: Tables) -> str:
         pending, rows, spine, match = _purchase_rows(frame.columns)
     prepared = PREPARED[source].format(columns=", ".join(helpers) or "NULL AS _none", rows=rows)
     aggregates = ",\n    ".join(f"{f.sql} AS {_quote(f.name)}" for f in features)
-    return f"""{pending}{source}_p AS ({prepared}),
+    return f"""{source}_k AS (
+    SELECT k._cid, x.* FROM {source}_in x JOIN keys k USING (customer_id)),
+{pending}{source}_p AS ({prepared}),
 agg_{source} AS (
-    SELECT s.customer_id, s.cutoff,
+    SELECT s._cid, s.cutoff,
     {aggregates}
-    FROM {spine} JOIN {source}_p x ON x.customer_id = s.customer_id AND x.ts < s.cutoff{match}
-    GROUP BY s.customer_id, s.cutoff)"""
+    FROM {spine} JOIN {source}_p x ON x._cid = s._cid AND x.ts < s.cutoff{match}
+    GROUP BY s._cid, s.cutoff)"""
 
 
 def _purchase_rows(columns) -> tuple[str, str, str, str]:
@@ -133,22 +151,22 @@ def _purchase_rows(columns) -> tuple[str, str, str, str]:
     """
     rows = (
         f"SELECT *, CAST(NULL AS TIMESTAMP) AS version, {completed_sql(columns)} AS completed "
-        "FROM purchases_in"
+        "FROM purchases_k"
     )
     if "refunded_at" not in columns:
         return "", rows, "spine s", ""
     pending = f"""pending AS (
-    SELECT DISTINCT s.customer_id, s.cutoff AS version
-    FROM (SELECT customer_id, cutoff FROM spine) s JOIN purchases_in p
-    ON p.customer_id = s.customer_id AND p.ordered_at < s.cutoff
+    SELECT DISTINCT s._cid, s.cutoff AS version
+    FROM (SELECT _cid, cutoff FROM spine) s JOIN purchases_k p
+    ON p._cid = s._cid AND p.ordered_at < s.cutoff
     AND {completed_sql(columns, "s.cutoff")} AND NOT {completed_sql(columns)}),
 """
     rows += f"""
             UNION ALL
             SELECT p.*, v.version, {completed_sql(columns, "v.version")}
-            FROM pending v JOIN purchases_in p
-            ON p.customer_id = v.customer_id AND p.ordered_at < v.version"""
-    spine = "spine s LEFT JOIN pending v ON v.customer_id = s.customer_id AND v.version = s.cutoff"
+            FROM pending v JOIN purchases_k p
+            ON p._cid = v._cid AND p.ordered_at < v.version"""
+    spine = "spine s LEFT JOIN pending v ON v._cid = s._cid AND v.version = s.cutoff"
     return pending, rows, spine, " AND x.version IS NOT DISTINCT FROM v.version"
 
 
@@ -174,11 +192,11 @@ def feature_sql(tables: Tables, features: list[Feature], spine_extra: list[str])
     for feature in features:
         by_source.setdefault(feature.source, []).append(feature)
     aggregated = [s for s in by_source if s not in ("customers", "derived")]
-    ctes = ["spine AS (SELECT * FROM spine_in)"]
+    ctes = [KEYS]
     ctes += [_source_cte(source, by_source[source], tables) for source in aggregated]
     joined = [_joined_column(f) for f in features if f.source != "derived"]
     joined += [f"s.{_quote(c)}" for c in spine_extra]
-    joins = "\n".join(f"LEFT JOIN agg_{s} USING (customer_id, cutoff)" for s in aggregated)
+    joins = "\n".join(f"LEFT JOIN agg_{s} USING (_cid, cutoff)" for s in aggregated)
     outputs = [_output_column(f) for f in features] + [_quote(c) for c in spine_extra]
     ctes.append(f"""joined AS (
     SELECT customer_id, cutoff, {", ".join(joined)}

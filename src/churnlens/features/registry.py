@@ -224,14 +224,15 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 concern=LOWER,
             ),
         ]
+    # a trend is the last w days less the w days before: 2 x (last w) - (last 2w), which
+    # shares the window aggregates instead of filtering on a second, closed range
     for w in windows[:-1]:
-        before = f"completed AND ts >= cutoff - INTERVAL {2 * w} DAY AND NOT {_in_window(w)}"
+        recent, longer = f"completed AND {_in_window(w)}", f"completed AND {_in_window(2 * w)}"
         feats += [
             Feature(
                 f"orders_trend_{w}d",
                 "purchases",
-                f"count(*) FILTER (WHERE completed AND {_in_window(w)}) "
-                f"- count(*) FILTER (WHERE {before})",
+                f"2 * count(*) FILTER (WHERE {recent}) - count(*) FILTER (WHERE {longer})",
                 f"{{orders_trend_{w}d:+#order}} in the last {counted(w, 'day')} "
                 f"against the {counted(w, 'day')} before",
                 "int64",
@@ -242,8 +243,8 @@ def _purchases(windows: list[int]) -> list[Feature]:
             Feature(
                 f"spend_trend_{w}d",
                 "purchases",
-                f"coalesce(sum(amount) FILTER (WHERE completed AND {_in_window(w)}), 0) "
-                f"- coalesce(sum(amount) FILTER (WHERE {before}), 0)",
+                f"2 * coalesce(sum(amount) FILTER (WHERE {recent}), 0) "
+                f"- coalesce(sum(amount) FILTER (WHERE {longer}), 0)",
                 f"Spend changed by {{spend_trend_{w}d:+,.0f}} in the last {counted(w, 'day')} "
                 f"against the {counted(w, 'day')} before",
                 window=w,
@@ -302,7 +303,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
         Feature(
             "categories_bought",
             "purchases",
-            f"count(DISTINCT category) {done}",
+            "count(*) FILTER (WHERE completed AND first_category)",
             "Bought from {categories_bought:#category}",
             "int64",
             requires=("category",),
@@ -312,7 +313,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
         Feature(
             "channels_used",
             "purchases",
-            f"count(DISTINCT channel) {done}",
+            "count(*) FILTER (WHERE completed AND first_channel)",
             "Bought through {channels_used:#channel}",
             "int64",
             requires=("channel",),
