@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-from functools import cached_property
 from pathlib import Path
 
 import lightgbm as lgb
@@ -237,7 +236,7 @@ class ChurnModel:
             return tree
         return self.linear_.blend_contributions(tree, prepared, self.feature_names_)
 
-    @cached_property
+    @functools.cached_property
     def _paths(self) -> PathAttributions:
         return PathAttributions(self.booster_, self.booster_.best_iteration or None)
 
