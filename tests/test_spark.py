@@ -16,6 +16,7 @@ from churnlens import pipeline
 from churnlens import spark as on_spark
 from churnlens.config import Config, DataConfig, FeatureConfig, TableConfig
 from churnlens.data.contract import ContractError, load_tables
+from churnlens.data.io import write_parquet
 from churnlens.errors import ChurnlensError
 from churnlens.features.engine import active_features, build_features, training_set
 from churnlens.modeling.bgnbd import fit_sample, fit_sample_sql
@@ -50,6 +51,9 @@ def spark():
 def config(tmp_path_factory):
     folder = tmp_path_factory.mktemp("shop")
     pipeline.simulate(folder, customers=250, seed=5)
+    purchases = pd.read_parquet(folder / "purchases.parquet")
+    purchases.loc[purchases.index % 7 == 0, "channel"] = None  # a last channel may be unknown
+    write_parquet(purchases, folder / "purchases.parquet")
     data = DataConfig(dir=folder, **{n: TableConfig(path=f"{n}.parquet") for n in TABLES})
     return Config(data=data, model={"num_boost_round": 40})
 

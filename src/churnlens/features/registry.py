@@ -323,7 +323,9 @@ def _purchases(windows: list[int]) -> list[Feature]:
         Feature(
             "last_channel",
             "purchases",
-            f"arg_max(channel, seq) {done}",
+            # the last known channel on every engine: DuckDB's arg_max skips a missing
+            # value, Spark's max_by returns it
+            "arg_max(channel, seq) FILTER (WHERE completed AND channel IS NOT NULL)",
             "Last bought via {last_channel}",
             "category",
             requires=("channel",),
