@@ -20,6 +20,9 @@ from churnlens.errors import ChurnlensError
 
 DEFAULT = "default"
 NO_INCENTIVE, TOP_VALUE, WIN_BACK = "no_incentive", "top_value", "win_back"  # rule actions
+# Rules whose save rate holds for the whole risk: a win-back offer answers the leaving itself,
+# not a cause, so the share of the risk from drivers (`driver_share`) does not scale it.
+WHOLE_RISK = (WIN_BACK,)
 
 
 class _Strict(BaseModel):
@@ -179,7 +182,7 @@ def recommend(
     if status is not None:
         save_rate *= playbook.status_factor(status)
     if driver_share is not None:
-        save_rate *= np.where(ruled == WIN_BACK, 1.0, driver_share.to_numpy(float))
+        save_rate *= np.where(ruled.isin(WHOLE_RISK), 1.0, driver_share.to_numpy(float))
     return pd.DataFrame(
         {
             "recommended_action": chosen.map(lambda a: a.action).astype("str"),
@@ -201,7 +204,7 @@ def best_gain(
 ) -> np.ndarray:
     """Per customer, the highest expected net gain `recommend` can give them before their
     reasons are known: their ruled action's, else the best of the family actions, with
-    `driver_share` (default 1: a true bound; win-back ignores it, as `recommend` does).
+    `driver_share` (default 1: a true bound; WHOLE_RISK rules ignore it, as in `recommend`).
     Scoring explains only customers this bound lets into the targets."""
     factor = playbook.status_factor(status)
 
@@ -213,7 +216,7 @@ def best_gain(
     ruled = ruled_actions(playbook, features, value, status, cuts)
     for key in ruled.dropna().unique():
         rows = (ruled == key).to_numpy()
-        share = 1.0 if key == WIN_BACK else driver_share
+        share = 1.0 if key in WHOLE_RISK else driver_share
         bound[rows] = gain(playbook.rule_action(key), share)[rows]
     return bound
 
