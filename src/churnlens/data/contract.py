@@ -332,6 +332,18 @@ def _stripped(sql: str) -> str:
     return f"CASE WHEN {_padded(sql)} THEN trim({sql}, {_lit(WHITESPACE)}) ELSE {sql} END"
 
 
+def _marker(text: str, kind: Kind) -> str:
+    """Whether a text is a missing-value marker: for ids any of MISSING_MARKERS, for codes
+    a blank, once stripped and upper-cased. Only a short or padded text can be one, and a
+    blank text starts with whitespace, so most texts pass on the cheap tests alone."""
+    markers = MISSING_MARKERS if kind == "id" else ("",)
+    short = max(map(len, markers))
+    blanks = _lit(WHITESPACE)
+    edges = _padded(text) if short else f"contains({blanks}, left({text}, 1))"
+    marker = f"upper({_stripped(text)}) IN ({', '.join(map(_lit, markers))})"
+    return f"CASE WHEN length({text}) <= {short} OR {edges} THEN {marker} ELSE false END"
+
+
 def _number(sql: str, source: str) -> str:
     """A value as a number, NULL where pandas' to_numeric gives none (NaN text included)."""
     if source in ("float", "int"):
@@ -385,6 +397,7 @@ class _Table:
         self.view = f"_chk_{schema.name}"
         self.raw_label: str | None = None
         self.columns: list[str] = []
+        self.customer_missing: tuple[_Rule, str, str] | None = None  # (rule, raw value, text)
 
     def add(self, column: str, rule: str, when: str | None = None, **options) -> None:
         options.setdefault("label", self.label)
@@ -456,6 +469,7 @@ class _Table:
                 "_n > 1",
                 label=self.raw_label,
                 count=f"CASE WHEN {counted} THEN -1 ELSE 0 END",
+                source=f"(SELECT {key} FROM {self.view}) AS _keys",  # alone: the joined rows need no keeping
                 rows_from=f"(SELECT *, count(*) OVER (PARTITION BY {key}) AS _n "
                 f"FROM {self.view}) AS _d",
             )
@@ -488,12 +502,7 @@ class _Table:
             missing = f"{r} IS NULL"
             numeric = source in ("float", "int", "bool")
             if column.kind in ("id", "code") and not numeric:
-                text = _text(r, source)
-                markers = MISSING_MARKERS if column.kind == "id" else ("",)
-                marker = f"upper({_stripped(text)}) IN ({', '.join(map(_lit, markers))})"
-                short = max(map(len, markers))  # a longer text is a marker only when padded
-                missing += f" OR CASE WHEN length({text}) <= {short} OR {_padded(text)} "
-                missing += f"THEN {marker} ELSE false END"
+                missing += f" OR {_marker(_text(r, source), column.kind)}"
             if (self.schema.name, column.name) == ("surveys", "score") and "kind" in index:
                 kind = index["kind"]
                 kind_text = _text(kind, self.sources["kind"])
@@ -505,6 +514,8 @@ class _Table:
                 missing,
                 label=raw_label,
             )
+            if column.name == "customer_id" and self.schema.name != "customers" and not numeric:
+                self.customer_missing = (self.rules[-1], r, _text(r, source))
         if column.kind == "id":
             if source == "float" and decided.get(column.name, True):
                 return None, f"CAST(CAST({r} AS BIGINT) AS VARCHAR)"
@@ -682,10 +693,14 @@ class _Table:
         """Each row's customer must exist, and its date must not be before their signup
         day: an error for purchases, a warning for the other tables."""
         source = f"{self.view} LEFT JOIN _signups ON {self.view}.customer_id = _signups._cid"
-        for rule in self.rules:  # one scan of the table for all its rules
+        for rule in self.rules:  # one scan of the table for all its counts
             if rule.source == self.view:
-                rule.rows_from = source if rule.rows_from == self.view else rule.rows_from
                 rule.source = source
+        if self.customer_missing:  # a known customer's id is a marker only if theirs is
+            rule, r, text = self.customer_missing
+            marker = f"CASE WHEN _cid IS NULL THEN {_marker(text, 'id')} ELSE _cid_marker END"
+            rule.when, rule.rows_from = f"{r} IS NULL OR {marker}", source
+            rule.count = f"count_if({rule.when})"
         self.add(
             "customer_id",
             "unknown customer (not in customers)",
@@ -765,7 +780,8 @@ def check(engine: Engine, tables: list[str], data: DataConfig) -> Checked:
         engine.view(
             "_signups",
             "SELECT customer_id AS _cid, arg_min(date_trunc('day', signup_at), _row) AS "
-            "_signup_day FROM _chk_customers GROUP BY customer_id",
+            f"_signup_day, {_marker('customer_id', 'id')} AS _cid_marker FROM _chk_customers "
+            "GROUP BY customer_id",
             keep=True,
         )
         for name, builder in builders.items():
