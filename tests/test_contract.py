@@ -7,8 +7,8 @@ import pytest
 from typer.testing import CliRunner
 
 from churnlens.cli import app
-from churnlens.config import load_config
-from churnlens.data.contract import ContractError, load_tables
+from churnlens.config import DataConfig, TableConfig, load_config
+from churnlens.data.contract import ContractError, load_tables, validate
 
 runner = CliRunner()
 
@@ -223,6 +223,39 @@ def test_at_most_five_offending_rows_are_listed(shop):
     (problem,) = caught.value.problems
     assert problem.rows == 16 and len(problem.examples) == 5
     assert "first 5 shown" in str(problem)
+
+
+def test_the_rows_shown_are_the_first_offending_ones_of_a_file_read_in_parallel(tmp_path):
+    """Offending rows in many row groups (read by several threads), the first of them late:
+    the rows shown are the first five in the file, for an error and for a warning."""
+    rows = 200_000
+    customers = pd.DataFrame({"customer_id": ["c1"], "signup_at": ["2024-01-01"]})
+    purchases = pd.DataFrame(
+        {
+            "order_id": [f"o{i}" for i in range(rows)],
+            "customer_id": "c1",
+            "ordered_at": pd.Timestamp("2024-02-01"),
+            "amount": 1.0,
+            "status": "completed",
+        }
+    )
+    negative = list(range(rows - 1, 150_000, -3)) + [120_017, 120_019, 99_999]  # 0-based
+    refunded = list(range(rows - 2, 90_000, -5))
+    purchases.loc[negative, "amount"] = -1.0
+    purchases.loc[refunded, "status"] = "refunded"
+    customers.to_parquet(tmp_path / "customers.parquet")
+    purchases.to_parquet(tmp_path / "purchases.parquet", row_group_size=5_000)
+    paths = {name: TableConfig(path=f"{name}.parquet") for name in ("customers", "purchases")}
+    with pytest.raises(ContractError) as caught:
+        load_tables(DataConfig(dir=tmp_path, **paths))
+    (problem,) = caught.value.problems
+    first = sorted(negative)[:5]
+    assert problem.rows == len(negative)
+    assert problem.examples == tuple(f"row {i + 1} (order_id o{i})" for i in first)
+    purchases.loc[negative, "amount"] = 1.0
+    (warning,) = validate({"customers": customers, "purchases": purchases}).warnings
+    assert warning.rows == len(refunded)
+    assert warning.examples == tuple(f"row {i + 1} (order_id o{i})" for i in sorted(refunded)[:5])
 
 
 def test_parquet_input_and_timezones_are_normalised(shop):

@@ -194,6 +194,8 @@ class SparkEngine:
     """The contract's checks (`data.contract.check`) on Spark: its DuckDB SQL transpiled.
     Spark rows have no file position; `_row` is Spark's read order (partition, then row)."""
 
+    keeps_order = False  # a LIMIT without ORDER BY takes any rows
+
     def __init__(self, spark: SparkSession, frames: dict[str, DataFrame]):
         self.spark, self.frames = spark, frames
 

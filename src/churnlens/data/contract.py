@@ -249,6 +249,10 @@ NOT_ISO = "[A-Za-z]{2}|[T ]24:"
 class Engine(Protocol):
     """What the checks need of an SQL engine (DuckDB here, Spark in `churnlens.spark`)."""
 
+    # a query without ORDER BY returns a view's rows in their `_row` order, so the first
+    # offending rows need no sort of every offending row (and the scan stops at them)
+    keeps_order: bool
+
     def names(self, table: str) -> list: ...  # the input's column names, as it has them
 
     def register(self, table: str, view: str, names: list[str]) -> None: ...
@@ -265,9 +269,12 @@ class Engine(Protocol):
 class DuckDBEngine:
     """The checks in DuckDB, on files it scans or tables in memory (`data.io.Source`)."""
 
+    keeps_order = True  # preserve_insertion_order: a scan's rows come in file order
+
     def __init__(self, con: duckdb.DuckDBPyConnection, sources: dict[str, Source]):
         self.con, self.sources = con, sources
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET preserve_insertion_order = true")
         # pandas keeps text as large_string: Arrow's plain string would be cast, row by row
         con.execute("SET arrow_large_buffer_size = true")
 
@@ -463,13 +470,15 @@ class _Table:
         if schema.key:
             key = quote(schema.key)
             counted = f"count(DISTINCT {key}) + least(count_if({key} IS NULL), 1) < count(*)"
+            # counted alone, over the key only: in the table's query, the joined rows would
+            # be kept in memory for the distinct count
             self.add(
                 schema.key,
                 "ids must be unique",
                 "_n > 1",
                 label=self.raw_label,
                 count=f"CASE WHEN {counted} THEN -1 ELSE 0 END",
-                source=f"(SELECT {key} FROM {self.view}) AS _keys",  # alone: the joined rows need no keeping
+                source=f"(SELECT {key} FROM {self.view}) AS _keys",
                 rows_from=f"(SELECT *, count(*) OVER (PARTITION BY {key}) AS _n "
                 f"FROM {self.view}) AS _d",
             )
@@ -828,12 +837,14 @@ def _examples(engine: Engine, fired: dict[int, _Rule]) -> dict[int, tuple[str, .
     """The first offending rows of each fired rule as 'row N (id X)'."""
     if not fired:
         return {}
-    parts = [
-        f"SELECT {i} AS _rule, * FROM (SELECT _row, {rule.label or 'CAST(NULL AS VARCHAR)'} "
-        f"AS _label FROM {rule.rows_from} WHERE {rule.when} ORDER BY _row "
-        f"LIMIT {MAX_EXAMPLES}) AS _e{i}"
-        for i, rule in fired.items()
-    ]
+    parts = []
+    for i, rule in fired.items():
+        scan = engine.keeps_order and rule.rows_from == f"_chk_{rule.table}"  # no join
+        parts.append(
+            f"SELECT {i} AS _rule, * FROM (SELECT _row, {rule.label or 'CAST(NULL AS VARCHAR)'} "
+            f"AS _label FROM {rule.rows_from} WHERE {rule.when}"
+            f"{'' if scan else ' ORDER BY _row'} LIMIT {MAX_EXAMPLES}) AS _e{i}"
+        )
     found = sorted(engine.rows(" UNION ALL ".join(parts)))
     positions = {}
     for table in {rule.table for rule in fired.values()}:
