@@ -405,6 +405,7 @@ class _Table:
         self.raw_label: str | None = None
         self.columns: list[str] = []
         self.customer_missing: tuple[_Rule, str, str] | None = None  # (rule, raw value, text)
+        self.keys = ""  # the query of the key's rules
 
     def add(self, column: str, rule: str, when: str | None = None, **options) -> None:
         options.setdefault("label", self.label)
@@ -446,6 +447,10 @@ class _Table:
         index = {column: f"_r{i}" for i, column in enumerate(present)}
         if schema.key in index:
             self.raw_label = f"CAST({index[schema.key]} AS VARCHAR)"
+            # the key's rules are counted alone, over the key only: in the table's query its
+            # text would ride through the join, and the distinct count would keep every row
+            key_columns = f"{quote(schema.key)}, {index[schema.key]}"
+            self.keys = f"(SELECT {key_columns} FROM {self.view}) AS _keys"
         decided = self._decide(sources, [str(n) for n in extra])
         parsed, final = {}, {}
         for column in schema.columns:
@@ -470,15 +475,13 @@ class _Table:
         if schema.key:
             key = quote(schema.key)
             counted = f"count(DISTINCT {key}) + least(count_if({key} IS NULL), 1) < count(*)"
-            # counted alone, over the key only: in the table's query, the joined rows would
-            # be kept in memory for the distinct count
             self.add(
                 schema.key,
                 "ids must be unique",
                 "_n > 1",
                 label=self.raw_label,
                 count=f"CASE WHEN {counted} THEN -1 ELSE 0 END",
-                source=f"(SELECT {key} FROM {self.view}) AS _keys",
+                source=self.keys,
                 rows_from=f"(SELECT *, count(*) OVER (PARTITION BY {key}) AS _n "
                 f"FROM {self.view}) AS _d",
             )
@@ -507,6 +510,7 @@ class _Table:
         """(parse, converted value) of one contract column; its rules are added in order."""
         p = f"_p{r[2:]}"
         raw_label = self.raw_label
+        key = column.name == self.schema.key
         if column.required:
             missing = f"{r} IS NULL"
             numeric = source in ("float", "int", "bool")
@@ -522,6 +526,7 @@ class _Table:
                 "required value is missing (blank, or a marker such as NULL, N/A, ?, -)",
                 missing,
                 label=raw_label,
+                **({"source": self.keys, "rows_from": self.view} if key else {}),
             )
             if column.name == "customer_id" and self.schema.name != "customers" and not numeric:
                 self.customer_missing = (self.rules[-1], r, _text(r, source))
