@@ -6,9 +6,12 @@ the process's peak RSS. The pandas peer is the package as it was at `--baseline`
 revision, default the last one with pandas validation), unpacked from this repository's
 history into benchmarks/.data; both return the same `Tables`. Each peer runs `--repeat`
 times, alternating; the table shows the fastest run of each (the machine may be shared).
+Another `--baseline` (such as main before a change) compares this tree with it instead; its
+table goes to results/validate_speed.md.
 
     python benchmarks/bench_validate.py                  # 200k customers
     python benchmarks/bench_validate.py --customers 20000
+    python benchmarks/bench_validate.py --customers 1000000 --baseline f1f9230
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from bench_scoring import DATA, ROOT, TABLES, ensure_shop, shop_dir
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "validate.md"
+SPEED_RESULTS = HERE / "results" / "validate_speed.md"  # this tree vs an earlier DuckDB one
 PANDAS_VALIDATION = "bc17910"  # main before the checks moved into DuckDB
 LOAD = (
     "import sys; from churnlens.config import load_config; "
@@ -82,7 +86,9 @@ def main() -> None:
     config = DATA / f"validate_{args.customers}.yaml"
     data = {name: {"path": f"{name}.parquet"} for name in TABLES}
     config.write_text(json.dumps({"data": {"dir": str(shop_dir(args.customers)), **data}}))
-    peers = {"pandas": pandas_source(args.baseline), "DuckDB": ROOT / "src"}
+    pandas = args.baseline == PANDAS_VALIDATION
+    before, after = ("pandas", "DuckDB") if pandas else (f"before ({args.baseline})", "after")
+    peers = {before: pandas_source(args.baseline), after: ROOT / "src"}
     runs: dict[str, list[dict]] = {name: [] for name in peers}
     load = os.getloadavg()[0]
     for _ in range(args.repeat):
@@ -91,26 +97,31 @@ def main() -> None:
             print(name, runs[name][-1], flush=True)
     load = max(load, os.getloadavg()[0])
     best = {name: min(found, key=lambda r: r["cpu"]) for name, found in runs.items()}
-    assert best["pandas"]["rows"] == best["DuckDB"]["rows"]
+    assert best[before]["rows"] == best[after]["rows"]
     lines = [
-        "# Validation: DuckDB queries vs pandas",
+        "# Validation: DuckDB queries vs pandas" if pandas else "# Validation speed",
         "",
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with `python "
-        f"benchmarks/bench_validate.py --customers {args.customers}` ({os.cpu_count()} cores; "
+        f"benchmarks/bench_validate.py --customers {args.customers}"
+        f"{'' if pandas else f' --baseline {args.baseline}'}` ({os.cpu_count()} cores; "
         f"1-minute load up to {load:.1f}). Each peer: one process reading the simulated shop's "
-        f"Parquet files and validating them (`load_tables`, {best['DuckDB']['rows']:,} rows "
-        f"in all), fastest of {args.repeat} by CPU. pandas: the package at {args.baseline}.",
+        f"Parquet files and validating them (`load_tables`, {best[after]['rows']:,} rows "
+        f"in all), fastest of {args.repeat} by CPU. {before}: the package at {args.baseline}.",
         "",
         "| peer | CPU s | wall s | peak MB |",
         "|---|---:|---:|---:|",
     ]
     for name, r in best.items():
         lines.append(f"| {name} | {r['cpu']:.1f} | {r['wall']:.1f} | {r['peak_mb']:,.0f} |")
-    cpu = best["pandas"]["cpu"] / best["DuckDB"]["cpu"]
-    memory = best["DuckDB"]["peak_mb"] / best["pandas"]["peak_mb"]
-    ratios = f"pandas / DuckDB CPU: {cpu:.2f}×; DuckDB's peak memory: {memory:.0%} of pandas'."
+    cpu = best[before]["cpu"] / best[after]["cpu"]
+    wall = best[before]["wall"] / best[after]["wall"]
+    memory = best[after]["peak_mb"] / best[before]["peak_mb"]
+    ratios = (
+        f"{before} / {after}: CPU {cpu:.2f}×, wall {wall:.2f}×; "
+        f"{after}'s peak memory: {memory:.0%} of {before}'s."
+    )
     lines += ["", ratios]
-    RESULTS.write_text("\n".join(lines) + "\n")
+    (RESULTS if pandas else SPEED_RESULTS).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

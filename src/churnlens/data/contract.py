@@ -7,10 +7,11 @@ rules run before anything is returned, so one run reports every problem at once.
 
 The rules run as SQL, in DuckDB (`load_tables` scans the files itself; `validate` reads
 DataFrames) or transpiled on Spark (`churnlens.spark`): a conversion of each column per
-table, one aggregate query counting every rule's offending rows, and one small query for the
-first rows of the rules that fired. Only the checked tables come back to pandas, once,
-through Arrow. Dates parse as pandas' ISO 8601 reader does (a few odd texts aside: `-1` and
-`2024-01-31T14` are no dates, a year past 2262 is a date after `data.latest`).
+table, one aggregate query counting every rule's offending rows (and one more over the id
+column for its rules), and one small query for the first rows of the rules that fired. Only
+the checked tables come back to pandas, once, through Arrow. Dates parse as pandas' ISO 8601
+reader does (a few odd texts aside: `-1` and `2024-01-31T14` are no dates, a year past 2262
+is a date after `data.latest`).
 
 Errors are what would silently corrupt labels or features, or crash a later step:
 - a date before `data.earliest` (default 1990-01-01) or after `data.latest` (default: the day
@@ -229,9 +230,10 @@ class Tables:
 # it `_raw_{table}` takes each value as the input has it (a blank text or a NaN is missing),
 # and `_chk_{table}` adds, per column i, `_r{i}` (the raw value), `_p{i}` (its parse) and the
 # converted value under the column's name. Every rule is a condition over `_chk_{table}`:
-# one aggregate query per table counts each rule's rows; a small query fetches the first
-# offending rows of the rules that fired. The SQL is DuckDB's; `churnlens.spark` runs it
-# transpiled.
+# one aggregate query per table counts each rule's rows (joined to `_signups`, each
+# customer's signup day, when the customers are known), another the id column's; a small
+# query fetches the first offending rows of the rules that fired (on DuckDB, a scan that
+# stops at them). The SQL is DuckDB's; `churnlens.spark` runs it transpiled.
 
 # what str.strip() strips, less the rare wide Unicode spaces (each costs DuckDB's trim time)
 WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0"
