@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from churnlens.config import Config, DataConfig, FeatureConfig
 from churnlens.data.contract import REFUND_STATUSES, Tables, completed_sql
 from churnlens.data.io import atomic_path
-from churnlens.errors import ChurnlensError
+from churnlens.errors import VALIDATED, ChurnlensError, expect
 from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
 from churnlens.features.registry import Feature, attribute_feature, feature_registry
 from churnlens.labels import NOT_FEATURES, SPINE_COLUMNS, labels, training_cutoffs
@@ -300,5 +300,6 @@ def write_features(
 def training_set(tables: Tables, config: Config | None = None) -> pd.DataFrame:
     """Features and the churn label per (customer, cutoff) at the config's training cutoffs."""
     config = config or Config()
+    expect(tables, Tables, f"training_set: tables are {VALIDATED}")
     spine = labels(tables, training_cutoffs(tables, config.cutoffs, config.churn), config.churn)
     return build_features(tables, spine, config.features, config.data, config.churn.horizon_days)
