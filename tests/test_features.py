@@ -265,6 +265,23 @@ def test_a_customer_attribute_named_cid_is_not_taken_for_the_engines_customer_ke
     assert out["cid"].astype(str).tolist() == ["c1", "c3"]
 
 
+@pytest.mark.parametrize("name", ["cutoff", "churned", "orders_90d", "bgnbd_p_alive"])
+def test_an_attribute_named_as_a_column_the_engine_adds_is_refused(name):
+    tables = literal_shop()
+    tables.customers[name] = ["x", "y", "x"]
+    tables.attributes.append(name)
+    with pytest.raises(ChurnlensError, match=f"attribute column.s. {name} have the name"):
+        build_features(tables, spine(), CONFIG)
+
+
+@pytest.mark.parametrize("kinds", [["orders"], ["log in", "log_in"]])
+def test_event_kinds_whose_feature_names_are_taken_are_refused(kinds):
+    tables = literal_shop()
+    tables.events["kind"] = (kinds * 4)[:4]
+    with pytest.raises(ChurnlensError, match=f"kind.s. {kinds[-1]!r} give feature names"):
+        build_features(tables, spine(), CONFIG)
+
+
 # o4 (a's toys order of 2024-03-15, 40, via web) is refunded; with refunded_at it was a
 # completed purchase until then. At the cutoff 2024-04-01 a refund at or after it is unseen.
 AT_CUTOFF_WITH_O4 = {

@@ -91,6 +91,19 @@ def test_model_carries_its_contract_and_scoring_refuses_another_horizon(trained,
         score(result.model, tables, result.split.test, config.model_copy(update={"churn": wider}))
 
 
+def test_an_argument_of_the_wrong_kind_is_refused_with_what_belongs_there(trained, shop):
+    config, tables, result, _ = trained
+    raw = shop.tables  # DataFrames as read, not validated
+    with pytest.raises(ChurnlensError, match="training_set: tables are validated tables.*not dict"):
+        churnlens.training_set(raw, config)
+    with pytest.raises(ChurnlensError, match="score: tables are validated tables.*not dict"):
+        score(result.model, raw, result.split.test, config)
+    with pytest.raises(ChurnlensError, match="score: model is a ChurnModel.*not Tables"):
+        score(tables, tables, result.split.test, config)
+    with pytest.raises(ChurnlensError, match="fit: the training set is .*, not Tables"):
+        churnlens.fit(tables, config)
+
+
 def test_training_profit_and_scoring_gain_agree_for_the_same_customers(trained):
     config, tables, result, _ = trained
     test = result.split.part(result.scored, "test").set_index("customer_id")

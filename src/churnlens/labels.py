@@ -26,6 +26,8 @@ from churnlens.data.io import quote
 from churnlens.errors import ChurnlensError
 
 SPINE_COLUMNS = ["customer_id", "cutoff"]
+# columns of a feature frame or risk list that are never features (the label is `churned`)
+NOT_FEATURES = (*SPINE_COLUMNS, "as_of", "churned")
 SILENT_RATES = (0.02, 0.95)  # a cutoff's churn rate at or beyond these says (almost) nothing
 SPARSE_SHARE = 0.1  # a label window with under this share of the expected rows is a thin tail
 log = logging.getLogger(__name__)

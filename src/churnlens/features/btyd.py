@@ -127,8 +127,6 @@ def summaries(purchases: pd.DataFrame, spine: pd.DataFrame) -> tuple[pd.DataFram
 
 def add_btyd_features(tables: Tables, frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
     """`frame` (customer_id, cutoff, ...) with the BTYD features of each row appended."""
-    wanted = ["customer_id", "ordered_at", "amount", *COMPLETION_COLUMNS]
-    purchases = tables.purchases[[c for c in wanted if c in tables.purchases.columns]]
-    sample, rows = summaries(purchases, frame)
+    sample, rows = summaries(tables.purchases, frame)  # DuckDB reads only the columns it needs
     features = values(rows, fit_models(sample), horizon_days)
     return pd.concat([frame, features.astype("float64")], axis=1)

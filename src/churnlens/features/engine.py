@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 from churnlens.config import Config, DataConfig, FeatureConfig
 from churnlens.data.contract import REFUND_STATUSES, Tables, completed_sql
 from churnlens.data.io import atomic_path
-from churnlens.errors import ChurnlensError
-from churnlens.features.btyd import add_btyd_features
+from churnlens.errors import VALIDATED, ChurnlensError, expect
+from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
 from churnlens.features.registry import Feature, attribute_feature, feature_registry
-from churnlens.labels import SPINE_COLUMNS, labels, training_cutoffs
+from churnlens.labels import NOT_FEATURES, SPINE_COLUMNS, labels, training_cutoffs
 
 SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "category": "VARCHAR"}
 
@@ -101,11 +101,14 @@ def active_features(
 
 
 def _attribute_features(tables: Tables, taken: set[str], config: FeatureConfig) -> list[Feature]:
-    clash = sorted(taken.intersection(tables.attributes))
+    """The customer attributes as features; one named as a built-in feature, a BTYD feature,
+    the label or a spine column would overwrite that column, so it is refused."""
+    clash = sorted(taken.union(BTYD_FEATURES, NOT_FEATURES).intersection(tables.attributes))
     if clash:
         raise ChurnlensError(
             f"table customers: attribute column(s) {', '.join(clash)} have the name of a "
-            "built-in feature; rename them in the file or the column mapping"
+            f"built-in feature or of a column churnlens adds ({', '.join(NOT_FEATURES)}); "
+            "rename them in the file or the column mapping"
         )
     return [
         attribute_feature(
@@ -297,5 +300,6 @@ def write_features(
 def training_set(tables: Tables, config: Config | None = None) -> pd.DataFrame:
     """Features and the churn label per (customer, cutoff) at the config's training cutoffs."""
     config = config or Config()
+    expect(tables, Tables, f"training_set: tables are {VALIDATED}")
     spine = labels(tables, training_cutoffs(tables, config.cutoffs, config.churn), config.churn)
     return build_features(tables, spine, config.features, config.data, config.churn.horizon_days)

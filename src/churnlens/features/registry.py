@@ -586,8 +586,13 @@ def _surveys(ces_scale: int, csat_scale: int = 5) -> list[Feature]:
     ]
 
 
-def _events(windows: list[int], kinds: list[str], config: FeatureConfig) -> list[Feature]:
-    feats = []
+def _events(
+    windows: list[int], kinds: list[str], config: FeatureConfig, taken: set[str]
+) -> list[Feature]:
+    """Counts per window and days since the last, per event kind; a kind whose feature names
+    are `taken` (by another feature or kind: 'orders' would give orders_30d) is refused."""
+    feats: list[Feature] = []
+    clashing, taken = [], set(taken)
     for kind in kinds:
         col, label = column_name(kind), kind.replace("_", " ")
         role, family = KNOWN_EVENTS.get(kind, UNKNOWN_EVENT)
@@ -620,6 +625,16 @@ def _events(windows: list[int], kinds: list[str], config: FeatureConfig) -> list
                 **kind_of,
                 concern=recent,
             )
+        )
+        names = {f.name for f in feats[-len(windows) - 1 :]}
+        if names & taken:
+            clashing.append(kind)
+        taken |= names
+    if clashing:
+        raise ChurnlensError(
+            f"table events: kind(s) {', '.join(map(repr, clashing))} give feature names that "
+            "another feature or kind already has (e.g. 'orders' gives orders_30d; 'log in' and "
+            "'log_in' both give log_in_30d); rename those kinds in the events"
         )
     return feats
 
@@ -697,14 +712,11 @@ def feature_registry(
         family="overdue",
     )
     windows = config.windows_days
-    return (
-        [tenure]
-        + _purchases(windows)
-        + _tickets(windows, config.slow_reply_hours)
-        + _surveys(ces_scale, csat_scale)
-        + _events(windows, event_kinds, config)
-        + _cross_source()
-    )
+    features = [tenure, *_purchases(windows), *_tickets(windows, config.slow_reply_hours)]
+    features += _surveys(ces_scale, csat_scale)
+    cross = _cross_source()
+    taken = {f.name for f in features + cross}
+    return features + _events(windows, event_kinds, config, taken) + cross
 
 
 def declared_features(

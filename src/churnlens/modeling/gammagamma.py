@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize
-from scipy.special import gammaln
+from scipy.special import digamma, gammaln
 
 from churnlens.errors import ChurnlensError
 
@@ -30,22 +30,36 @@ class GammaGamma:
         if len(x) < 3:
             raise ChurnlensError(f"Gamma-Gamma: {len(x)} customer(s) with repeat purchases")
 
-        def loss(log_params: np.ndarray) -> float:
-            p, q, v = np.exp(log_params)
+        log_x, log_m = np.log(x), np.log(m)
+
+        def loss(log_params: np.ndarray) -> tuple[float, np.ndarray]:
+            """The mean negative log-likelihood (plus the penalty) and its gradient in the
+            log parameters: an exact gradient lets L-BFGS converge in tens of steps where
+            Nelder-Mead needs hundreds."""
+            params = np.exp(log_params)
+            p, q, v = params
             px = p * x
+            log_xmv = np.log(x * m + v)
             ll = (
                 gammaln(px + q)
                 - gammaln(px)
                 - gammaln(q)
                 + q * np.log(v)
-                + (px - 1) * np.log(m)
-                + px * np.log(x)
-                - (px + q) * np.log(x * m + v)
+                + (px - 1) * log_m
+                + px * log_x
+                - (px + q) * log_xmv
             )
-            return -ll.mean() + self.penalizer * float(np.sum(np.exp(log_params) ** 2))
+            both = digamma(px + q)
+            d_p = x * (both - digamma(px) + log_m + log_x - log_xmv)
+            d_q = both - digamma(q) + np.log(v) - log_xmv
+            d_v = q / v - (px + q) / (x * m + v)
+            mean_grad = np.array([d_p.mean(), d_q.mean(), d_v.mean()])
+            penalty = self.penalizer * float(np.sum(params**2))
+            grad = -mean_grad * params + 2 * self.penalizer * params**2
+            return -ll.mean() + penalty, grad
 
         start = np.log([1.0, 1.0, float(np.mean(m))])
-        result = minimize(loss, start, method="Nelder-Mead", options={"maxiter": 5000})
+        result = minimize(loss, start, jac=True, method="L-BFGS-B")
         p, q, v = np.exp(result.x)
         if not result.success or not np.isfinite(result.fun) or q <= 1:
             raise ChurnlensError(

@@ -29,10 +29,10 @@ from threadpoolctl import ThreadpoolController
 from churnlens.data.io import file_sha256
 from churnlens.drift import reference_profile
 from churnlens.errors import ChurnlensError
+from churnlens.labels import NOT_FEATURES
 from churnlens.modeling.linear import LinearPart
 from churnlens.modeling.paths import PathAttributions
 
-NOT_FEATURES = ("customer_id", "cutoff", "as_of", "churned")
 BOOSTER_FILE, SPEC_FILE = "booster.txt", "model.json"
 BATCH_ROWS = 200_000
 

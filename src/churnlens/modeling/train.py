@@ -14,7 +14,7 @@ import pandas as pd
 
 from churnlens.config import Config, ModelConfig
 from churnlens.economics import customer_value, expected_gain, saveable
-from churnlens.errors import ChurnlensError
+from churnlens.errors import ChurnlensError, expect
 from churnlens.features.registry import declared_features
 from churnlens.labels import require_informative
 from churnlens.modeling.baselines import baselines
@@ -99,6 +99,7 @@ def fit(training_set: pd.DataFrame, config: Config | None = None) -> TrainingRes
     """Fit the model and baselines on the out-of-time split of a stacked training set and
     evaluate them on the validation and test cutoffs; no tracking (see pipeline.train)."""
     config = config or Config()
+    expect(training_set, pd.DataFrame, "fit: the training set is churnlens.training_set's frame")
     require_informative(training_set)
     split = time_split(
         training_set["cutoff"],

@@ -28,7 +28,7 @@ from churnlens.economics import (
     saveable,
 )
 from churnlens.economics import select_targets as _budgeted
-from churnlens.errors import ChurnlensError
+from churnlens.errors import VALIDATED, ChurnlensError, expect
 from churnlens.features.engine import build_features
 from churnlens.labels import data_end, population
 from churnlens.modeling.model import ChurnModel
@@ -332,6 +332,8 @@ def score(
     feature drifted past scoring.drift_stop_psi.
     """
     config = config or Config()
+    expect(model, ChurnModel, "score: model is a ChurnModel (churnlens.fit(...).model or load)")
+    expect(tables, Tables, f"score: tables are {VALIDATED}")
     as_of = pd.Timestamp(parse_date(as_of, "as-of date"))
     contacts = budget_contacts if budget_contacts is not None else config.scoring.budget_contacts
     money = budget_money if budget_money is not None else config.scoring.budget_money
