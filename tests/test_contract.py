@@ -225,6 +225,23 @@ def test_at_most_five_offending_rows_are_listed(shop):
     assert "first 5 shown" in str(problem)
 
 
+def test_an_id_marker_is_missing_in_every_table_even_when_customers_hold_it_too(shop):
+    """A customer id such as ' N/A' in customers and in purchases: missing in both, not a
+    known customer (the marker test on known customers' ids runs once, over customers)."""
+    shop.tables["customers"].loc[0, "customer_id"] = " N/A"
+    shop.tables["purchases"].loc[[0, 1], "customer_id"] = [" N/A", "NULL"]
+    with pytest.raises(ContractError) as caught:
+        load_tables(load_config(shop.write()).data)
+    found = {(p.table, p.column, p.rule.split(" (")[0]): p for p in caught.value.problems}
+    missing = "required value is missing"
+    assert found["customers", "customer_id", missing].examples == ("row 1 (customer_id  N/A)",)
+    purchases = found["purchases", "customer_id", missing]
+    assert (purchases.rows, purchases.examples) == (
+        2,
+        ("row 1 (order_id o1)", "row 2 (order_id o2)"),
+    )
+
+
 def test_the_rows_shown_are_the_first_offending_ones_of_a_file_read_in_parallel(tmp_path):
     """Offending rows in many row groups (read by several threads), the first of them late:
     the rows shown are the first five in the file, for an error and for a warning."""
