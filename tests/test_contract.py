@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from churnlens.cli import app
 from churnlens.config import DataConfig, TableConfig, load_config
 from churnlens.data.contract import ContractError, load_tables, validate
+from churnlens.errors import ChurnlensError
 
 runner = CliRunner()
 
@@ -35,6 +36,22 @@ def test_column_mapping_renames_user_columns(shop):
     shop.config["data"]["purchases"]["columns"] = {"amount": "total_eur"}
     tables = load_tables(load_config(shop.write()).data)
     assert tables.purchases["amount"].sum() == pytest.approx(65.5)
+
+
+@pytest.mark.parametrize(
+    "table, column", [("customers", "_r0"), ("customers", "_n"), ("purchases", "_row")]
+)
+def test_columns_named_as_the_checks_own_are_refused(shop, table, column):
+    # an attribute `_r0` read the customer ids; a column `_row` crashed with a KeyError
+    shop.tables[table][column] = "x"
+    with pytest.raises(ChurnlensError, match=f"table {table}: column.s. '{column}' have names"):
+        validate(shop.tables)
+
+
+def test_an_unknown_underscore_column_outside_customers_is_ignored_with_a_warning(shop):
+    shop.tables["purchases"]["_id"] = "x"
+    warnings = [str(w) for w in validate(shop.tables).warnings]
+    assert any(w.startswith("purchases._id: not a column of purchases, ignored") for w in warnings)
 
 
 def test_validate_prints_a_summary(shop):

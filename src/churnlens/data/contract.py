@@ -754,6 +754,16 @@ def _rename(schema: TableSchema, names: list, mapping: dict[str, str]) -> list:
             f"config data.{schema.name}.columns: column(s) {', '.join(repeated)} would appear "
             "twice (the file already has a column of that name)"
         )
+    # the checks' own columns (`_row`; `_r0`, `_p0`, ... beside an attribute's name) would
+    # shadow or be shadowed by the input's: an attribute `_r0` read the customer ids
+    attribute = schema.name == "customers"
+    ours_too = sorted({str(n) for n in renamed if n == "_row" or attribute and str(n)[:1] == "_"})
+    if ours_too:
+        raise ChurnlensError(
+            f"table {schema.name}: column(s) {', '.join(map(repr, ours_too))} have names "
+            "churnlens keeps for its own columns (_row, and in customers any name starting "
+            "with _); rename them in the file"
+        )
     return renamed
 
 
