@@ -54,6 +54,39 @@ def test_an_unknown_underscore_column_outside_customers_is_ignored_with_a_warnin
     assert any(w.startswith("purchases._id: not a column of purchases, ignored") for w in warnings)
 
 
+def _customers(n, **attributes):
+    """n customers signed up on one day, with these attribute columns (i -> value)."""
+    ids = [f"c{i}" for i in range(1, n + 1)]
+    frame = {"customer_id": ids, "signup_at": ["2024-01-01"] * n}
+    return pd.DataFrame(
+        frame | {name: list(map(value, range(n))) for name, value in attributes.items()}
+    )
+
+
+IDENTIFIER = "a different value for nearly every customer"
+
+
+def test_an_attribute_with_a_value_per_customer_is_warned_about_and_can_be_left_out(shop):
+    shop.tables["customers"] = _customers(
+        60, email=lambda i: f"u{i}@example.com", city=lambda i: f"city{i % 30}"
+    )
+    warned = {w.column for w in validate(shop.tables).warnings if IDENTIFIER in w.rule}
+    assert warned == {"email"}  # 60 distinct of 60; the city's 30 of 60 are shared
+    shop.config["data"]["customers"]["ignore"] = ["email"]
+    tables = load_tables(load_config(shop.write()).data)
+    assert "email" not in tables.customers.columns and tables.attributes == ["city"]
+    assert not [w for w in tables.warnings if IDENTIFIER in w.rule]
+
+
+def test_left_out_columns_must_exist_and_may_carry_names_the_checks_keep(shop):
+    shop.tables["customers"]["_id"] = ["a", "b", "c"]
+    shop.config["data"]["customers"]["ignore"] = ["_id", "emial"]
+    with pytest.raises(ChurnlensError, match=r"data.customers.ignore: no column\(s\) emial"):
+        load_tables(load_config(shop.write()).data)
+    shop.config["data"]["customers"]["ignore"] = ["_id"]
+    assert load_tables(load_config(shop.write()).data).attributes == ["region"]
+
+
 def test_validate_prints_a_summary(shop):
     result = runner.invoke(app, ["validate", "-c", str(shop.write())])
     assert result.exit_code == 0, result.output

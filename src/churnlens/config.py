@@ -43,6 +43,10 @@ class TableConfig(_Strict):
     date_format: str | None = Field(
         None, description="strptime format of this table's dates, e.g. '%d/%m/%Y %H:%M'"
     )
+    ignore: list[str] = Field(
+        default_factory=list,
+        description="columns of the file to leave out, e.g. a customer's e-mail or name",
+    )
 
 
 class DataConfig(_Strict):

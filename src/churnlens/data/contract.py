@@ -80,6 +80,9 @@ SCORED_SURVEYS = ("nps", "csat", "ces")
 EXIT_SURVEY = "exit"
 SURVEY_KINDS = (*SCORED_SURVEYS, EXIT_SURVEY)
 MAX_EXAMPLES = 5
+# a text attribute with a distinct value for at least this share of the customers who have
+# one (and this many values) is an identifier, not a trait customers share: warned about
+IDENTIFIER_SHARE, IDENTIFIER_LEVELS = 0.9, 50
 MAX_NUMBER = 1e12
 MISSING_MARKERS = ("", "?", "-", "NULL", "NA", "N/A", "NAN", "NONE")
 UNSAFE_NAME = re.compile(r'[",:\[\]{}\x00-\x1f\x7f]')
@@ -423,9 +426,15 @@ class _Table:
         """Register the views; return the converted columns, None when a required one is
         missing (then only that is reported)."""
         schema, name = self.schema, self.schema.name
+        self.engine.register(name, f"_src_{name}", [str(n) for n in names])
+        ignored = set(data.table(name).ignore) if data.table(name) else set()
+        names = [n for n in names if str(n) not in ignored]
         text_names = [str(n) for n in names]
-        self.engine.register(name, f"_src_{name}", text_names)
-        sources = {n: _type_class(t) for n, t in self.engine.types(f"_src_{name}").items()}
+        sources = {
+            n: _type_class(t)
+            for n, t in self.engine.types(f"_src_{name}").items()
+            if n not in ignored
+        }
         self.sources = sources
         raw = ["_row"]
         if name == "purchases" and "order_id" not in text_names:  # numbered by data row
@@ -489,9 +498,10 @@ class _Table:
             )
         return self.columns
 
-    def _decide(self, sources: dict[str, str], extra: list[str]) -> dict[str, bool]:
+    def _decide(self, sources: dict[str, str], extra: list[str]) -> dict:
         """The facts a conversion needs from the data: whether a float id holds whole numbers
-        only, whether a text attribute holds numbers only."""
+        only, whether a text attribute holds numbers only (key: the column), and whether it
+        looks like an identifier (key: ("identifier", column); see IDENTIFIER_SHARE)."""
         asks = {}
         for column in self.schema.columns:
             if column.kind == "id" and sources.get(column.name) == "float":
@@ -501,6 +511,10 @@ class _Table:
                 if sources[column] in ("text", "other"):
                     value = quote(column)
                     asks[column] = f"count({value}) = count({_number(value, sources[column])})"
+                    asks["identifier", column] = (
+                        f"count(DISTINCT {value}) >= "
+                        f"greatest({IDENTIFIER_LEVELS}, {IDENTIFIER_SHARE} * count({value}))"
+                    )
         if not asks:
             return {}
         (answers,) = self.engine.rows(
@@ -618,6 +632,14 @@ class _Table:
                 "characters (it becomes a LightGBM feature name); rename the column",
             )
         if source == "bool" or not decided.get(column, source in ("float", "int")):
+            if decided.get(("identifier", column)):
+                self.add(
+                    column,
+                    "a different value for nearly every customer, like an e-mail or a name: "
+                    "as a feature it cannot carry over to other customers, and scoring stops "
+                    "on its drift; leave it out (data.customers.ignore)",
+                    warning=True,
+                )
             return None, _text(r, source)
         p = f"_p{r[2:]}"
         self.add(
@@ -732,8 +754,14 @@ class _Table:
         )
 
 
-def _rename(schema: TableSchema, names: list, mapping: dict[str, str]) -> list:
-    """The input's column names under the contract's names (`mapping`: ours -> yours)."""
+def _rename(schema: TableSchema, names: list, mapping: dict[str, str], ignored: set) -> list:
+    """The input's column names under the contract's names (`mapping`: ours -> yours);
+    `ignored` (the config's `ignore`) must name columns of the input."""
+    stray = sorted(ignored - {str(n) for n in names})
+    if stray:
+        raise ChurnlensError(
+            f"config data.{schema.name}.ignore: no column(s) {', '.join(stray)} in {schema.name}"
+        )
     unknown = sorted(set(mapping) - set(schema.names))
     if unknown:
         raise ChurnlensError(
@@ -756,13 +784,19 @@ def _rename(schema: TableSchema, names: list, mapping: dict[str, str]) -> list:
         )
     # the checks' own columns (`_row`; `_r0`, `_p0`, ... beside an attribute's name) would
     # shadow or be shadowed by the input's: an attribute `_r0` read the customer ids
-    attribute = schema.name == "customers"
-    ours_too = sorted({str(n) for n in renamed if n == "_row" or attribute and str(n)[:1] == "_"})
+    customers = schema.name == "customers"
+    ours_too = sorted(
+        {
+            text
+            for text in map(str, renamed)
+            if text == "_row" or customers and text.startswith("_") and text not in ignored
+        }
+    )
     if ours_too:
         raise ChurnlensError(
             f"table {schema.name}: column(s) {', '.join(map(repr, ours_too))} have names "
             "churnlens keeps for its own columns (_row, and in customers any name starting "
-            "with _); rename them in the file"
+            f"with _); rename them in the file, or leave them out (data.{schema.name}.ignore)"
         )
     return renamed
 
@@ -786,8 +820,9 @@ def check(engine: Engine, tables: list[str], data: DataConfig) -> Checked:
     for name, schema in SCHEMAS.items():
         if name not in tables:
             continue
-        mapping = data.table(name).columns if data.table(name) else {}
-        names = _rename(schema, engine.names(name), mapping)
+        table = data.table(name)
+        mapping, ignored = (table.columns, set(table.ignore)) if table else ({}, set())
+        names = _rename(schema, engine.names(name), mapping, ignored)
         builder = builders[name] = _Table(schema, engine, rules)
         columns[name] = builder.build(names, data)
         if columns[name] is not None:
