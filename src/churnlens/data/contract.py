@@ -422,12 +422,11 @@ class _Table:
         key = self.schema.key
         return quote(key) if key and key in self.columns else None
 
-    def build(self, names: list, data: DataConfig) -> list[str] | None:
-        """Register the views; return the converted columns, None when a required one is
-        missing (then only that is reported)."""
+    def build(self, names: list, data: DataConfig, ignored: set) -> list[str] | None:
+        """Register the views, leaving out the `ignored` columns; return the converted
+        columns, None when a required one is missing (then only that is reported)."""
         schema, name = self.schema, self.schema.name
         self.engine.register(name, f"_src_{name}", [str(n) for n in names])
-        ignored = set(data.table(name).ignore) if data.table(name) else set()
         names = [n for n in names if str(n) not in ignored]
         text_names = [str(n) for n in names]
         sources = {
@@ -824,7 +823,7 @@ def check(engine: Engine, tables: list[str], data: DataConfig) -> Checked:
         mapping, ignored = (table.columns, set(table.ignore)) if table else ({}, set())
         names = _rename(schema, engine.names(name), mapping, ignored)
         builder = builders[name] = _Table(schema, engine, rules)
-        columns[name] = builder.build(names, data)
+        columns[name] = builder.build(names, data, ignored)
         if columns[name] is not None:
             builder.table_rules(data)
     purchases = columns.get("purchases") or []
