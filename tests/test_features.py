@@ -282,6 +282,19 @@ def test_event_kinds_whose_feature_names_are_taken_are_refused(kinds):
         build_features(tables, spine(), CONFIG)
 
 
+def test_a_configured_kind_counts_the_data_kind_of_the_same_name_and_too_many_are_refused():
+    tables = literal_shop()
+    tables.events["kind"] = ["page view", "login", "page view", "page view"]
+    config = CONFIG.model_copy(update={"event_kinds": ["page_view", "unsubscribe"]})
+    out = build_features(tables, spine(("a",)), config)
+    assert out["page_view_90d"].tolist() == [2]  # the view of 2024-04-02 is after the cutoff
+    assert out["unsubscribe_90d"].tolist() == [0] and "login_90d" not in out.columns
+    tables.events = pd.concat([tables.events] * 8, ignore_index=True)
+    tables.events["kind"] = [f"page {i}" for i in range(len(tables.events))]
+    with pytest.raises(ChurnlensError, match=r"32 kinds \(at most 30 .*features.event_kinds"):
+        build_features(tables, spine(), CONFIG)
+
+
 # o4 (a's toys order of 2024-03-15, 40, via web) is refunded; with refunded_at it was a
 # completed purchase until then. At the cutoff 2024-04-01 a refund at or after it is unseen.
 AT_CUTOFF_WITH_O4 = {

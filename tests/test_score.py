@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 
@@ -16,9 +17,11 @@ from typer.testing import CliRunner
 from churnlens.cli import app
 from churnlens.config import load_config
 from churnlens.data.contract import load_tables
-from churnlens.labels import data_end
+from churnlens.features.engine import build_features
+from churnlens.labels import data_end, population
 from churnlens.pipeline import load_model
 from churnlens.scoring import columns
+from churnlens.scoring.reasons import feature_settings
 from churnlens.scoring.score import score as score_tables
 
 runner = CliRunner()
@@ -345,3 +348,23 @@ def test_screening_by_path_attributions_keeps_the_targets_and_explains_fewer(set
         )
     explained = {name: risk["recommended_action"].notna().sum() for name, risk in lists.items()}
     assert explained["screened"] < 0.7 * explained["exhaustive"]
+
+
+def test_scoring_builds_the_event_kinds_the_model_learned_from(setting):
+    """A kind missing from the scoring data counts 0 (it used to stop scoring with the
+    model's features missing); a kind the model never saw is not built."""
+    _, _, config, as_of, model_uri = setting
+    model, _ = load_model(config, model_uri)
+    tables = load_tables(config.data)
+    events = tables.events[tables.events["kind"] != "newsletter_unsubscribe"].copy()
+    events.loc[events.index[::50], "kind"] = "app_crash"
+    changed = dataclasses.replace(tables, events=events)
+    settings = feature_settings(model, config)
+    assert settings.event_kinds == ["cart_abandoned", "login", "newsletter_unsubscribe"]
+    spine = population(changed, [as_of], config.churn)
+    frame = build_features(changed, spine, settings, config.data, config.churn.horizon_days)
+    assert (frame["newsletter_unsubscribe_90d"] == 0).all()
+    assert not [c for c in frame.columns if "app_crash" in c]
+    calm = config.scoring.model_copy(update={"drift_warn_psi": 99, "drift_stop_psi": 100})
+    risk = score_tables(model, changed, as_of, config.model_copy(update={"scoring": calm}))
+    assert len(risk.risk_list) == len(spine)

@@ -25,10 +25,16 @@ from churnlens.data.contract import REFUND_STATUSES, Tables, completed_sql
 from churnlens.data.io import atomic_path
 from churnlens.errors import VALIDATED, ChurnlensError, expect
 from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
-from churnlens.features.registry import Feature, attribute_feature, feature_registry
+from churnlens.features.registry import (
+    Feature,
+    attribute_feature,
+    column_name,
+    feature_registry,
+)
 from churnlens.labels import NOT_FEATURES, SPINE_COLUMNS, labels, training_cutoffs
 
 SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "category": "VARCHAR"}
+MAX_EVENT_KINDS = 30  # kinds taken from the data without features.event_kinds
 
 # Each source's rows, with `ts` as the row's time and the helper columns the registry uses.
 PREPARED = {
@@ -82,10 +88,24 @@ HELPER_COLUMNS = {
 def active_features(
     tables: Tables, config: FeatureConfig, ces_scale: int = 7, csat_scale: int = 5
 ) -> list[Feature]:
-    """The registry's features whose source table and columns exist, plus the attributes."""
-    kinds = config.event_kinds
-    if kinds is None:
-        kinds = sorted(tables.events["kind"].unique()) if tables.events is not None else []
+    """The registry's features whose source table and columns exist, plus the attributes.
+
+    Event kinds: the configured ones, each as the data writes it (a configured `page_view`
+    counts the data's `page view`: kinds are matched by their column names), else every kind
+    in the data, at most MAX_EVENT_KINDS of them (each adds a count per window and the days
+    since the last)."""
+    in_data = sorted(tables.events["kind"].unique()) if tables.events is not None else []
+    if config.event_kinds is None:
+        kinds = in_data
+        if len(kinds) > MAX_EVENT_KINDS:
+            raise ChurnlensError(
+                f"table events: {len(kinds)} kinds (at most {MAX_EVENT_KINDS} are taken "
+                f"unasked; each adds {len(config.windows_days) + 1} features); name the ones "
+                "that matter in features.event_kinds"
+            )
+    else:
+        written = {column_name(kind): kind for kind in in_data}
+        kinds = [written.get(column_name(kind), kind) for kind in config.event_kinds]
     present = tables.present()
     chosen: list[Feature] = []
     for feature in feature_registry(config, kinds, ces_scale, csat_scale):

@@ -586,6 +586,20 @@ def _surveys(ces_scale: int, csat_scale: int = 5) -> list[Feature]:
     ]
 
 
+def event_kinds_in(names, windows: list[int]) -> list[str]:
+    """The event kinds (as their column names) whose features are all among `names`: the
+    inverse of `_events`' naming, so a model scores with the kinds it learned from even
+    when one is absent from the scoring data (its counts are then 0)."""
+    names = set(names)
+    built_in = {f.name for f in feature_registry(FeatureConfig(windows_days=windows), [])}
+    kinds = []
+    for name in sorted(names - built_in):
+        kind = name.removeprefix("days_since_")
+        if kind != name and all(f"{kind}_{w}d" in names for w in windows):
+            kinds.append(kind)
+    return kinds
+
+
 def _events(
     windows: list[int], kinds: list[str], config: FeatureConfig, taken: set[str]
 ) -> list[Feature]:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from churnlens.features.btyd import BTYD_FEATURES
-from churnlens.features.registry import Feature, render
+from churnlens.features.registry import Feature, event_kinds_in, render
 from churnlens.modeling.model import ChurnModel
 
 TOP_K = 3
@@ -179,11 +179,18 @@ def screening_share(model: ChurnModel, frame: pd.DataFrame, registry: list[Featu
 
 
 def feature_settings(model: ChurnModel, config):
-    """The config's feature settings with the feature windows the model was trained on, and
-    the BTYD features exactly when the model was trained with them."""
+    """The config's feature settings with the feature windows the model was trained on, the
+    BTYD features exactly when the model was trained with them, and, unless the config names
+    event kinds, the kinds the model learned from: a kind absent from the scoring data (no
+    unsubscribe this week) then counts 0 instead of missing the model's features."""
     windows = model.contract_.get("feature_windows_days", config.features.windows_days)
-    btyd = any(name in model.feature_names_ for name in BTYD_FEATURES)
-    return config.features.model_copy(update={"windows_days": windows, "btyd": btyd})
+    update = {
+        "windows_days": windows,
+        "btyd": any(name in model.feature_names_ for name in BTYD_FEATURES),
+    }
+    if config.features.event_kinds is None:
+        update["event_kinds"] = event_kinds_in(model.feature_names_, windows)
+    return config.features.model_copy(update=update)
 
 
 def registry_for(model: ChurnModel, tables, config) -> tuple:
