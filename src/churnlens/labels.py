@@ -21,7 +21,7 @@ import duckdb
 import pandas as pd
 
 from churnlens.config import ChurnConfig, CutoffConfig
-from churnlens.data.contract import SCHEMAS, Tables, completed_at, completed_sql
+from churnlens.data.contract import SCHEMAS, Tables, completed_sql
 from churnlens.data.io import quote
 from churnlens.errors import ChurnlensError
 
@@ -40,8 +40,11 @@ def data_end(tables: Tables, churn_type: str = "non_contractual") -> pd.Timestam
     Not the latest row of any table: one survey answer after the last purchase would move the
     test cutoff past the purchases and label everyone in that gap as churned.
     """
-    completed = completed_at(tables.purchases)[:, 0]
-    ends = [tables.purchases["ordered_at"][completed].max()]  # one column, not the table
+    with duckdb.connect() as con:  # one maximum, without a filtered copy of the purchases
+        con.register("purchases", tables.purchases)
+        done = completed_sql(tables.purchases.columns)
+        sql = f"SELECT max(ordered_at) FILTER (WHERE {done}) FROM purchases"
+        ends = [pd.Timestamp(con.execute(sql).fetchall()[0][0])]
     if churn_type == "contractual" and "cancelled_at" in tables.customers.columns:
         ends.append(tables.customers["cancelled_at"].max())
     return max(end for end in ends if pd.notna(end))
