@@ -181,8 +181,9 @@ def screening_share(model: ChurnModel, frame: pd.DataFrame, registry: list[Featu
 def feature_settings(model: ChurnModel, config):
     """The config's feature settings with the feature windows the model was trained on, the
     BTYD features exactly when the model was trained with them, and, unless the config names
-    event kinds, the kinds the model learned from: a kind absent from the scoring data (no
-    unsubscribe this week) then counts 0 instead of missing the model's features."""
+    event kinds, the kinds the model learned from: a kind absent from the scoring data counts
+    0 (the drift check judges whether that is plausible) instead of missing the model's
+    features, and a kind it never saw is not built."""
     windows = model.contract_.get("feature_windows_days", config.features.windows_days)
     update = {
         "windows_days": windows,
