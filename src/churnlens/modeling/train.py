@@ -21,7 +21,8 @@ from churnlens.modeling.baselines import baselines
 from churnlens.modeling.evaluate import evaluate_by_cutoff, paired_bootstrap
 from churnlens.modeling.model import ChurnModel
 from churnlens.modeling.split import TimeSplit, time_split
-from churnlens.scoring.playbook import Playbook, load_playbook, planned_actions
+from churnlens.scoring.playbook import Playbook, load_playbook, recommend
+from churnlens.scoring.reasons import top_reasons
 from churnlens.scoring.status import customer_status, gone_probability
 
 MODEL = "lightgbm"
@@ -76,19 +77,28 @@ def campaign(
     them, and whether the row may be a retention target.
 
     Each cutoff is one population, as at a scoring date: the playbook's value rules use
-    quantiles within it.
+    quantiles within it. The action follows the family of the row's strongest drivers and
+    their share of the risk (roles from the declared registry), the value rules and status.
     """
     value = customer_value(frame, config.features.windows_days, config.playbook)
     status = pd.Series(customer_status(frame, config.scoring.status), index=frame.index)
     registry = declared_features(
         config.features, frame.columns, config.data.ces_scale, config.data.csat_scale
     )
-    parts = [
-        planned_actions(
-            model, part, playbook, value.loc[part.index], registry, status.loc[part.index]
+    parts = []
+    for _, part in frame.groupby("cutoff", sort=True):
+        reasons = top_reasons(model, part, registry, playbook.family_of)
+        where = part.index
+        parts.append(
+            recommend(
+                playbook,
+                reasons["reason_family"],
+                part,
+                value.loc[where],
+                status.loc[where],
+                reasons["driver_share"],
+            )
         )
-        for _, part in frame.groupby("cutoff", sort=True)
-    ]
     eligible = (status != "lapsed") | config.scoring.status.target_lapsed
     return (
         pd.concat(parts).reindex(frame.index).assign(value=value, status=status, eligible=eligible)

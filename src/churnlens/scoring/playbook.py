@@ -225,22 +225,3 @@ def _column(features: pd.DataFrame, name: str) -> pd.Series:
     if name in features.columns:
         return features[name].astype("float64").fillna(0.0)
     return pd.Series(np.zeros(len(features)), index=features.index)
-
-
-def planned_actions(
-    model,
-    frame: pd.DataFrame,
-    playbook: Playbook,
-    value: pd.Series,
-    registry: list,
-    status: pd.Series,
-) -> pd.DataFrame:
-    """The playbook's action, cost and save rate per row of one population (one date):
-    from the family of the row's strongest drivers and their share of the risk (roles from
-    `registry`), the value rules and the status."""
-    from churnlens.scoring.reasons import top_reasons
-
-    reasons = top_reasons(model, frame, registry, playbook.family_of)
-    return recommend(
-        playbook, reasons["reason_family"], frame, value, status, reasons["driver_share"]
-    )

@@ -29,6 +29,7 @@ import pandas as pd
 from churnlens.features.btyd import BTYD_FEATURES
 from churnlens.features.registry import Feature, event_kinds_in, render
 from churnlens.modeling.model import ChurnModel
+from churnlens.scoring.playbook import load_playbook
 
 TOP_K = 3
 DEFAULT_FAMILY = "default"
@@ -210,7 +211,6 @@ def explain(model: ChurnModel, features: pd.DataFrame, tables, config=None) -> p
     """The reasons for every row of a feature frame (from `build_features` or `training_set`):
     customer_id, cutoff and the reason columns, with families from the config's playbook."""
     from churnlens.config import Config
-    from churnlens.scoring.playbook import load_playbook
 
     config = config or Config()
     _, registry = registry_for(model, tables, config)
