@@ -55,11 +55,11 @@ class LinearPart:
     ) -> LinearPart:
         """Fit on at most `max_rows` of the rows (see MAX_ROWS), in single precision: a
         quarter of the CPU of double, the coefficients equal to 5 digits."""
-        x, y = prepared[columns].to_numpy(np.float32), np.asarray(y)
-        if len(x) > max_rows:
-            rows = sample_rows(len(x), max_rows, seed)
-            x, y = x[rows], y[rows]
-        x = _signed_log(x)  # a fresh array, changed in place below
+        frame, y = prepared[columns], np.asarray(y)
+        if len(frame) > max_rows:  # sampled before conversion: only the sample is copied
+            rows = sample_rows(len(frame), max_rows, seed)
+            frame, y = frame.iloc[rows], y[rows]
+        x = _signed_log(frame.to_numpy(np.float32))  # a fresh array, changed in place below
         medians = np.nan_to_num(np.nanmedian(x, axis=0)) if len(x) else np.zeros(len(columns))
         np.copyto(x, medians.astype(x.dtype), where=np.isnan(x))
         means, scales = x.mean(axis=0), x.std(axis=0)
