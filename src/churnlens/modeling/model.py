@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import lightgbm as lgb
@@ -146,27 +147,32 @@ class ChurnModel:
         )
         self.__dict__.pop("_paths", None)  # built for the previous booster
         self.linear_, self.blend_scores_, self.contract_ = None, {}, {}
-        # Predicted once (blend weight, calibration), on LightGBM's threads: the largest step
-        # after boosting (every validation row through every tree), and split by rows.
-        margin = self._tree_margin(x_valid, threads=params["num_threads"])
-        # The small fits below run on one thread: waking BLAS and OpenMP pools for them costs
-        # more than it saves (10x the CPU for the calibration on a busy 2-core machine).
-        with _threadpools().limit(limits=1):
+        numeric = [n for n, kind in self.dtypes_.items() if kind == "float64"]
+        profiled = x_valid if reference is None else self.prepare(reference)
+        # After boosting, two jobs of one thread each use the two cores: a helper fits the
+        # logistic part and profiles the drift reference (neither needs the trees) while
+        # LightGBM predicts the validation margin. BLAS and OpenMP pools stay at one thread:
+        # waking them for these small fits costs more than it saves (10x the CPU for the
+        # calibration on a busy 2-core machine).
+        with _threadpools().limit(limits=1), ThreadPoolExecutor(1) as helper:
             if self.blend:
-                self._fit_linear(x_train, y_train, y_valid, valid["cutoff"], x_valid, margin)
+                linear = helper.submit(
+                    _one_thread, LinearPart().fit, x_train, y_train, numeric, seed=self.seed
+                )
+            profile = helper.submit(_one_thread, reference_profile, profiled, self.dtypes_)
+            margin = self._tree_margin(x_valid)  # predicted once: blend weight, calibration
+            if self.blend:
+                self.linear_ = linear.result()
+                self._choose_weight(y_valid, valid["cutoff"], x_valid, margin)
                 margin = self.linear_.blend(margin, x_valid)
             self.calibrator_ = Calibrator(self.calibration).fit(margin, y_valid)
-            if reference is not None:
-                return self.set_reference(reference)
-            self.reference_ = reference_profile(x_valid, self.dtypes_)  # prepared already
+            self.reference_ = profile.result()
         return self
 
-    def _fit_linear(self, x_train, y_train, y_valid, valid_cutoffs, x_valid, tree) -> None:
-        """The logistic part and its weight, chosen on the latest validation cutoff
-        (all validation rows if that cutoff holds one class only) from LightGBM's margin
-        `tree` there; see linear.py."""
-        numeric = [n for n, kind in self.dtypes_.items() if kind == "float64"]
-        self.linear_ = LinearPart().fit(x_train, y_train, numeric, seed=self.seed)
+    def _choose_weight(self, y_valid, valid_cutoffs, x_valid, tree) -> None:
+        """The logistic part's weight, chosen on the latest validation cutoff (all validation
+        rows if that cutoff holds one class only) from LightGBM's margin `tree` there; see
+        linear.py."""
         latest = (valid_cutoffs == valid_cutoffs.max()).to_numpy()
         if len(np.unique(y_valid[latest])) < 2:
             latest[:] = True
@@ -220,13 +226,9 @@ class ChurnModel:
         # 670k training rows); LightGBM and the logistic part make their own arrays anyway.
         return pd.DataFrame(out, index=frame.index, copy=False)
 
-    def _tree_margin(self, prepared: pd.DataFrame, threads: int = 0) -> np.ndarray:
-        """LightGBM's raw margin on `threads` threads (0: OpenMP's default)."""
+    def _tree_margin(self, prepared: pd.DataFrame) -> np.ndarray:
         return self.booster_.predict(
-            prepared,
-            raw_score=True,
-            num_iteration=self.booster_.best_iteration or None,
-            num_threads=threads,
+            prepared, raw_score=True, num_iteration=self.booster_.best_iteration or None
         )
 
     def _margin(self, prepared: pd.DataFrame) -> np.ndarray:
@@ -349,6 +351,13 @@ def _frozen_levels(values: pd.Series, levels: list[str]) -> pd.Categorical:
     codes, uniques = pd.factorize(values)  # missing -> -1
     known = pd.Index(levels).get_indexer(pd.Series(uniques).astype("str"))  # unseen -> -1
     return pd.Categorical.from_codes(np.append(known, -1)[codes], categories=levels)
+
+
+def _one_thread(job, *args, **kwargs):
+    """`job` with the pools at one thread; OpenMP's cap is per thread, so a helper thread
+    sets its own."""
+    with _threadpools().limit(limits=1):
+        return job(*args, **kwargs)
 
 
 @functools.cache
