@@ -168,3 +168,16 @@ def test_a_read_only_store_serves_scoring_and_refuses_writers_before_work(champi
 def test_a_model_uri_without_alias_or_version_says_how_to_write_one(champion_store, uri):
     with pytest.raises(ChurnlensError, match="write models:/NAME@ALIAS or models:/NAME/VERSION"):
         pipeline.load_model(champion_store[1], uri)
+
+
+@pytest.mark.parametrize(
+    ("dates", "message"),
+    [
+        (("--start", "2025-02-30"), "--start '2025-02-30': not a date"),
+        (("--start", "2025-01-01", "--end", "2024-01-01"), "must be longer than 60 days"),
+    ],
+)
+def test_simulate_with_bad_dates_is_exit_2_and_writes_nothing(tmp_path, dates, message):
+    result = invoke("simulate", "--customers", 10, "--out", tmp_path / "shop", *dates)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "shop").exists()

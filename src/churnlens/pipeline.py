@@ -54,14 +54,19 @@ def simulate(
     fmt: str = "parquet",
 ) -> dict[str, tuple[int, Path]]:
     """Simulate a shop and write its tables (and ground truth); {table: (rows, path)}."""
+    from churnlens.config import parse_date
     from churnlens.data.io import write_csv, write_parquet
     from churnlens.data.simulate import simulate as simulate_shop
 
     if fmt not in ("parquet", "csv"):
         raise ChurnlensError(f"--format must be parquet or csv, not {fmt!r}")
+    start, end = parse_date(start, "--start"), parse_date(end, "--end")
     check_output(out, "--out", folder=True)
     write = write_parquet if fmt == "parquet" else write_csv
-    tables = simulate_shop(customers, seed=seed, start=start, end=end)
+    try:
+        tables = simulate_shop(customers, seed=seed, start=f"{start}", end=f"{end}")
+    except ValueError as error:  # the simulator's checks of its arguments
+        raise ChurnlensError(f"simulate --start {start} --end {end}: {error}") from None
     return {
         name: (len(frame), write(frame, out / f"{name}.{fmt}")) for name, frame in tables.items()
     }
