@@ -148,3 +148,14 @@ def test_key_figures_are_those_of_the_score_date_not_later(scores, tmp_path):
     html = (tmp_path / "r.html").read_text(encoding="utf-8")
     period = pd.Period(re.search(r"key figures for (\d{4}-\d{2})", html).group(1), "M")
     assert (period + 1).start_time <= as_of < (period + 2).start_time  # the last whole month
+
+
+def test_report_without_a_tracking_store_creates_none(scores, tmp_path):
+    path, folder = scores
+    config = load_config(path)
+    tracking = config.tracking.model_copy(update={"uri": f"sqlite:///{tmp_path / 'none.db'}"})
+    config = config.model_copy(update={"tracking": tracking})
+    pipeline.report(config, folder, tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "not available (no tracking store at sqlite:///" in html
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no none.db, no lock file

@@ -102,6 +102,13 @@ def check_store(config: Config, write: bool = False) -> None:
             )
 
 
+def store_exists(config: Config) -> bool:
+    """False only for a SQLite store whose database file is not there: opening it would create
+    an empty store, which a step that only reads (the report's model card) must not do."""
+    uri = tracking_uri(config)
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
+
+
 def _quiet() -> bool:
     """MLflow and alembic log INFO lines on every run: keep them for `--verbose` only.
     True when they are silenced."""
