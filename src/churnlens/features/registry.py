@@ -233,8 +233,9 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 f"orders_trend_{w}d",
                 "purchases",
                 f"2 * count(*) FILTER (WHERE {recent}) - count(*) FILTER (WHERE {longer})",
-                f"{{orders_trend_{w}d:+#order}} in the last {counted(w, 'day')} "
-                f"against the {counted(w, 'day')} before",
+                # led by a word: a cell starting with a sign is a formula to a spreadsheet
+                f"Orders changed by {{orders_trend_{w}d:+.0f}} in the last "
+                f"{counted(w, 'day')} against the {counted(w, 'day')} before",
                 "int64",
                 w,
                 **sign,
