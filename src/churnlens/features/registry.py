@@ -233,8 +233,9 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 f"orders_trend_{w}d",
                 "purchases",
                 f"2 * count(*) FILTER (WHERE {recent}) - count(*) FILTER (WHERE {longer})",
-                f"{{orders_trend_{w}d:+#order}} in the last {counted(w, 'day')} "
-                f"against the {counted(w, 'day')} before",
+                # led by a word: a cell starting with a sign is a formula to a spreadsheet
+                f"Orders changed by {{orders_trend_{w}d:+.0f}} in the last "
+                f"{counted(w, 'day')} against the {counted(w, 'day')} before",
                 "int64",
                 w,
                 **sign,
@@ -418,6 +419,17 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
         for w in RECENT_DAYS
     ]
     feats += [
+        # how fresh the last slow reply is: its effect on a customer fades, a count over a
+        # window cannot tell one from last week from one three months ago
+        Feature(
+            "days_since_slow_reply",
+            "tickets",
+            _days_since(f"max(ts) FILTER (WHERE {slow})"),
+            f"A ticket opened {{days_since_slow_reply:#day}} ago waited over "
+            f"{slow_reply_hours:g} hours for a first reply",
+            requires=("first_response_at",),
+            **support,
+        ),
         Feature(
             "first_response_hours_mean",
             "tickets",
