@@ -88,6 +88,8 @@ def test_reason_slots_hold_only_risk_raising_drivers_and_sign_only_signs(explain
         True,
     ]
     assert not by_name["last_nps"].says_nothing(pd.Series([0.0])).any()  # NPS 0 is an answer
+    category = pd.Series(pd.Categorical(["promoter", "passive", "detractor", None]))
+    assert by_name["nps_category"].says_nothing(category).tolist() == [True, True, False, True]
     family = {f.name: f.family for f in registry}
     first_family = reasons["reason_1_feature"].dropna().map(family)
     assert (reasons["reason_1_family"].dropna() == first_family).all()
@@ -209,6 +211,7 @@ def test_shop_dependent_signs_are_judged_against_the_training_median():
             "orders_30d": np.repeat([0, 1, 1, 2, 3], 20),
             "days_since_login": np.arange(1.0, 101.0),
             "cart_abandoned_30d": np.repeat([0, 0, 0, 0, 2], 20),
+            "tickets_per_order": np.repeat([0.0, 0.0, 0.0, 0.1, 1.0], 20),
         }
     )
     reference = reference_profile(training, dict.fromkeys(training.columns, "float64"))
@@ -218,6 +221,7 @@ def test_shop_dependent_signs_are_judged_against_the_training_median():
         "orders_30d": ([0, 1, 4], [0, 1, 1]),  # none in 30 days worries where most bought
         "days_since_login": ([3.0, 90.0], [1, 0]),
         "cart_abandoned_30d": ([0, 1], [1, 0]),  # any abandoned cart: most have none
+        "tickets_per_order": ([0.0, 0.04, 0.5], [1, 0, 0]),  # any ticket: most have none
     }
     for name, (values, silent) in cases.items():
         series = pd.Series(values, dtype="float64")

@@ -26,8 +26,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from churnlens.errors import ChurnlensError
 from churnlens.features.btyd import BTYD_FEATURES
-from churnlens.features.registry import Feature, event_kinds_in, render
+from churnlens.features.registry import Feature, column_name, event_kinds_in, render
 from churnlens.modeling.model import ChurnModel
 from churnlens.scoring.playbook import load_playbook
 
@@ -194,8 +195,18 @@ def feature_settings(model: ChurnModel, config):
         "windows_days": windows,
         "btyd": any(name in model.feature_names_ for name in BTYD_FEATURES),
     }
+    learned = event_kinds_in(model.feature_names_, windows)
     if config.features.event_kinds is None:
-        update["event_kinds"] = event_kinds_in(model.feature_names_, windows)
+        update["event_kinds"] = learned
+    else:
+        named = {column_name(kind) for kind in config.features.event_kinds}
+        left_out = [kind for kind in learned if kind not in named]
+        if left_out:
+            raise ChurnlensError(
+                f"features.event_kinds leaves out event kind(s) {', '.join(left_out)} the "
+                "model was trained with; add them, or drop features.event_kinds to use the "
+                "model's own"
+            )
     return config.features.model_copy(update=update)
 
 
