@@ -9,9 +9,10 @@ The rules run as SQL, in DuckDB (`load_tables` scans the files itself; `validate
 DataFrames) or transpiled on Spark (`churnlens.spark`): a conversion of each column per
 table, one aggregate query counting every rule's offending rows (and one more over the id
 column for its rules), and one small query for the first rows of the rules that fired. Only
-the checked tables come back to pandas, once, through Arrow. Dates parse as pandas' ISO 8601
-reader does (a few odd texts aside: `-1` and `2024-01-31T14` are no dates, a year past 2262
-is a date after `data.latest`).
+the checked tables come back to pandas, once, through Arrow (few-valued text as
+categoricals, see MAX_CODE_LEVELS). Dates parse as pandas' ISO 8601 reader does (a few odd
+texts aside: `-1` and `2024-01-31T14` are no dates, a year past 2262 is a date after
+`data.latest`).
 
 Errors are what would silently corrupt labels or features, or crash a later step:
 - a date before `data.earliest` (default 1990-01-01) or after `data.latest` (default: the day
@@ -416,6 +417,7 @@ class _Table:
         self.columns: list[str] = []
         self.customer_missing: tuple[_Rule, str, str] | None = None  # (rule, raw value, text)
         self.keys = ""  # the query of the key's rules
+        self.texts: dict[str, tuple[str, str]] = {}  # text/code column -> (raw value, its SQL)
 
     def levels(self) -> dict[str, list[str]]:
         """The sorted values of each text and code column with few (MAX_CODE_LEVELS), found
@@ -430,11 +432,13 @@ class _Table:
         few = [c for c, n in zip(texts, estimates, strict=True) if 0 < n <= MAX_CODE_LEVELS]
         if not few:
             return {}
-        values = [
-            f"(SELECT list(DISTINCT {sql}) FILTER (WHERE {sql} IS NOT NULL) "
-            f"FROM (SELECT DISTINCT {quote(c)} AS {r} FROM {raw}) AS _v)"
-            for c, (r, sql) in ((c, texts[c]) for c in few)
-        ]
+        values = []
+        for column in few:
+            r, sql = texts[column]
+            values.append(
+                f"(SELECT list(DISTINCT {sql}) FILTER (WHERE {sql} IS NOT NULL) "
+                f"FROM (SELECT DISTINCT {quote(column)} AS {r} FROM {raw}) AS _v)"
+            )
         found = self.engine.rows(f"SELECT {', '.join(values)}")[0]
         return {c: sorted(v) for c, v in zip(few, found, strict=True) if v}
 
@@ -508,7 +512,7 @@ class _Table:
             sql = f"SELECT *, {middle} FROM ({sql}) AS _a"
         self.engine.view(self.view, f"SELECT *, {outer} FROM ({sql}) AS _b")
         self.columns = list(final)
-        self.texts = {  # converted text and code column -> (its raw value, its conversion)
+        self.texts = {
             c.name: (index[c.name], final[c.name])
             for c in schema.columns
             if c.kind in ("text", "code") and c.name in final
