@@ -118,6 +118,7 @@ def ranking(risk: pd.DataFrame, truth: pd.DataFrame, score: pd.Series) -> dict:
     position[order] = -np.arange(len(risk))
     return {
         "gone": float(gone.iloc[decile].mean()),
+        "gone_expected": float(risk["gone_probability"].iloc[decile].mean()),
         "auc": float(roc_auc_score(leaves[~gone], position[~gone.to_numpy()])),
         "lift": float(leaves.iloc[decile].mean() / leaves.mean()),
         "decile": len(decile),
@@ -210,6 +211,8 @@ def measure(out: Path, truth: pd.DataFrame) -> dict[str, dict]:
         rows["_meta"] |= {
             "auc_p": float(roc_auc_score(leaves, active["churn_probability"])),
             "lapsed_gone": float(gone[lapsed].mean()),
+            "listed_gone": int(gone[~lapsed].sum()),
+            "listed_gone_expected": float(risk.loc[~lapsed, "gone_probability"].sum()),
             "gone_lapsed": float(lapsed[gone].mean()),
             "lapsed": int(lapsed.sum()),
             "targets": int(risk["target"].sum()),
@@ -268,6 +271,8 @@ def target_table(rows: dict[str, dict]) -> list[str]:
         "|---|---:|---:|---|",
         f"| (a) top decile already gone at the as-of date | {target['gone']:.1%} | <= 5 % "
         f"| {met[target['gone'] <= 0.05]} |",
+        f"| (a) as the list expects it: mean `gone_probability` of the top decile "
+        f"| {target['gone_expected']:.1%} | - | - |",
         f"| (b) top 20 %: first reason's family is the driver's (n = {top['customers']}) "
         f"| {top['first']:.1%} | >= 60 % | {met[top['first'] >= 0.6]} |",
         f"| (b) ceiling: best any explainer can reach on the same customers "
@@ -286,6 +291,8 @@ def target_table(rows: dict[str, dict]) -> list[str]:
         f"| oracle (e): top decile lift by the true hazard | {best['lift']:.2f}x | - | - |",
         f"| status: lapsed customers truly gone | {meta['lapsed_gone']:.1%} | - | - |",
         f"| status: truly gone customers called lapsed | {meta['gone_lapsed']:.1%} | - | - |",
+        f"| status: customers not lapsed truly gone (sum of their `gone_probability`) "
+        f"| {meta['listed_gone']:,} ({meta['listed_gone_expected']:,.1f}) | - | - |",
         "",
         "Reference ranking (label model + lapsed filter: churn probability among customers not "
         f"lapsed): (a) {reference['gone']:.1%} of its top decile already gone, (d) ROC-AUC "

@@ -125,6 +125,7 @@ EXPECTED_A = {
     "first_reply_wait_hours": 48,
     "slow_replies_30d": 1,  # t3 has waited 48 h > 24 h; t1 was answered in 10 h, t2 in 4 h
     "slow_replies_90d": 1,
+    "days_since_slow_reply": 2,  # t3, opened 03-30
     "reopened_tickets_90d": 1,
     # surveys: the NPS 10 after the cutoff is unseen
     "last_nps": 4,
@@ -185,6 +186,7 @@ def test_customer_without_tickets_or_surveys_gets_zero_counts_and_nan_measures(f
 def test_customer_without_tickets_has_no_open_ticket_age_and_no_slow_reply(features):
     b = features.loc["b"]
     assert (b["slow_replies_30d"], b["slow_replies_90d"], b["reopened_tickets_90d"]) == (0, 0, 0)
+    assert np.isnan(b["days_since_slow_reply"])
     assert pd.isna(b["oldest_open_ticket_days"]) and pd.isna(b["first_reply_wait_hours"])
     assert pd.isna(b["days_since_detractor"]) and b["high_effort_90d"] == 0
 

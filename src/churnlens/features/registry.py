@@ -418,6 +418,17 @@ def _tickets(windows: list[int], slow_reply_hours: float) -> list[Feature]:
         for w in RECENT_DAYS
     ]
     feats += [
+        # how fresh the last slow reply is: its effect on a customer fades, a count over a
+        # window cannot tell one from last week from one three months ago
+        Feature(
+            "days_since_slow_reply",
+            "tickets",
+            _days_since(f"max(ts) FILTER (WHERE {slow})"),
+            f"A ticket opened {{days_since_slow_reply:#day}} ago waited over "
+            f"{slow_reply_hours:g} hours for a first reply",
+            requires=("first_response_at",),
+            **support,
+        ),
         Feature(
             "first_response_hours_mean",
             "tickets",
