@@ -1,4 +1,5 @@
-"""The command line end to end on a small simulated shop: simulate, validate, features."""
+"""The command line end to end on a small simulated shop: simulate, validate, features; and
+output paths and tracking stores it cannot write: exit 2 before any work, nothing written."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from churnlens import pipeline
 from churnlens.cli import app
+from churnlens.config import load_config
+from churnlens.errors import ChurnlensError
+from test_output_set import read_only
 
 runner = CliRunner()
 TABLES = ("customers", "purchases", "tickets", "surveys", "events")
@@ -84,7 +89,95 @@ def test_features_on_bad_input_exits_2_and_writes_nothing(simulated, tmp_path):
     assert not out.parent.exists() or not any(out.parent.iterdir())
 
 
+COMMANDS = ("simulate", "validate", "features", "train", "promote", "export", "score", "verify")
+
+
 def test_every_command_has_help():
-    for command in ("simulate", "validate", "features"):
+    for command in (*COMMANDS, "kpis", "report"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_output_paths_that_cannot_be_written_are_exit_2_before_any_work(simulated, tmp_path):
+    """A folder where a file goes, a file where a folder goes or where a parent folder should
+    be: one message naming the option, no traceback, nothing written."""
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "folder").mkdir()
+    config = simulated / "config.yaml"
+    cases = [
+        (("simulate", "--customers", 10, "--out", tmp_path / "file"), "is a file"),
+        (("simulate", "--customers", 10, "--out", tmp_path / "file" / "x"), "is a file, not"),
+        (("features", "-c", config, "--out", tmp_path / "folder"), "is a folder"),
+        (("features", "-c", config, "--out", tmp_path / "file" / "ts.parquet"), "is a file, not"),
+        (("kpis", "-c", config, "--out", tmp_path / "folder"), "is a folder"),
+        (("export", "-c", config, "--out", tmp_path / "file"), "is a file"),
+    ]
+    for args, message in cases:
+        result = invoke(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert f"error: --out {args[-1]}" in result.output and message in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
+    assert (tmp_path / "file").read_text() == "mine" and not any((tmp_path / "folder").iterdir())
+
+
+def test_kpis_without_surveys_print_a_dash_not_nan(simulated, tmp_path):
+    config = yaml.safe_load((simulated / "config.yaml").read_text())
+    config["data"] = {"dir": str(simulated / "data"), "purchases": {"path": "purchases.parquet"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    result = invoke("kpis", "-c", tmp_path / "c.yaml")
+    assert result.exit_code == 0, result.output
+    assert "nan" not in result.output and " - " in result.output
+
+
+@pytest.fixture
+def champion_store(trained_shop, exported_model, tmp_path):
+    """A copy of the store that holds the trained shop's champion, and a config using it."""
+    store = tmp_path / "store"
+    store.mkdir()
+    shutil.copy(exported_model.parent / "mlflow.db", store / "mlflow.db")
+    config = load_config(trained_shop[1])
+    tracking = config.tracking.model_copy(update={"uri": f"sqlite:///{store}/mlflow.db"})
+    return store, config.model_copy(update={"tracking": tracking})
+
+
+def test_export_never_deletes_a_folder_that_is_not_an_export(champion_store, tmp_path):
+    _, config = champion_store
+    mine = tmp_path / "documents"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("mine")
+    with pytest.raises(ChurnlensError, match="holds other files, not an exported model"):
+        pipeline.export(config, mine)
+    assert [p.name for p in mine.iterdir()] == ["thesis.txt"]
+    exported = pipeline.export(config, tmp_path / "model")
+    assert pipeline.export(config, exported) == exported  # an earlier export is replaced
+    assert (exported / "champion.json").is_file()
+
+
+def test_a_read_only_store_serves_scoring_and_refuses_writers_before_work(champion_store):
+    store, config = champion_store
+    with read_only(store):
+        model, lineage = pipeline.load_model(config)  # the champion, as `score` loads it
+        assert lineage["model_name"] == "shop" and model.feature_names_
+        for step in (pipeline.train, pipeline.promote):
+            with pytest.raises(ChurnlensError, match="read-only here, and this step writes"):
+                step(config)
+    assert sorted(p.name for p in store.iterdir()) == ["mlflow.db"]
+
+
+@pytest.mark.parametrize("uri", ["models:/shop", "models:/", "models:/shop@", "models:/shop/"])
+def test_a_model_uri_without_alias_or_version_says_how_to_write_one(champion_store, uri):
+    with pytest.raises(ChurnlensError, match="write models:/NAME@ALIAS or models:/NAME/VERSION"):
+        pipeline.load_model(champion_store[1], uri)
+
+
+@pytest.mark.parametrize(
+    ("dates", "message"),
+    [
+        (("--start", "2025-02-30"), "--start '2025-02-30': not a date"),
+        (("--start", "2025-01-01", "--end", "2024-01-01"), "must be longer than 60 days"),
+    ],
+)
+def test_simulate_with_bad_dates_is_exit_2_and_writes_nothing(tmp_path, dates, message):
+    result = invoke("simulate", "--customers", 10, "--out", tmp_path / "shop", *dates)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "shop").exists()

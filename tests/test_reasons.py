@@ -88,6 +88,8 @@ def test_reason_slots_hold_only_risk_raising_drivers_and_sign_only_signs(explain
         True,
     ]
     assert not by_name["last_nps"].says_nothing(pd.Series([0.0])).any()  # NPS 0 is an answer
+    category = pd.Series(pd.Categorical(["promoter", "passive", "detractor", None]))
+    assert by_name["nps_category"].says_nothing(category).tolist() == [True, True, False, True]
     family = {f.name: f.family for f in registry}
     first_family = reasons["reason_1_feature"].dropna().map(family)
     assert (reasons["reason_1_family"].dropna() == first_family).all()
@@ -171,8 +173,14 @@ def test_sentences_read_right_for_one():
         ("orders_total", 1): "1 order in total",
         ("orders_total", 24): "24 orders in total",
         ("orders_90d", 1): "1 order in the last 90 days",
-        ("orders_trend_30d", -1): "-1 order in the last 30 days against the 30 days before",
-        ("orders_trend_30d", 3): "+3 orders in the last 30 days against the 30 days before",
+        (
+            "orders_trend_30d",
+            -1,
+        ): "Orders changed by -1 in the last 30 days against the 30 days before",
+        (
+            "orders_trend_30d",
+            3,
+        ): "Orders changed by +3 in the last 30 days against the 30 days before",
         ("categories_bought", 1): "Bought from 1 category",
         ("categories_bought", 2): "Bought from 2 categories",
         ("recency_days", 1.2): "No purchase for 1 day",
@@ -203,6 +211,7 @@ def test_shop_dependent_signs_are_judged_against_the_training_median():
             "orders_30d": np.repeat([0, 1, 1, 2, 3], 20),
             "days_since_login": np.arange(1.0, 101.0),
             "cart_abandoned_30d": np.repeat([0, 0, 0, 0, 2], 20),
+            "tickets_per_order": np.repeat([0.0, 0.0, 0.0, 0.1, 1.0], 20),
         }
     )
     reference = reference_profile(training, dict.fromkeys(training.columns, "float64"))
@@ -212,6 +221,7 @@ def test_shop_dependent_signs_are_judged_against_the_training_median():
         "orders_30d": ([0, 1, 4], [0, 1, 1]),  # none in 30 days worries where most bought
         "days_since_login": ([3.0, 90.0], [1, 0]),
         "cart_abandoned_30d": ([0, 1], [1, 0]),  # any abandoned cart: most have none
+        "tickets_per_order": ([0.0, 0.04, 0.5], [1, 0, 0]),  # any ticket: most have none
     }
     for name, (values, silent) in cases.items():
         series = pd.Series(values, dtype="float64")
@@ -263,3 +273,26 @@ def test_judging_signs_leaves_the_drivers_and_their_share_alone(explained, train
     pd.testing.assert_frame_equal(before[drivers], reasons[drivers])
     told = reasons["sign_feature"].notna()
     assert (before["sign_feature"].notna() & ~told).any()  # some signs said nothing worrying
+
+
+def test_a_bare_purchase_log_still_gets_a_target_list():
+    """CDNOW has no driver at all (purchases with id, day and amount): its risk cannot be
+    split into causes and signs, so the whole of it is priced and the list is not empty."""
+    import churnlens as cl
+    from churnlens.config import CutoffConfig
+    from churnlens.datasets import load_cdnow
+    from churnlens.features.engine import training_set
+
+    tables = cl.validate(load_cdnow("sample"))
+    config = Config(  # as configs/cdnow.yaml
+        churn={"active_window_days": 365},
+        cutoffs=CutoffConfig(test="1998-04-01", step_days=30, min_history_days=90),
+        model={"num_boost_round": 40},
+    )
+    model = cl.fit(training_set(tables, config), config).model
+    risk = cl.score(model, tables, "1998-04-01", config, explain="all").risk_list
+    assert (risk["driver_share"] == 1.0).all()
+    assert risk["reason_1"].isna().all() and risk["sign"].notna().any()  # no cause to tell
+    assert risk["target"].sum() > 0
+    kept = risk[risk["status"] != "lapsed"]
+    assert kept["recommended_action"].notna().all() and kept["expected_net_gain"].notna().all()

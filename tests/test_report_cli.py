@@ -113,3 +113,49 @@ def test_training_logs_its_model_card_and_a_safe_metrics_csv_to_mlflow(trained_s
     logged = client.download_artifacts(registered.run_id, "evaluation", str(tmp_path))
     with open(f"{logged}/metrics_by_cutoff.csv", "rb") as handle:
         assert b"\r\n" in handle.read()  # written by data.io.write_csv, like every CSV
+
+
+def test_report_that_cannot_write_its_list_writes_nothing(scores, tmp_path):
+    path, folder = scores
+    (tmp_path / "file").write_text("mine")
+    for out, listed, message in (
+        (tmp_path / "r.html", tmp_path / "file" / "list.csv", "--list"),
+        (tmp_path, tmp_path / "list.csv", "--out"),
+    ):
+        args = ["report", "-c", str(path), "--scores", str(folder), "--out", str(out)]
+        result = runner.invoke(app, [*args, "--list", str(listed)])
+        assert result.exit_code == 2 and f"error: {message}" in result.output, result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_score_with_a_report_it_cannot_write_stops_before_scoring(trained_shop, tmp_path):
+    _, path, _, registered = trained_shop
+    (tmp_path / "file").write_text("mine")
+    result = runner.invoke(
+        app,
+        ["score", "-c", str(path), "--as-of", "2025-06-30"]
+        + ["--model", f"models:/shop/{registered.version}"]
+        + ["--out", str(tmp_path / "s"), "--report", str(tmp_path / "file" / "r.html")],
+    )
+    assert result.exit_code == 2 and "error: --report" in result.output, result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_key_figures_are_those_of_the_score_date_not_later(scores, tmp_path):
+    path, folder = scores
+    as_of = pd.read_parquet(folder / "risk_list.parquet")["as_of"].iloc[0]
+    pipeline.report(path, folder, tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    period = pd.Period(re.search(r"key figures for (\d{4}-\d{2})", html).group(1), "M")
+    assert (period + 1).start_time <= as_of < (period + 2).start_time  # the last whole month
+
+
+def test_report_without_a_tracking_store_creates_none(scores, tmp_path):
+    path, folder = scores
+    config = load_config(path)
+    tracking = config.tracking.model_copy(update={"uri": f"sqlite:///{tmp_path / 'none.db'}"})
+    config = config.model_copy(update={"tracking": tracking})
+    pipeline.report(config, folder, tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "not available (no tracking store at sqlite:///" in html
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no none.db, no lock file

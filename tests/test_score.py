@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from churnlens.cli import app
 from churnlens.config import load_config
 from churnlens.data.contract import load_tables
+from churnlens.errors import ChurnlensError
 from churnlens.features.engine import build_features
 from churnlens.labels import data_end, population
 from churnlens.pipeline import load_model
@@ -245,7 +246,6 @@ def test_scoring_after_the_data_end_is_refused(setting, tmp_path):
 def test_contractual_scoring_may_run_to_the_last_cancellation():
     """Contractual data end with the last cancellation, so the as-of check must too."""
     from churnlens.data.contract import validate
-    from churnlens.errors import ChurnlensError
     from churnlens.scoring.score import _check_as_of
 
     tables = validate(
@@ -372,3 +372,7 @@ def test_scoring_builds_the_event_kinds_the_model_learned_from(setting):
     calm = config.scoring.model_copy(update={"drift_warn_psi": 99, "drift_stop_psi": 100})
     risk = score_tables(model, changed, as_of, config.model_copy(update={"scoring": calm}))
     assert len(risk.risk_list) == len(spine)
+    # a config naming kinds that leave one out is told so, not met by missing features
+    fewer = config.features.model_copy(update={"event_kinds": ["login", "cart_abandoned"]})
+    with pytest.raises(ChurnlensError, match="event_kinds leaves out.*newsletter_unsubscribe"):
+        feature_settings(model, config.model_copy(update={"features": fewer}))

@@ -246,7 +246,7 @@ def score(
             "whole high tier) or 'all'."
         ),
     ] = None,
-    top: Annotated[int, typer.Option(help="Rows of the target list to print.")] = 10,
+    top: Annotated[int, typer.Option(min=0, help="Rows of the target list to print.")] = 10,
     engine: EngineOption = None,
     report: Annotated[
         Path | None, typer.Option("--report", help="Also write the HTML report here.")
@@ -261,17 +261,11 @@ def score(
         )
     summary = result.summary
     targets = result.risk_list[result.risk_list["target"]].head(top)
-    console.print(f"top {len(targets)} customers to contact at {summary['as_of']}")
-    shown = targets.assign(
-        why=targets[["reason_1", "reason_2", "reason_3"]].apply(
-            lambda row: "; ".join(r for r in row if isinstance(r, str)), axis=1
-        ),
-        churn=targets["churn_probability"].map("{:.0%}".format),
-        value=targets["value"].map("{:,.0f}".format),
-        gain=targets["expected_net_gain"].map("{:,.0f}".format),
-        action=targets["recommended_action"],
-    )[["rank", "customer_id", "status", "churn", "value", "gain", "why", "sign", "action"]]
-    console.print(_text_table(shown), highlight=False, soft_wrap=True)
+    if not summary["targets"]:
+        console.print(f"no customer is worth contacting at {summary['as_of']} within the budget")
+    elif len(targets):
+        console.print(f"top {len(targets)} customers to contact at {summary['as_of']}")
+        _print_targets(targets)
     covered = summary["value_at_risk_covered"] / max(summary["value_at_risk_total"], 1e-9)
     console.print(
         f"{summary['targets']:,} of {summary['customers']:,} customers targeted "
@@ -293,6 +287,20 @@ def score(
         console.print(f"risk list: {out / 'risk_list.parquet'} and {out / 'risk_list.csv'}")
     if report is not None:
         console.print(f"report: {report}")
+
+
+def _print_targets(targets) -> None:
+    """The target list's top rows as a plain table: rank, customer, risk, value, reasons."""
+    shown = targets.assign(
+        why=targets[["reason_1", "reason_2", "reason_3"]].apply(
+            lambda row: "; ".join(r for r in row if isinstance(r, str)), axis=1
+        ),
+        churn=targets["churn_probability"].map("{:.0%}".format),
+        value=targets["value"].map("{:,.0f}".format),
+        gain=targets["expected_net_gain"].map("{:,.0f}".format),
+        action=targets["recommended_action"],
+    )[["rank", "customer_id", "status", "churn", "value", "gain", "why", "sign", "action"]]
+    console.print(_text_table(shown), highlight=False, soft_wrap=True)
 
 
 @command
@@ -343,18 +351,21 @@ def kpis(
 ) -> None:
     """Retention KPIs per whole month or quarter: customers, retention, churn, value, service."""
     from churnlens.data.io import write_csv
+    from churnlens.pipeline import check_output
     from churnlens.pipeline import kpis as period_kpis
 
+    if out is not None:
+        check_output(out, "--out")
     table = period_kpis(config, period)
     if out is not None:
         console.print(f"{len(table)} periods -> {write_csv(table, out)}")
         return
     shown = table[["period", "customers_start", "customers_end", "new", "lost"]].assign(
         **{
-            column: table[column].map("{:.1f}".format)
+            column: table[column].map("{:.1f}".format, na_action="ignore")
             for column in ("retention_rate", "churn_rate", "nps", "csat")
         },
-        average_order_value=table["average_order_value"].map("{:,.2f}".format),
+        average_order_value=table["average_order_value"].map("{:,.2f}".format, na_action="ignore"),
     )
     console.print(_text_table(shown), highlight=False, soft_wrap=True)
 

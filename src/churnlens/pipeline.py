@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,25 @@ def _config(config: Config | str | Path) -> Config:
     return config if isinstance(config, Config) else load_config(config)
 
 
+def check_output(path: Path, option: str, folder: bool = False) -> None:
+    """Refuse, before any work, an output path this process cannot write: a folder where a
+    file goes (or a file where a folder goes), a file where a parent folder should be, or a
+    folder it may not write in. A long run then does not fail at its end, and a command that
+    writes two files (the report and its contact list) writes neither rather than one."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise ChurnlensError(f"{option} {path} is a file; give a folder path")
+    if not folder and path.is_dir():
+        raise ChurnlensError(f"{option} {path} is a folder; give a file path")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ChurnlensError(f"{option} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ChurnlensError(f"{option} {path}: no permission to write in {parent}")
+
+
 def simulate(
     out: Path,
     customers: int = 2000,
@@ -34,13 +54,19 @@ def simulate(
     fmt: str = "parquet",
 ) -> dict[str, tuple[int, Path]]:
     """Simulate a shop and write its tables (and ground truth); {table: (rows, path)}."""
+    from churnlens.config import parse_date
     from churnlens.data.io import write_csv, write_parquet
     from churnlens.data.simulate import simulate as simulate_shop
 
     if fmt not in ("parquet", "csv"):
         raise ChurnlensError(f"--format must be parquet or csv, not {fmt!r}")
+    start, end = parse_date(start, "--start"), parse_date(end, "--end")
+    check_output(out, "--out", folder=True)
     write = write_parquet if fmt == "parquet" else write_csv
-    tables = simulate_shop(customers, seed=seed, start=start, end=end)
+    try:
+        tables = simulate_shop(customers, seed=seed, start=f"{start}", end=f"{end}")
+    except ValueError as error:  # the simulator's checks of its arguments
+        raise ChurnlensError(f"simulate --start {start} --end {end}: {error}") from None
     return {
         name: (len(frame), write(frame, out / f"{name}.{fmt}")) for name, frame in tables.items()
     }
@@ -96,6 +122,7 @@ def features(config: Config | str | Path, out: Path, engine: str | None = None) 
             "count(*)", "count(DISTINCT cutoff)", "avg(CAST(churned AS DOUBLE))"
         ).first()
         return FeaturesWritten(out, rows, cutoffs, rate)
+    check_output(out, "--out")
     tables = load_tables(config.data)
     spine = labels(tables, training_cutoffs(tables, config.cutoffs, config.churn), config.churn)
     silent_cutoffs(spine)
@@ -119,8 +146,8 @@ def train(config: Config | str | Path):
 
     config_path = None if isinstance(config, Config) else Path(config)
     config = _config(config)
+    tracking.check_store(config, write=True)
     frame = training_set(load_tables(config.data), config)
-    tracking.check_store(config)
     result = fit(frame, config)
     test = result.split.part(result.scored, "test")
     scores = {name: test[name].to_numpy() for name in result.metrics["model"].unique()}
@@ -140,7 +167,9 @@ def export(config: Config | str | Path, out: Path | None = None) -> Path:
     from churnlens import tracking
 
     config = _config(config)
-    return tracking.export(config, out or Path("models") / config.model.name)
+    out = out or Path("models") / config.model.name
+    check_output(out, "--out", folder=True)
+    return tracking.export(config, out)
 
 
 def load_model(config: Config, reference: str | None = None):
@@ -198,6 +227,10 @@ def score(
     config = _config(config)
     as_of = parse_date(as_of, "--as-of")
     engine = _engine(config, engine)
+    if engine == "duckdb":  # a Spark path may be a cluster's (s3://...): Spark checks it
+        check_output(out, "--out", folder=True)
+        if report_path is not None:
+            check_output(report_path, "--report")
     churn_model, lineage = load_model(config, model)
     if engine == "spark":
         from churnlens import spark
@@ -274,6 +307,9 @@ def report(
     from churnlens.reporting.readable import write_readable_list
     from churnlens.reporting.report import ReportInput, write_report
 
+    check_output(out, "--out")
+    if readable is not None:
+        check_output(readable, "--list")
     config = _config(config)
     risk, drift = _score_outputs(scores)
     tables = load_tables(config.data)
@@ -281,6 +317,7 @@ def report(
     window = pd.Timedelta(days=config.churn.active_window_days)
     first = tables.purchases["ordered_at"].min()
     card, metrics, calibration, importance = _model_card(config, risk)
+    kpis = retention.period_kpis(tables, config.churn, period, config.data.csat_scale)
     facts = {
         **card,
         "data window": f"{first:%Y-%m-%d} to {data_end(tables):%Y-%m-%d}",
@@ -288,7 +325,7 @@ def report(
     }
     report_input = ReportInput(
         risk_list=risk,
-        kpis=retention.period_kpis(tables, config.churn, period, config.data.csat_scale),
+        kpis=kpis[kpis["end"] <= as_of],  # key figures as of the scores, not after them
         currency=config.reporting.currency,
         cohorts=retention.cohort_retention(tables, config.churn),
         segments=retention.rfm_segments(tables, as_of, risk)[1],
@@ -328,6 +365,8 @@ def _model_card(config: Config, risk: pd.DataFrame):
 
     lineage = risk[["model_name", "model_version", "run_id"]].iloc[0].astype("str").to_dict()
     try:
+        if not tracking.store_exists(config):
+            raise ChurnlensError(f"no tracking store at {tracking.tracking_uri(config)}")
         model, _ = tracking.load_model_uri(
             config, f"models:/{lineage['model_name']}/{lineage['model_version']}"
         )

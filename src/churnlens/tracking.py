@@ -82,16 +82,31 @@ def _use_store(uri: str) -> None:
             os.environ[name] = value
 
 
-def check_store(config: Config) -> None:
-    """A SQLite store's folder must exist: a typo in the URI must not create folders."""
+def check_store(config: Config, write: bool = False) -> None:
+    """A SQLite store's folder must exist: a typo in the URI must not create folders. With
+    `write` (training, promoting), the store must be writable here, checked before the work."""
     uri = tracking_uri(config)
     if uri.startswith("sqlite:///"):
-        folder = Path(uri.removeprefix("sqlite:///")).parent
-        if not folder.is_dir():
+        database = Path(uri.removeprefix("sqlite:///"))
+        if not database.parent.is_dir():
             raise ChurnlensError(
-                f"tracking store {uri}: folder {folder} does not exist; create it or fix "
-                "tracking.uri / MLFLOW_TRACKING_URI"
+                f"tracking store {uri}: folder {database.parent} does not exist; create it or "
+                "fix tracking.uri / MLFLOW_TRACKING_URI"
             )
+        if write and not all(
+            os.access(path, os.W_OK) for path in (database.parent, database) if path.exists()
+        ):
+            raise ChurnlensError(
+                f"tracking store {uri}: read-only here, and this step writes to it; use a "
+                "writable store (tracking.uri / MLFLOW_TRACKING_URI)"
+            )
+
+
+def store_exists(config: Config) -> bool:
+    """False only for a SQLite store whose database file is not there: opening it would create
+    an empty store, which a step that only reads (the report's model card) must not do."""
+    uri = tracking_uri(config)
+    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
 
 
 def _quiet() -> bool:
@@ -107,12 +122,15 @@ def _quiet() -> bool:
 def store_lock(config: Config) -> Iterator[None]:
     """Serialise writers of one SQLite store (a lock file beside it): two processes creating
     the store's tables at once collide ("table tags already exists"), and concurrent writes
-    can hit "database is locked". Other stores handle their own concurrency."""
+    can hit "database is locked". Other stores handle their own concurrency. A store in a
+    folder this process cannot write (a read-only mount, another user's) gets no lock: it can
+    only be read here, which needs none, and a write fails with the store's own error."""
     uri = tracking_uri(config)
-    if not uri.startswith("sqlite:///"):
+    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
+    if not uri.startswith("sqlite:///") or not os.access(lock.parent, os.W_OK):
         yield
         return
-    with open(Path(uri.removeprefix("sqlite:///") + ".lock"), "a") as handle:
+    with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -400,9 +418,17 @@ def _download_model(name: str, version, folder: Path) -> Path:
 def load_model_uri(config: Config, uri: str) -> tuple[ChurnModel, dict]:
     """A model from `models:/<name>@<alias>` or `models:/<name>/<version>`, with its lineage."""
     reference = uri.removeprefix("models:/")
-    name, alias = reference.split("@", 1) if "@" in reference else (reference, None)
-    if alias is None:
+    alias = number = None
+    if "@" in reference:
+        name, alias = reference.split("@", 1)
+    else:
         name, _, number = reference.rpartition("/")
+    if not name or not (alias or number):
+        raise ChurnlensError(
+            f"--model {uri}: write models:/NAME@ALIAS or models:/NAME/VERSION, "
+            f"e.g. models:/{name or reference or config.model.name}@champion"
+        )
+    if alias is None:
         client = _client(config)
         try:
             found = client.get_model_version(name, number)
@@ -418,6 +444,7 @@ def promote(config: Config, force: bool = False) -> str:
     """Move `champion` to the challenger if it beats the champion on the challenger's test set."""
     from churnlens.modeling.evaluate import evaluate
 
+    check_store(config, write=True)
     client = _client(config)
     name = config.model.name
     challenger, version = load_registered(config, CHALLENGER, client=client)
@@ -454,7 +481,13 @@ def promote(config: Config, force: bool = False) -> str:
 
 def export(config: Config, folder: Path) -> Path:
     """Copy the champion's model folder to `folder` for scoring without a tracking store;
-    champion.json records its lineage and the files' sha256 from training."""
+    champion.json records its lineage and the files' sha256 from training. A folder already
+    there is replaced only when it is empty or an earlier export: never the user's own files."""
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / "champion.json").is_file():
+        raise ChurnlensError(
+            f"--out {folder} is a folder that holds other files, not an exported model; give a "
+            "new or empty folder, or an earlier export to replace"
+        )
     name = config.model.name
     found = _version(_client(config), name, CHAMPION)
     if found is None:

@@ -59,6 +59,7 @@ ATTRIBUTE_SENTENCES = {
 
 
 CONCERN_OPERATORS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+CONCERN_OPERATORS["=="] = operator.eq  # a category's worrying level, e.g. a detractor
 MEDIAN = "median"  # a concern bound: the training population's median (Feature.says_nothing)
 HIGHER, LOWER = (">", MEDIAN), ("<", MEDIAN)  # worrying above / below the training median
 # Event kinds that are a worry in themselves: more of them, or a recent one, is worrying. For
@@ -139,7 +140,8 @@ class Feature:
             worse = 1 if compare == ">" else -1
             silent = silent | (median_side(reference, self.name, values) != worse)
         elif compare is not None:
-            worrying = CONCERN_OPERATORS[compare](values.astype("float64"), bound)
+            typed = values if isinstance(bound, str) else values.astype("float64")
+            worrying = CONCERN_OPERATORS[compare](typed, bound)
             silent = silent | ~worrying.to_numpy(dtype=bool, na_value=False)
         return silent
 
@@ -233,8 +235,9 @@ def _purchases(windows: list[int]) -> list[Feature]:
                 f"orders_trend_{w}d",
                 "purchases",
                 f"2 * count(*) FILTER (WHERE {recent}) - count(*) FILTER (WHERE {longer})",
-                f"{{orders_trend_{w}d:+#order}} in the last {counted(w, 'day')} "
-                f"against the {counted(w, 'day')} before",
+                # led by a word: a cell starting with a sign is a formula to a spreadsheet
+                f"Orders changed by {{orders_trend_{w}d:+.0f}} in the last "
+                f"{counted(w, 'day')} against the {counted(w, 'day')} before",
                 "int64",
                 w,
                 **sign,
@@ -584,6 +587,7 @@ def _surveys(ces_scale: int, csat_scale: int = 5) -> list[Feature]:
             "category",
             requires=("last_nps",),
             **survey,
+            concern=("==", "detractor"),  # a promoter's answer is never a reason to leave
         ),
         Feature(
             "high_effort",
@@ -699,10 +703,11 @@ def _cross_source() -> list[Feature]:
             "tickets_per_order",
             "derived",
             "tickets_total / nullif(orders_total, 0)",
-            "{tickets_per_order:.1f} support tickets per order",
+            "{tickets_total:#support ticket} for {orders_total:#order}",
             requires=("tickets_total", "orders_total"),
             role="driver",
             family="support",
+            concern=HIGHER,  # "0.0 tickets per order" is no reason where most have fewer
         ),
     ]
 

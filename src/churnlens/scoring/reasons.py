@@ -26,8 +26,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from churnlens.errors import ChurnlensError
 from churnlens.features.btyd import BTYD_FEATURES
-from churnlens.features.registry import Feature, event_kinds_in, render
+from churnlens.features.registry import Feature, column_name, event_kinds_in, render
 from churnlens.modeling.model import ChurnModel
 from churnlens.scoring.playbook import load_playbook
 
@@ -129,7 +130,7 @@ def top_reasons(
         out["reason_family"] = np.where(
             strength.max(axis=1) > 0, family_names[strength.argmax(axis=1)], None
         )
-    out["driver_share"] = _driver_share(share, drivers & ~silent)
+    out["driver_share"] = _driver_share(share, drivers, silent)
     out["sign_feature"] = picked_names[:, k]
     out["sign_contribution"] = np.where(picked_share[:, k] > 0, picked_share[:, k], np.nan)
     out["sign"] = texts[:, k]
@@ -164,9 +165,13 @@ def _silent(model, frame, known, names, roles) -> np.ndarray:
     return silent
 
 
-def _driver_share(share: np.ndarray, acting_drivers: np.ndarray) -> np.ndarray:
-    """The share of each customer's risk from drivers whose values are told."""
-    return np.where(acting_drivers, np.clip(share, 0, None), 0.0).sum(axis=1)
+def _driver_share(share: np.ndarray, drivers: np.ndarray, silent: np.ndarray) -> np.ndarray:
+    """The share of each customer's risk from drivers whose values are told. A model with no
+    driver at all (a bare purchase log) cannot tell causes from signs: its whole risk counts,
+    so the playbook's default action is priced on it rather than on nothing."""
+    if not drivers.any():
+        return np.ones(len(share))
+    return np.where(drivers & ~silent, np.clip(share, 0, None), 0.0).sum(axis=1)
 
 
 def screening_share(model: ChurnModel, frame: pd.DataFrame, registry: list[Feature]):
@@ -176,7 +181,7 @@ def screening_share(model: ChurnModel, frame: pd.DataFrame, registry: list[Featu
     share, _ = _shares(model.path_contributions(frame))
     known, names, roles = _roles(model, registry)
     silent = _silent(model, frame, known, names, roles)
-    return _driver_share(share, (roles == "driver") & ~silent)
+    return _driver_share(share, roles == "driver", silent)
 
 
 def feature_settings(model: ChurnModel, config):
@@ -190,8 +195,18 @@ def feature_settings(model: ChurnModel, config):
         "windows_days": windows,
         "btyd": any(name in model.feature_names_ for name in BTYD_FEATURES),
     }
+    learned = event_kinds_in(model.feature_names_, windows)
     if config.features.event_kinds is None:
-        update["event_kinds"] = event_kinds_in(model.feature_names_, windows)
+        update["event_kinds"] = learned
+    else:
+        named = {column_name(kind) for kind in config.features.event_kinds}
+        left_out = [kind for kind in learned if kind not in named]
+        if left_out:
+            raise ChurnlensError(
+                f"features.event_kinds leaves out event kind(s) {', '.join(left_out)} the "
+                "model was trained with; add them, or drop features.event_kinds to use the "
+                "model's own"
+            )
     return config.features.model_copy(update=update)
 
 
