@@ -1,13 +1,14 @@
 """Validation: the contract's checks as DuckDB queries vs the pandas validation they replaced.
 
 Both peers run `load_tables` on the same simulated shop (Parquet, `simulate(N, seed=0)`),
-each in its own process, timed from outside: CPU seconds (user + system), wall seconds and
-the process's peak RSS. The pandas peer is the package as it was at `--baseline` (a git
-revision, default the last one with pandas validation), unpacked from this repository's
-history into benchmarks/.data; both return the same `Tables`. Each peer runs `--repeat`
-times, alternating; the table shows the fastest run of each (the machine may be shared).
-Another `--baseline` (such as main before a change) compares this tree with it instead; its
-table goes to results/validate_speed.md.
+each in its own process, timed from outside: CPU seconds (user + system), wall seconds, the
+process's peak RSS and what the returned tables hold (`memory_usage(deep=True)`). The pandas
+peer is the package as it was at `--baseline` (a git revision, default the last one with
+pandas validation), unpacked from this repository's history into benchmarks/.data; both
+return the same rows and values. Each peer runs `--repeat` times, alternating; the table
+shows the fastest run of each (the machine may be shared). Another `--baseline` (such as
+main before a change) compares this tree with it instead; its table goes to
+results/validate_speed.md.
 
     python benchmarks/bench_validate.py                  # 200k customers
     python benchmarks/bench_validate.py --customers 20000
@@ -37,7 +38,9 @@ LOAD = (
     "import sys; from churnlens.config import load_config; "
     "from churnlens.data.contract import load_tables; "
     "t = load_tables(load_config(sys.argv[1]).data); "
-    "print(sum(len(f) for f in t.present().values()))"
+    "f = [x for x in (*t.present().values(), t.exits) if x is not None]; "
+    "print(sum(x.memory_usage(deep=True).sum() for x in f), "
+    "sum(len(x) for x in t.present().values()))"
 )
 
 
@@ -73,6 +76,7 @@ def run(source: Path, config: Path) -> dict:
         "cpu": usage.ru_utime + usage.ru_stime,
         "peak_mb": usage.ru_maxrss / 1024,
         "rows": int(output.split()[-1]),
+        "held_mb": int(output.split()[-2]) / 2**20,  # the returned tables' own memory
     }
 
 
@@ -108,11 +112,14 @@ def main() -> None:
         f"Parquet files and validating them (`load_tables`, {best[after]['rows']:,} rows "
         f"in all), fastest of {args.repeat} by CPU. {before}: the package at {args.baseline}.",
         "",
-        "| peer | CPU s | wall s | peak MB |",
-        "|---|---:|---:|---:|",
+        "| peer | CPU s | wall s | peak MB | tables MB |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name, r in best.items():
-        lines.append(f"| {name} | {r['cpu']:.1f} | {r['wall']:.1f} | {r['peak_mb']:,.0f} |")
+        lines.append(
+            f"| {name} | {r['cpu']:.1f} | {r['wall']:.1f} | {r['peak_mb']:,.0f} "
+            f"| {r['held_mb']:,.0f} |"
+        )
     cpu = best[before]["cpu"] / best[after]["cpu"]
     wall = best[before]["wall"] / best[after]["wall"]
     memory = best[after]["peak_mb"] / best[before]["peak_mb"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from churnlens.cli import app
 from churnlens.config import DataConfig, TableConfig, load_config
+from churnlens.data import contract
 from churnlens.data.contract import ContractError, load_tables, validate
 from churnlens.errors import ChurnlensError
 
@@ -386,3 +389,42 @@ def test_an_exit_answer_needs_a_reason_or_a_comment_and_others_a_score(shop):
     assert "row 1 (response_id x1)" in result.output
     assert "surveys.score: required value is missing" in result.output
     assert "row 2 (response_id s9)" in result.output and "Traceback" not in result.output
+
+
+def test_few_valued_text_is_held_as_sorted_categoricals_with_the_same_values(shop, monkeypatch):
+    """Text and code columns with few values come back as categoricals (levels sorted, so
+    DuckDB orders them as text); one with more (free text) and the customers stay text."""
+    monkeypatch.setattr(contract, "MAX_CODE_LEVELS", 2)
+    shop.tables["purchases"]["category"] = ["toys", "books", "garden", "toys"]  # 3 values
+    shop.tables["purchases"]["channel"] = ["web", " App", "web", None]
+    plain = load_tables(load_config(shop.write()).data)
+    status = plain.purchases["status"]
+    assert isinstance(status.dtype, pd.CategoricalDtype)
+    assert list(status.cat.categories) == sorted(set(status))  # codes: lower-case, stripped
+    assert plain.purchases["channel"].tolist()[:2] == ["web", " App"]  # text: as it is
+    assert plain.purchases["channel"].isna().tolist() == [False, False, False, True]
+    assert list(plain.purchases["channel"].cat.categories) == [" App", "web"]
+    assert plain.purchases["category"].dtype == "str"
+    assert plain.customers["region"].dtype == "str"  # attributes: the model's own dtypes
+
+
+def test_features_labels_and_kpis_are_the_same_from_categoricals_and_text():
+    from churnlens.config import ChurnConfig, Config
+    from churnlens.data.simulate import simulate
+    from churnlens.features.engine import training_set
+    from churnlens.reporting.kpis import period_kpis
+
+    shop = simulate(300, seed=2)
+    shop.pop("ground_truth")
+    coded = validate(shop)
+    text = copy.deepcopy(coded)
+    for frame in text.present().values():
+        for column in frame.columns:
+            if isinstance(frame[column].dtype, pd.CategoricalDtype):
+                frame[column] = frame[column].astype("str").where(frame[column].notna())
+    assert isinstance(coded.events["kind"].dtype, pd.CategoricalDtype)
+    assert text.events["kind"].dtype == "str"
+    config = Config()
+    pd.testing.assert_frame_equal(training_set(coded, config), training_set(text, config))
+    churn = ChurnConfig()
+    pd.testing.assert_frame_equal(period_kpis(coded, churn), period_kpis(text, churn))

@@ -359,7 +359,8 @@ def test_scoring_builds_the_event_kinds_the_model_learned_from(setting):
     _, _, config, as_of, model_uri = setting
     model, _ = load_model(config, model_uri)
     tables = load_tables(config.data)
-    events = tables.events[tables.events["kind"] != "newsletter_unsubscribe"].copy()
+    events = tables.events[tables.events["kind"] != "newsletter_unsubscribe"]
+    events = events.astype({"kind": "str"})  # a categorical takes no new value
     events.loc[events.index[::50], "kind"] = "app_crash"
     changed = dataclasses.replace(tables, events=events)
     settings = feature_settings(model, config)

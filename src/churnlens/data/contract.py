@@ -9,9 +9,10 @@ The rules run as SQL, in DuckDB (`load_tables` scans the files itself; `validate
 DataFrames) or transpiled on Spark (`churnlens.spark`): a conversion of each column per
 table, one aggregate query counting every rule's offending rows (and one more over the id
 column for its rules), and one small query for the first rows of the rules that fired. Only
-the checked tables come back to pandas, once, through Arrow. Dates parse as pandas' ISO 8601
-reader does (a few odd texts aside: `-1` and `2024-01-31T14` are no dates, a year past 2262
-is a date after `data.latest`).
+the checked tables come back to pandas, once, through Arrow (few-valued text as
+categoricals, see MAX_CODE_LEVELS). Dates parse as pandas' ISO 8601 reader does (a few odd
+texts aside: `-1` and `2024-01-31T14` are no dates, a year past 2262 is a date after
+`data.latest`).
 
 Errors are what would silently corrupt labels or features, or crash a later step:
 - a date before `data.earliest` (default 1990-01-01) or after `data.latest` (default: the day
@@ -84,6 +85,11 @@ MAX_EXAMPLES = 5
 # one (and this many values) is an identifier, not a trait customers share: warned about
 IDENTIFIER_SHARE, IDENTIFIER_LEVELS = 0.9, 50
 MAX_NUMBER = 1e12
+# text and code columns of the tables other than customers (status, category, channel, kind,
+# ...) with at most this many values are held as pandas categoricals, levels sorted (DuckDB
+# reads them as ENUM and orders them as text): at 1M customers the purchases' status,
+# category and channel take 50 MB instead of 740 MB
+MAX_CODE_LEVELS = 10_000
 MISSING_MARKERS = ("", "?", "-", "NULL", "NA", "N/A", "NAN", "NONE")
 UNSAFE_NAME = re.compile(r'[",:\[\]{}\x00-\x1f\x7f]')
 TICKET_ENDS = ("resolved_at", "closed_at")
@@ -411,6 +417,30 @@ class _Table:
         self.columns: list[str] = []
         self.customer_missing: tuple[_Rule, str, str] | None = None  # (rule, raw value, text)
         self.keys = ""  # the query of the key's rules
+        self.texts: dict[str, tuple[str, str]] = {}  # text/code column -> (raw value, its SQL)
+
+    def levels(self) -> dict[str, list[str]]:
+        """The sorted values of each text and code column with few (MAX_CODE_LEVELS), found
+        from the raw values (an estimate of how many first, so free text is not collected):
+        converting the few distinct raw values is cheaper than converting every row."""
+        texts, raw = self.texts, f"_raw_{self.schema.name}"
+        if not texts:
+            return {}
+        estimates = self.engine.rows(
+            f"SELECT {', '.join(f'approx_count_distinct({quote(c)})' for c in texts)} FROM {raw}"
+        )[0]
+        few = [c for c, n in zip(texts, estimates, strict=True) if 0 < n <= MAX_CODE_LEVELS]
+        if not few:
+            return {}
+        values = []
+        for column in few:
+            r, sql = texts[column]
+            values.append(
+                f"(SELECT list(DISTINCT {sql}) FILTER (WHERE {sql} IS NOT NULL) "
+                f"FROM (SELECT DISTINCT {quote(column)} AS {r} FROM {raw}) AS _v)"
+            )
+        found = self.engine.rows(f"SELECT {', '.join(values)}")[0]
+        return {c: sorted(v) for c, v in zip(few, found, strict=True) if v}
 
     def add(self, column: str, rule: str, when: str | None = None, **options) -> None:
         options.setdefault("label", self.label)
@@ -482,6 +512,11 @@ class _Table:
             sql = f"SELECT *, {middle} FROM ({sql}) AS _a"
         self.engine.view(self.view, f"SELECT *, {outer} FROM ({sql}) AS _b")
         self.columns = list(final)
+        self.texts = {
+            c.name: (index[c.name], final[c.name])
+            for c in schema.columns
+            if c.kind in ("text", "code") and c.name in final
+        }
         if schema.key:
             key = quote(schema.key)
             counted = f"count(DISTINCT {key}) + least(count_if({key} IS NULL), 1) < count(*)"
@@ -808,11 +843,14 @@ class Checked:
     columns: dict[str, list[str]]
     attributes: list[str]
     warnings: list[Problem]
+    levels: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # see `check`
 
 
-def check(engine: Engine, tables: list[str], data: DataConfig) -> Checked:
+def check(engine: Engine, tables: list[str], data: DataConfig, levels: bool = False) -> Checked:
     """Run every rule of the contract on `tables` (names of `engine`'s inputs); raise one
-    `ContractError` listing every problem, else return the `Checked` views and warnings."""
+    `ContractError` listing every problem, else return the `Checked` views and warnings.
+    With `levels` (DuckDB), also the values of the text and code columns that have few
+    (`_Table.levels`), by table; not the customers' (ids, and attributes the model reads)."""
     rules: list[_Rule] = []
     columns: dict[str, list[str] | None] = {}
     builders: dict[str, _Table] = {}
@@ -853,7 +891,8 @@ def check(engine: Engine, tables: list[str], data: DataConfig) -> Checked:
     customers = columns["customers"]
     attributes = [c for c in customers if c not in SCHEMAS["customers"].names]
     _attribute_warning(attributes, warnings)
-    return Checked(columns, attributes, warnings)
+    found = {n: b.levels() for n, b in builders.items() if levels and n != "customers"}
+    return Checked(columns, attributes, warnings, found)
 
 
 def _found(engine: Engine, rules: list[_Rule]) -> tuple[list[Problem], list[Problem]]:
@@ -1046,14 +1085,26 @@ def _checked_tables(sources: dict[str, Source], data: DataConfig) -> Tables:
     """Check the sources in DuckDB and read the converted tables into pandas, once."""
     with duckdb.connect() as con:
         engine = DuckDBEngine(con, sources)
-        checked = check(engine, list(sources), data)
+        checked = check(engine, list(sources), data, levels=True)
         frames = {}
         for name, query in table_queries(checked).items():
             derived = name == "customers" and "customers" not in sources
+            query = _coded(query, checked.levels.get(name, {}))  # exit answers: as text
             frame = engine.frame(query + (" ORDER BY _row" if derived else ""))
             optional = name in ("surveys", "exits")
             frames[name] = None if optional and not len(frame) else frame
     return Tables(**frames, attributes=checked.attributes, warnings=checked.warnings)
+
+
+def _coded(query: str, levels: dict[str, list[str]]) -> str:
+    """`query` with the columns of `levels` cast to ENUM: they reach pandas as categoricals."""
+    if not levels:
+        return query
+    casts = ", ".join(
+        f"CAST({quote(column)} AS ENUM({', '.join(map(_lit, values))})) AS {quote(column)}"
+        for column, values in levels.items()
+    )
+    return f"SELECT * REPLACE ({casts}) FROM ({query})"
 
 
 def summarize(tables: Tables) -> pd.DataFrame:
