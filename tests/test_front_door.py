@@ -123,18 +123,22 @@ def test_training_profit_and_scoring_gain_agree_for_the_same_customers(trained):
     assert profit == pytest.approx(realised.sum())
 
 
-def test_registered_pyfunc_accepts_the_packages_own_feature_frame(trained):
+def test_registered_pyfunc_accepts_the_packages_own_feature_frame(trained, monkeypatch):
     config, _, result, registered = trained
     frame = result.split.part(result.scored, "test").head(40)
     assert (frame.dtypes == "int64").sum() > 10  # counts stay integers
+    # MLflow also writes MLFLOW_TRACKING_URI, which later tests' churnlens would take for the
+    # user's store: monkeypatch removes it again
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", config.tracking.uri)
     mlflow.set_tracking_uri(config.tracking.uri)
     pyfunc = mlflow.pyfunc.load_model(registered.model_uri)
     got = pyfunc.predict(frame[result.model.feature_names_])["churn_probability"]
     np.testing.assert_allclose(got, result.model.predict_proba(frame), atol=1e-12)
 
 
-def test_shap_summary_is_its_own_figure_with_feature_names(trained, tmp_path):
+def test_shap_summary_is_its_own_figure_with_feature_names(trained, tmp_path, monkeypatch):
     config, _, result, registered = trained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", config.tracking.uri)  # removed again after
     mlflow.set_tracking_uri(config.tracking.uri)
     lift = mlflow.artifacts.download_artifacts(
         run_id=registered.run_id, artifact_path="plots/lift.png", dst_path=str(tmp_path)
