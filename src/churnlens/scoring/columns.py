@@ -77,7 +77,8 @@ RISK_LIST = (
         "driver_share",
         "float64",
         "share (0-1) of the customer's risk-raising TreeSHAP contributions from drivers told "
-        "as reasons: the part of the risk an action can address",
+        "as reasons: the part of the risk an action can address (1 when the model has no "
+        "driver feature at all, as on a bare purchase log)",
     ),
     OutputColumn(
         "sign_feature",
