@@ -82,12 +82,17 @@ def _use_store(uri: str) -> None:
             os.environ[name] = value
 
 
+def _sqlite_file(config: Config) -> Path | None:
+    """The database file of a SQLite store (None for any other store)."""
+    uri = tracking_uri(config)
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 def check_store(config: Config, write: bool = False) -> None:
     """A SQLite store's folder must exist: a typo in the URI must not create folders. With
     `write` (training, promoting), the store must be writable here, checked before the work."""
-    uri = tracking_uri(config)
-    if uri.startswith("sqlite:///"):
-        database = Path(uri.removeprefix("sqlite:///"))
+    uri, database = tracking_uri(config), _sqlite_file(config)
+    if database is not None:
         if not database.parent.is_dir():
             raise ChurnlensError(
                 f"tracking store {uri}: folder {database.parent} does not exist; create it or "
@@ -105,8 +110,8 @@ def check_store(config: Config, write: bool = False) -> None:
 def store_exists(config: Config) -> bool:
     """False only for a SQLite store whose database file is not there: opening it would create
     an empty store, which a step that only reads (the report's model card) must not do."""
-    uri = tracking_uri(config)
-    return not uri.startswith("sqlite:///") or Path(uri.removeprefix("sqlite:///")).is_file()
+    database = _sqlite_file(config)
+    return database is None or database.is_file()
 
 
 def _quiet() -> bool:
@@ -125,12 +130,11 @@ def store_lock(config: Config) -> Iterator[None]:
     can hit "database is locked". Other stores handle their own concurrency. A store in a
     folder this process cannot write (a read-only mount, another user's) gets no lock: it can
     only be read here, which needs none, and a write fails with the store's own error."""
-    uri = tracking_uri(config)
-    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
-    if not uri.startswith("sqlite:///") or not os.access(lock.parent, os.W_OK):
+    database = _sqlite_file(config)
+    if database is None or not os.access(database.parent, os.W_OK):
         yield
         return
-    with open(lock, "a") as handle:
+    with open(f"{database}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -159,10 +163,9 @@ def _experiment_id(client: MlflowClient, config: Config) -> str:
     experiment = client.get_experiment_by_name(config.tracking.experiment)
     if experiment is not None:
         return experiment.experiment_id
-    uri = tracking_uri(config)
-    location = None
-    if uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in cwd/mlruns
-        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    database, location = _sqlite_file(config), None
+    if database is not None:  # keep artifacts beside the database, not in cwd/mlruns
+        location = (database.parent / "mlartifacts").as_uri()
     return client.create_experiment(config.tracking.experiment, artifact_location=location)
 
 
