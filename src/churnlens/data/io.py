@@ -158,20 +158,35 @@ def _read_text(path: Path, sep: str | None, nulls: tuple[str, ...], header: bool
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success fsync it and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~umask())
-    os.close(fd)
-    tmp = Path(tmp_name)
+def writing(path: Path, what: str = "") -> Iterator[None]:
+    """An OS error while writing `path` (a full disk, a read-only or vanished folder) is the
+    ground the output stands on, not a bug: one ChurnlensError naming the path (exit 2)."""
     try:
-        yield tmp
-        with tmp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        yield
+    except (OSError, duckdb.IOException) as error:
+        errno = getattr(error, "errno", None)  # pyarrow wraps the OS's words in its own
+        why = os.strerror(errno) if errno else (str(error).splitlines() or [""])[0]
+        raise ChurnlensError(f"cannot write {what}{path}: {why}") from None
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success fsync it and rename it into place. On a
+    write error nothing is left: neither the temp file nor a changed `path`."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~umask())
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            yield tmp
+            with tmp.open("rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(OSError):  # its folder may be gone: nothing to remove
+                tmp.unlink(missing_ok=True)
 
 
 def file_sha256(path: Path) -> str:
