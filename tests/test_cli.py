@@ -164,6 +164,22 @@ def test_a_read_only_store_serves_scoring_and_refuses_writers_before_work(champi
     assert sorted(p.name for p in store.iterdir()) == ["mlflow.db"]
 
 
+def test_reading_steps_on_a_missing_store_say_how_to_get_one_and_create_nothing(
+    simulated, tmp_path, monkeypatch
+):
+    """`score` with the default champion, `promote` and `export` on the default store
+    (./mlflow.db) before any training: exit 2 saying what to do; no empty store appears."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = simulated / "config.yaml"
+    for step in (["score", "--as-of", "2025-06-30", "--out", "out"], ["promote"], ["export"]):
+        result = invoke(step[0], "-c", config, *step[1:])
+        assert result.exit_code == 2, result.output
+        assert f"no tracking store at sqlite:///{tmp_path}/mlflow.db" in result.output
+        assert "`churnlens train`" in result.output and "--model" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("uri", ["models:/shop", "models:/", "models:/shop@", "models:/shop/"])
 def test_a_model_uri_without_alias_or_version_says_how_to_write_one(champion_store, uri):
     with pytest.raises(ChurnlensError, match="write models:/NAME@ALIAS or models:/NAME/VERSION"):

@@ -365,8 +365,6 @@ def _model_card(config: Config, risk: pd.DataFrame):
 
     lineage = risk[["model_name", "model_version", "run_id"]].iloc[0].astype("str").to_dict()
     try:
-        if not tracking.store_exists(config):
-            raise ChurnlensError(f"no tracking store at {tracking.tracking_uri(config)}")
         model, _ = tracking.load_model_uri(
             config, f"models:/{lineage['model_name']}/{lineage['model_version']}"
         )
