@@ -316,8 +316,8 @@ def test_drift_warns_in_one_line_news_first_and_a_stop_says_how_to_exempt():
         logger.setLevel(level)
     assert worst == 0.12 and warned == ["tenure_days", "slow_replies_30d"]
     assert [r.getMessage() for r in records] == [
-        "drift: features shifted against training (PSI above 0.1): slow_replies_30d 0.12; "
-        "expected to move with time (scoring.drift_exempt): tenure_days 0.28 "
+        "drift: features shifted against training (PSI above 0.1): slow_replies_30d 0.120; "
+        "expected to move with time (scoring.drift_exempt): tenure_days 0.280 "
         "(drift.csv has every feature)"
     ]
     ageing = pd.DataFrame({"feature": ["bgnbd_expected_purchases", "x"], "psi": [0.38, 0.05]})

@@ -139,7 +139,7 @@ def shift_summary(drift: pd.DataFrame, above: float, exempt: list[str]) -> str:
     of events (`exempt`), so a reader sees at once which shifts are news."""
 
     def listed(rows: pd.DataFrame) -> str:
-        return ", ".join(f"{f} {p:.2f}" for f, p in zip(rows["feature"], rows["psi"], strict=True))
+        return ", ".join(f"{f} {p:.3f}" for f, p in zip(rows["feature"], rows["psi"], strict=True))
 
     moved = drift[drift["psi"] > above]
     expected = moved["feature"].isin(exempt)

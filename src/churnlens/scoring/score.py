@@ -275,15 +275,17 @@ def check_drift(drift: pd.DataFrame, config: Config) -> tuple[float, list[str]]:
     exempt, warn = config.scoring.drift_exempt, config.scoring.drift_warn_psi
     watched = drift[~drift["feature"].isin(exempt)]  # may be none
     worst = float(watched["psi"].max()) if len(watched) else 0.0
-    if worst > config.scoring.drift_stop_psi:
-        name = watched["feature"].iloc[0]
+    stop = config.scoring.drift_stop_psi
+    if worst > stop:
+        names = watched.loc[watched["psi"] > stop, "feature"].tolist()
+        also = f" (also {', '.join(names[1:])})" if len(names) > 1 else ""
         raise DriftError(
-            f"drift: feature {name} has PSI {worst:.3f} against training, above the limit "
-            f"scoring.drift_stop_psi = {config.scoring.drift_stop_psi}; nothing written. "
-            "If the shift is expected (a cohort that ages, a feature that grows with the "
-            "calendar), list the feature in the config's scoring.drift_exempt (reported, "
-            f"never a stop), e.g. drift_exempt: [{', '.join([*exempt, name])}]; else retrain "
-            f"on recent data. All shifts: {shift_summary(drift, warn, exempt)}"
+            f"drift: feature {names[0]} has PSI {worst:.3f} against training, above the limit "
+            f"scoring.drift_stop_psi = {stop}{also}; nothing written. If the shift is expected "
+            "(a cohort that ages, a feature that grows with the calendar), list the features in "
+            "the config's scoring.drift_exempt "
+            f"(reported, never a stop), e.g. drift_exempt: [{', '.join([*exempt, *names])}]; "
+            f"else retrain on recent data. All shifts: {shift_summary(drift, warn, exempt)}"
         )
     warned = drift.loc[drift["psi"] > warn, "feature"].tolist()
     if warned:
