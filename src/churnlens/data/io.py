@@ -23,6 +23,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -106,10 +107,14 @@ def scan_table(
         raise ChurnlensError(f"table {table}: file {path} not found")
     if path.stat().st_size == 0:
         raise ChurnlensError(f"table {table}: file {path} is empty")
+    text = suffix in TEXT_SUFFIXES
+    sep = sep or DEFAULT_SEPS.get(suffix.removesuffix(".gz"))
+    # a file written with another separator is the usual reason a text table cannot be read
+    other = f"set data.{table}.sep if the file uses another"
+    hint = f" (read as {sep!r}-separated, every line a row: {other})" if sep else ""
     try:
-        if suffix in TEXT_SUFFIXES:
-            plain = suffix.removesuffix(".gz")
-            source = _read_text(path, sep or DEFAULT_SEPS.get(plain), ("", *missing), header)
+        if text:
+            source = _read_text(path, sep, ("", *missing), header)
             rows = source.data.num_rows
         else:
             source, rows = _parquet(path)
@@ -122,7 +127,13 @@ def scan_table(
         message = "; ".join(lines[:1] + why[:1])
         if any(word in message.lower() for word in ("utf8", "utf-8", "unicode")):
             message = "not UTF-8 encoded text"
+        elif text:
+            message += hint
         raise ChurnlensError(f"table {table}: cannot read {path}: {message}") from None
+    if text and header and len(source.names) == 1 and re.search(r"[,;\t|]", source.names[0]):
+        raise ChurnlensError(
+            f"table {table}: {path} reads as one column named {source.names[0]!r}{hint}"
+        )
     if not rows:
         raise ChurnlensError(f"table {table}: {path} has no rows")
     return source
@@ -145,7 +156,9 @@ def _read_text(path: Path, sep: str | None, nulls: tuple[str, ...], header: bool
         frame = pd.read_csv(path, header=None, dtype="str", encoding="utf-8", **options)
         cells = pa.Table.from_pandas(frame, preserve_index=False)
     else:
-        options = {"all_varchar": True, "header": False, "na_values": list(nulls)}
+        # skiprows=0: DuckDB's sniffer would otherwise drop leading lines that do not fit the
+        # dialect it guessed (a header and data rows, silently); the contract sees every line
+        options = {"all_varchar": True, "header": False, "na_values": list(nulls), "skiprows": 0}
         if sep is not None:
             options["sep"] = sep
         with duckdb.connect() as con:
