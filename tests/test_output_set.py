@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -140,6 +141,10 @@ def test_a_write_error_names_the_file_and_leaves_nothing_half_written(tmp_path):
     with pytest.raises(ChurnlensError, match=r"cannot write .*list.csv: Not a directory"):
         write_atomic(path, then_the_folder_goes)
     assert sorted(tmp_path.iterdir()) == [folder] and folder.read_text() == "now a file"
+    os.mkfifo(tmp_path / "pipe")  # as /dev/null, run as root: the rename would replace it
+    with pytest.raises(ChurnlensError, match="pipe is a device, pipe or socket, not a file"):
+        write_csv(frame, tmp_path / "pipe")
+    assert stat.S_ISFIFO((tmp_path / "pipe").stat().st_mode)
 
 
 # --- kill -9 at every file operation of a real `churnlens score` ------------------------------

@@ -182,10 +182,18 @@ def writing(path: Path, what: str = "") -> Iterator[None]:
         raise ChurnlensError(f"cannot write {what}{path}: {why}") from None
 
 
+def refuse_special(path: Path, what: str) -> None:
+    """An output replaces what is at its path: a device, pipe or socket there (/dev/null,
+    /dev/stdout when run as root) would be removed and become a regular file."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise ChurnlensError(f"{what} {path} is a device, pipe or socket, not a file")
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success fsync it and rename it into place. On a
     write error nothing is left: neither the temp file nor a changed `path`."""
+    refuse_special(path, "output")
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
