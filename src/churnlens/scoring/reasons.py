@@ -79,21 +79,15 @@ def _strongest_per_family(
     """As `_strongest`, with at most one column of each family per row: its strongest. Three
     sentences on one cause ("3 slow replies", "the last slow reply 5 days ago") tell a
     retention team less than one on each of three causes."""
-    columns, best = [], []
-    for family in sorted(set(families[allowed.any(axis=0)])):
+    present = sorted(set(families[allowed.any(axis=0)]))
+    columns = np.zeros((len(values), max(len(present), k)), dtype=int)
+    best = np.full(columns.shape, -np.inf)  # a family with no allowed column stays empty
+    for j, family in enumerate(present):
         own = np.flatnonzero(families == family)
         idx, value = _strongest(values[:, own], allowed[:, own], 1)
-        columns.append(own[idx[:, 0]])
-        best.append(value[:, 0])
-    if not columns:
-        return _strongest(values, allowed, k)
-    order, value = _strongest(np.column_stack(best), np.ones((len(values), len(best)), bool), k)
-    picked = np.take_along_axis(np.column_stack(columns), order, axis=1)
-    if picked.shape[1] < k:  # fewer families than slots: the empty slots stay empty
-        filler = np.full((len(values), k - picked.shape[1]), -np.inf)
-        picked = np.column_stack([picked, np.zeros_like(filler, dtype=int)])
-        value = np.column_stack([value, filler])
-    return picked, value
+        columns[:, j], best[:, j] = own[idx[:, 0]], value[:, 0]
+    order, value = _strongest(best, np.ones(best.shape, dtype=bool), k)
+    return np.take_along_axis(columns, order, axis=1), value
 
 
 def top_reasons(
