@@ -510,3 +510,17 @@ def test_btyd_features_without_the_horizon_are_refused_not_left_out(tmp_path):
     assert not (tmp_path / "f.parquet").exists()
     with_horizon = build_features(literal_shop(), spine(), config, None, 30)
     assert {"bgnbd_p_alive", "bgnbd_expected_purchases"} <= set(with_horizon.columns)
+
+
+def test_a_declared_attribute_the_customers_table_lacks_is_refused():
+    """A misspelt `plann: driver` left the real plan column context in silence."""
+    config = CONFIG.model_copy(update={"attribute_roles": {"regoin": "driver"}})
+    with pytest.raises(ChurnlensError, match=r"attribute\(s\) regoin are no column.*region"):
+        build_features(literal_shop(), spine(), config)
+
+
+def test_a_named_event_kind_absent_from_the_data_is_warned_about(caplog):
+    config = CONFIG.model_copy(update={"event_kinds": ["login", "logn"]})
+    out = build_features(literal_shop(), spine(), config)
+    assert (out["logn_30d"] == 0).all()
+    assert "event kind(s) logn named in the config do not occur" in caplog.text

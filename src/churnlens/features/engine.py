@@ -14,6 +14,7 @@ purchases as of the cutoff (`_purchase_rows`). The result streams straight to Pa
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import duckdb
@@ -35,6 +36,7 @@ from churnlens.labels import NOT_FEATURES, SPINE_COLUMNS, labels, training_cutof
 
 SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "category": "VARCHAR"}
 MAX_EVENT_KINDS = 30  # kinds taken from the data without features.event_kinds
+log = logging.getLogger(__name__)
 
 # Each source's rows, with `ts` as the row's time and the helper columns the registry uses.
 PREPARED = {
@@ -106,6 +108,7 @@ def active_features(
     else:
         written = {column_name(kind): kind for kind in in_data}
         kinds = [written.get(column_name(kind), kind) for kind in config.event_kinds]
+    _check_declared(tables, config, in_data)
     present = tables.present()
     chosen: list[Feature] = []
     for feature in feature_registry(config, kinds, ces_scale, csat_scale):
@@ -118,6 +121,30 @@ def active_features(
         if ok:
             chosen.append(feature)
     return chosen + _attribute_features(tables, {f.name for f in chosen}, config)
+
+
+def _check_declared(tables: Tables, config: FeatureConfig, kinds_in_data: list[str]) -> None:
+    """A declared attribute must be a column of the customers table: a misspelt one would
+    leave the real column context in silence, and reasons would never name its family. A
+    named event kind absent from the events table is only warned about: it may just not have
+    happened in this data (its features are 0), or be misspelt."""
+    declared = {*config.attribute_roles, *config.attribute_families, *config.attribute_sentences}
+    stray = sorted(declared - set(tables.attributes))
+    if stray:
+        raise ChurnlensError(
+            f"config features: attribute(s) {', '.join(stray)} are no column of the customers "
+            f"table (its attributes: {', '.join(tables.attributes) or 'none'})"
+        )
+    named = set(config.event_kinds or []) | set(config.event_roles) | set(config.event_families)
+    seen = {column_name(kind) for kind in kinds_in_data}
+    absent = sorted(kind for kind in named if column_name(kind) not in seen)
+    if absent and tables.events is not None:
+        log.warning(
+            "features: event kind(s) %s named in the config do not occur in the events table; "
+            "their counts are 0 (kinds in the data: %s)",
+            ", ".join(absent),
+            ", ".join(kinds_in_data) or "none",
+        )
 
 
 def _attribute_features(tables: Tables, taken: set[str], config: FeatureConfig) -> list[Feature]:
