@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 
 from churnlens.config import Config, StatusConfig
 from churnlens.economics import expected_gain, saveable, select_targets
+from churnlens.errors import ChurnlensError
 from churnlens.scoring.playbook import (
     Action,
     Playbook,
@@ -208,3 +210,18 @@ def test_a_gap_under_a_day_counts_as_a_day():
     strict = StatusConfig(lapsed_floor_days=0.0)
     assert list(customer_status(features, strict)) == ["active", "lapsed"]
     assert list(customer_status(features, StatusConfig())) == ["active", "at_risk"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", "empty or not a mapping; it needs `actions:` with a 'default' entry"),
+        ("- default\n", "empty or not a mapping"),
+        ("actions: {}\n", "actions need a 'default' entry"),
+    ],
+)
+def test_a_playbook_without_actions_says_what_it_needs(tmp_path, text, expected):
+    path = tmp_path / "playbook.yaml"
+    path.write_text(text)
+    with pytest.raises(ChurnlensError, match=re.escape(expected)):
+        load_playbook(path)

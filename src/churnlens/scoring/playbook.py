@@ -96,7 +96,13 @@ def load_playbook(path: Path) -> Playbook:
     if not path.is_file():
         raise ChurnlensError(f"playbook {path}: file not found (config playbook.path)")
     try:
-        playbook = Playbook.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ChurnlensError(
+                f"playbook {path}: empty or not a mapping; it needs `actions:` with a "
+                f"'{DEFAULT}' entry (the package's own playbook.yaml shows the form)"
+            )
+        playbook = Playbook.model_validate(raw)
     except yaml.YAMLError as error:
         raise ChurnlensError(f"playbook {path}: not valid YAML ({error})") from None
     except ValidationError as error:
