@@ -19,6 +19,7 @@ from churnlens.labels import data_end, population
 from churnlens.scoring.playbook import load_playbook
 from churnlens.scoring.reasons import (
     TOP_K,
+    _strongest_per_family,
     feature_settings,
     reason_accuracy,
     sentence,
@@ -70,6 +71,10 @@ def test_reason_slots_hold_only_risk_raising_drivers_and_sign_only_signs(explain
     assert reasons["reason_1_feature"].notna().mean() > 0.9
     first, second = reasons["reason_1_contribution"], reasons["reason_2_contribution"]
     assert (first >= second).where(second.notna(), True).all()
+    # one reason per family: three sentences on one cause would hide the other causes
+    slots = reasons[[f"reason_{i}_family" for i in range(1, TOP_K + 1)]]
+    told = slots.notna().sum(axis=1)
+    assert (slots.nunique(axis=1) == told).all() and (told == TOP_K).any()
     # a value that reports nothing (no ticket open, no answer, flag 0) is never a reason
     features = explained[1]
     by_name = {f.name: f for f in registry}
@@ -296,3 +301,14 @@ def test_a_bare_purchase_log_still_gets_a_target_list():
     assert risk["target"].sum() > 0
     kept = risk[risk["status"] != "lapsed"]
     assert kept["recommended_action"].notna().all() and kept["expected_net_gain"].notna().all()
+
+
+def test_reasons_are_the_strongest_driver_of_each_family_in_order():
+    values = np.array([[0.5, 0.4, 0.3, 0.2], [0.1, 0.6, 0.0, 0.2]])
+    allowed = np.array([[True] * 4, [True, True, False, True]])  # row 2: its survey is silent
+    families = np.array(["support", "support", "survey", "pricing"], dtype=object)
+    picked, value = _strongest_per_family(values, allowed, families, 3)
+    assert picked[0].tolist() == [0, 2, 3] and value[0].tolist() == [0.5, 0.3, 0.2]
+    assert picked[1, :2].tolist() == [1, 3] and value[1, 2] == -np.inf  # the slot stays empty
+    two = _strongest_per_family(values[:, [0, 3]], allowed[:, [0, 3]], families[[0, 3]], 3)
+    assert two[0].shape == (2, 3) and np.isneginf(two[1][:, 2]).all()

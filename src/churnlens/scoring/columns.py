@@ -21,7 +21,11 @@ class OutputColumn:
 def _reason(i: int) -> list[OutputColumn]:
     return [
         OutputColumn(f"reason_{i}_feature", "str", f"driver feature behind reason {i}"),
-        OutputColumn(f"reason_{i}_family", "str", f"playbook family of reason {i}"),
+        OutputColumn(
+            f"reason_{i}_family",
+            "str",
+            f"playbook family of reason {i} (each reason's family differs from the others')",
+        ),
         OutputColumn(
             f"reason_{i}_contribution",
             "float64",

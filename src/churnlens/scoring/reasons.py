@@ -73,6 +73,23 @@ def _strongest(values: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndar
     return order, np.take_along_axis(masked, order, axis=1)
 
 
+def _strongest_per_family(
+    values: np.ndarray, allowed: np.ndarray, families: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """As `_strongest`, with at most one column of each family per row: its strongest. Three
+    sentences on one cause ("3 slow replies", "the last slow reply 5 days ago") tell a
+    retention team less than one on each of three causes."""
+    present = sorted(set(families[allowed.any(axis=0)]))
+    columns = np.zeros((len(values), max(len(present), k)), dtype=int)
+    best = np.full(columns.shape, -np.inf)  # a family with no allowed column stays empty
+    for j, family in enumerate(present):
+        own = np.flatnonzero(families == family)
+        idx, value = _strongest(values[:, own], allowed[:, own], 1)
+        columns[:, j], best[:, j] = own[idx[:, 0]], value[:, 0]
+    order, value = _strongest(best, np.ones(best.shape, dtype=bool), k)
+    return np.take_along_axis(columns, order, axis=1), value
+
+
 def top_reasons(
     model: ChurnModel,
     frame: pd.DataFrame,
@@ -82,9 +99,10 @@ def top_reasons(
 ) -> pd.DataFrame:
     """REASON_COLUMNS per row of `frame`: for i = 1..k reason_i_feature, reason_i_family,
     reason_i_contribution (share of the customer's risk) and the sentence reason_i, from the
-    risk-raising drivers; reason_family, the family whose drivers together raise the risk most
-    (it picks the action); driver_share, the share of the customer's risk that comes from
-    drivers told as reasons (what an action can address; the rest is how churn shows);
+    risk-raising drivers, one per family; reason_family, the family whose drivers together
+    raise the risk most (it picks the action); driver_share, the share of the customer's risk
+    that comes from drivers told as reasons (what an action can address; the rest is how
+    churn shows);
     sign_feature, sign_contribution and sign, the strongest sign whose value worries (judged
     against the model's training population: `Feature.says_nothing`), empty when none does.
 
@@ -100,7 +118,7 @@ def top_reasons(
     )
     silent = _silent(model, frame, known, names, roles)
     drivers = roles == "driver"
-    reason_idx, reason_share = _strongest(share, drivers & ~silent, k)
+    reason_idx, reason_share = _strongest_per_family(share, drivers & ~silent, families, k)
     sign_idx, sign_share = _strongest(share, (roles == "sign") & ~silent, 1)
     picked = np.column_stack([reason_idx, sign_idx])
     picked_share = np.column_stack([reason_share, sign_share])
