@@ -4,7 +4,9 @@ output paths and tracking stores it cannot write: exit 2 before any work, nothin
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pandas as pd
@@ -103,8 +105,11 @@ def test_output_paths_that_cannot_be_written_are_exit_2_before_any_work(simulate
     be: one message naming the option, no traceback, nothing written."""
     (tmp_path / "file").write_text("mine")
     (tmp_path / "folder").mkdir()
+    os.mkfifo(tmp_path / "pipe")  # as /dev/stdout or /dev/null: writing would replace it
     config = simulated / "config.yaml"
     cases = [
+        (("kpis", "-c", config, "--out", tmp_path / "pipe"), "device, pipe or socket"),
+        (("features", "-c", config, "--out", tmp_path / "pipe"), "device, pipe or socket"),
         (("simulate", "--customers", 10, "--out", tmp_path / "file"), "is a file"),
         (("simulate", "--customers", 10, "--out", tmp_path / "file" / "x"), "is a file, not"),
         (("features", "-c", config, "--out", tmp_path / "folder"), "is a folder"),
@@ -116,8 +121,9 @@ def test_output_paths_that_cannot_be_written_are_exit_2_before_any_work(simulate
         result = invoke(*args)
         assert result.exit_code == 2, (args, result.output)
         assert f"error: --out {args[-1]}" in result.output and message in result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder", "pipe"]
     assert (tmp_path / "file").read_text() == "mine" and not any((tmp_path / "folder").iterdir())
+    assert stat.S_ISFIFO((tmp_path / "pipe").stat().st_mode)
 
 
 def test_kpis_without_surveys_print_a_dash_not_nan(simulated, tmp_path):
@@ -162,6 +168,22 @@ def test_a_read_only_store_serves_scoring_and_refuses_writers_before_work(champi
             with pytest.raises(ChurnlensError, match="read-only here, and this step writes"):
                 step(config)
     assert sorted(p.name for p in store.iterdir()) == ["mlflow.db"]
+
+
+def test_reading_steps_on_a_missing_store_say_how_to_get_one_and_create_nothing(
+    simulated, tmp_path, monkeypatch
+):
+    """`score` with the default champion, `promote` and `export` on the default store
+    (./mlflow.db) before any training: exit 2 saying what to do; no empty store appears."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = simulated / "config.yaml"
+    for step in (["score", "--as-of", "2025-06-30", "--out", "out"], ["promote"], ["export"]):
+        result = invoke(step[0], "-c", config, *step[1:])
+        assert result.exit_code == 2, result.output
+        assert f"no tracking store at sqlite:///{tmp_path}/mlflow.db" in result.output
+        assert "`churnlens train`" in result.output and "--model" in result.output
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("uri", ["models:/shop", "models:/", "models:/shop@", "models:/shop/"])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from churnlens.config import FeatureConfig, ScoringConfig
+from churnlens.config import FeatureConfig, ScoringConfig, load_config
 from churnlens.data.contract import validate
+from churnlens.errors import ChurnlensError
 from churnlens.features.engine import build_features
 
 
@@ -65,3 +68,14 @@ def test_one_kind_named_twice_in_roles_is_a_config_error():
 def test_tiers_and_drift_limits_must_be_ordered(settings, message):
     with pytest.raises(ValidationError, match=message):
         ScoringConfig(**settings)
+
+
+@pytest.mark.parametrize("day", ["2025-13-01", "2025-02-30"])
+def test_a_day_that_does_not_exist_names_its_key(tmp_path, day):
+    """YAML's own date parsing raised a bare ValueError on these (exit 4)."""
+    (tmp_path / "c.yaml").write_text(f"cutoffs:\n  test: {day}\n  start: 2024-07-01\n")
+    with pytest.raises(ChurnlensError, match=r"cutoffs\.test: .*date"):
+        load_config(tmp_path / "c.yaml")
+    (tmp_path / "c.yaml").write_text("cutoffs:\n  test: 2025-10-01\n  start: 2024-07-01\n")
+    cutoffs = load_config(tmp_path / "c.yaml").cutoffs
+    assert (cutoffs.test, cutoffs.start) == (dt.date(2025, 10, 1), dt.date(2024, 7, 1))

@@ -235,6 +235,10 @@ BAD_INPUTS = {
         _config(lambda c: c["data"]["purchases"].update(columns={"amout": "x"})),
         ["data.purchases.columns", "unknown column(s) amout"],
     ),
+    "mapped column absent from the file": (  # the file's own `amount` was read in silence
+        _config(lambda c: c["data"]["purchases"].update(columns={"amount": "total_eur"})),
+        ["data.purchases.columns", "amount: total_eur names no column of the file"],
+    ),
 }
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from churnlens.config import Config
 from churnlens.drift import (
     EPSILON,
     population_stability_index,
@@ -18,6 +21,7 @@ from churnlens.drift import (
     reference_profile,
 )
 from churnlens.errors import ChurnlensError
+from churnlens.scoring.score import DriftError, check_drift
 
 
 def _psi(table: pd.DataFrame, feature: str) -> float:
@@ -292,3 +296,34 @@ def test_order_is_psi_descending_then_name_and_deterministic():
     assert table["psi"].is_monotonic_decreasing
     assert table.index.tolist() == list(range(5))
     pd.testing.assert_frame_equal(table, psi_table(reference, scoring))
+
+
+def test_drift_warns_in_one_line_news_first_and_a_stop_says_how_to_exempt():
+    """Shifts of features that grow with time (the default drift_exempt) are told apart from
+    news in one warning; a stop names the key, and the list it suggests works as written."""
+    drift = pd.DataFrame(
+        {"feature": ["tenure_days", "slow_replies_30d", "orders_total"], "psi": [0.28, 0.12, 0.01]}
+    )
+    records, handler, logger = [], logging.Handler(), logging.getLogger("churnlens")
+    handler.emit = records.append  # the package's logger, whatever the CLI set on it
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        worst, warned = check_drift(drift, Config())
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert worst == 0.12 and warned == ["tenure_days", "slow_replies_30d"]
+    assert [r.getMessage() for r in records] == [
+        "drift: features shifted against training (PSI above 0.1): slow_replies_30d 0.120; "
+        "expected to move with time (scoring.drift_exempt): tenure_days 0.280 "
+        "(drift.csv has every feature)"
+    ]
+    ageing = pd.DataFrame({"feature": ["bgnbd_expected_purchases", "x"], "psi": [0.38, 0.05]})
+    with pytest.raises(DriftError, match="bgnbd_expected_purchases has PSI 0.380") as stop:
+        check_drift(ageing, Config())
+    suggested = str(stop.value).split("e.g. ")[1].split("; else")[0]
+    assert suggested.startswith("drift_exempt: [tenure_days, ")
+    config = Config(scoring=yaml.safe_load(suggested))
+    assert check_drift(ageing, config) == (0.05, ["bgnbd_expected_purchases"])

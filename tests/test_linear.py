@@ -37,6 +37,17 @@ def test_missing_values_take_the_training_median():
     np.testing.assert_allclose(part.margin(x), part.margin(filled))
 
 
+@pytest.mark.filterwarnings("error")  # numpy's "All-NaN slice encountered" included
+def test_a_column_without_values_is_fitted_quietly_and_changes_nothing_else():
+    x, y = _frame(2000, 4)
+    part = LinearPart().fit(x.assign(empty=np.nan), y, ["a", "empty", "b"])
+    alone = LinearPart().fit(x, y, ["a", "b"])
+    assert part.state["medians"][1] == 0.0 and part.state["coef"][1] == 0.0
+    for key in ("medians", "means", "scales", "coef"):
+        np.testing.assert_allclose(np.delete(part.state[key], 1), alone.state[key], rtol=1e-5)
+    np.testing.assert_allclose(part.margin(x.assign(empty=np.nan)), alone.margin(x), rtol=1e-5)
+
+
 def test_the_logistic_part_fits_a_fixed_sample_of_at_most_max_rows():
     x, y = _frame(3000, 3)
     part = LinearPart().fit(x, y, ["a", "b"], seed=0, max_rows=1000)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from churnlens.cli import app
+from churnlens.data.io import write_atomic, write_csv, write_parquet
 from churnlens.data.output_set import publish, verify
 from churnlens.errors import ChurnlensError
 
@@ -107,6 +111,40 @@ def test_a_failing_writer_keeps_the_previous_set(tmp_path):
         publish(out, {"a": full}, {})
     assert (out / "a").read_text() == "a:old" and verify(out) == []
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_a_write_error_names_the_file_and_leaves_nothing_half_written(tmp_path):
+    """A full disk (/dev/full answers every write with ENOSPC), a folder made read-only after
+    the checks, a folder replaced by a file mid-write: exit 2 naming the path, the earlier
+    file intact, no temp file left."""
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "p": [0.1, 0.2]})
+    folder = tmp_path / "out"
+    path = write_csv(frame, folder / "list.csv")
+    before = path.read_bytes()
+
+    def onto_a_full_disk(tmp: Path) -> None:
+        tmp.unlink()
+        tmp.symlink_to("/dev/full")
+        frame.to_parquet(tmp)
+
+    with pytest.raises(ChurnlensError, match=r"cannot write .*list.csv: No space left"):
+        write_atomic(path, onto_a_full_disk)
+    with read_only(folder), pytest.raises(ChurnlensError, match=r"cannot write .*list.csv: .*ermi"):
+        write_parquet(frame, path)
+    assert path.read_bytes() == before and sorted(folder.iterdir()) == [path]
+
+    def then_the_folder_goes(tmp: Path) -> None:
+        tmp.write_text("half")
+        shutil.rmtree(folder)
+        folder.write_text("now a file")
+
+    with pytest.raises(ChurnlensError, match=r"cannot write .*list.csv: Not a directory"):
+        write_atomic(path, then_the_folder_goes)
+    assert sorted(tmp_path.iterdir()) == [folder] and folder.read_text() == "now a file"
+    os.mkfifo(tmp_path / "pipe")  # as /dev/null, run as root: the rename would replace it
+    with pytest.raises(ChurnlensError, match="pipe is a device, pipe or socket, not a file"):
+        write_csv(frame, tmp_path / "pipe")
+    assert stat.S_ISFIFO((tmp_path / "pipe").stat().st_mode)
 
 
 # --- kill -9 at every file operation of a real `churnlens score` ------------------------------

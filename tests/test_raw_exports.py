@@ -99,3 +99,32 @@ def test_a_marker_id_is_not_a_customer_and_a_wrong_date_names_the_format(tmp_pat
     assert "row 4 (order_id 4)" in result.output
     assert "not a date (expected '%d/%m/%Y %H:%M' (data.purchases.date_format))" in result.output
     assert "row 5" in result.output
+
+
+def test_a_separator_other_than_the_declared_one_is_named_with_the_key_to_set(tmp_path):
+    """A semicolon export read as comma-separated: one column named like the whole header
+    (or a file DuckDB cannot sniff, a comma inside an id): exit 2 saying which key to set."""
+    rows = "customer_id;ordered_at;amount\n007;2025-01-02;5\n7;2025-01-03;6\n"
+    for name, text in (("one.csv", rows), ("sniff.csv", rows + "ACME, Inc;2025-01-04;7\n")):
+        (tmp_path / name).write_text(text)
+        config = {"data": {"dir": str(tmp_path), "purchases": {"path": name}}}
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        result = runner.invoke(app, ["validate", "-c", str(tmp_path / "config.yaml")])
+        assert result.exit_code == 2, result.output
+        assert "data.purchases.sep" in result.output, result.output
+    config["data"]["purchases"]["sep"] = ";"
+    tables = load_tables(DataConfig(**config["data"]))
+    assert tables.purchases["customer_id"].tolist() == ["007", "7", "ACME, Inc"]
+
+
+def test_no_line_is_dropped_to_fit_a_guessed_dialect(tmp_path):
+    """DuckDB's sniffer skipped leading lines that did not fit the rest (here two purchases
+    without an amount): 'valid' with half the rows. Every line is read, or exit 2."""
+    (tmp_path / "log.csv").write_text(
+        "c1,2025-01-02\nc2,2025-01-03\nc3,2025-01-04,7\nc4,2025-01-05,8\n"
+    )
+    columns = {"customer_id": "column0", "ordered_at": "column1", "amount": "column2"}
+    purchases = {"path": "log.csv", "header": False, "columns": columns}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"data": {"purchases": purchases}}))
+    result = runner.invoke(app, ["validate", "-c", str(tmp_path / "config.yaml")])
+    assert result.exit_code == 2 and "cannot read" in result.output, result.output

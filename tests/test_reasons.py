@@ -190,7 +190,8 @@ def test_sentences_read_right_for_one():
         ("categories_bought", 2): "Bought from 2 categories",
         ("recency_days", 1.2): "No purchase for 1 day",
         ("login_30d", 1): "1 login event in the last 30 days",
-        ("days_since_login", 0.4): "Last login 0 days ago",
+        ("days_since_login", 0.4): "Last login less than 1 day ago",
+        ("oldest_open_ticket_days", 0.3): "A support ticket has been open for less than 1 day",
         ("awaiting_first_response", 1): (
             "1 ticket waiting for a first reply, the oldest for 1 hour"
         ),

@@ -388,13 +388,24 @@ def parse_date(text: str | dt.date, what: str) -> dt.date:
     raise ChurnlensError(f"{what} {text!r}: not a date; write it as YYYY-MM-DD, e.g. 2025-12-31")
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader without its own dates: a day that does not exist (2025-13-01)
+    then reaches the config's validation, which names its key, instead of failing inside the
+    parser with a bare ValueError; the config's date fields parse YYYY-MM-DD themselves."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, rule) for tag, rule in rules if tag != "tag:yaml.org,2002:timestamp"]
+        for first, rules in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML run config; every problem names its key."""
     path = Path(path)
     if not path.is_file():
         raise ChurnlensError(f"config {path}: file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ChurnlensError(f"config {path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):

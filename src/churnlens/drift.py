@@ -133,6 +133,25 @@ def psi_table(reference: Mapping, frame: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def shift_summary(drift: pd.DataFrame, above: float, exempt: list[str]) -> str:
+    """One line naming the features of a `psi_table` whose PSI is above `above`, worst first:
+    those watched, then those expected to move with the calendar or the age of a past burst
+    of events (`exempt`), so a reader sees at once which shifts are news."""
+
+    def listed(rows: pd.DataFrame) -> str:
+        return ", ".join(f"{f} {p:.3f}" for f, p in zip(rows["feature"], rows["psi"], strict=True))
+
+    moved = drift[drift["psi"] > above]
+    expected = moved["feature"].isin(exempt)
+    news, known = moved[~expected], moved[expected]
+    parts = []
+    if len(news):
+        parts.append(f"features shifted against training (PSI above {above}): {listed(news)}")
+    if len(known):
+        parts.append(f"expected to move with time (scoring.drift_exempt): {listed(known)}")
+    return "; ".join(parts) or f"no feature has PSI above {above}"
+
+
 def population_stability_index(
     expected: np.ndarray, actual: np.ndarray, epsilon: float = EPSILON
 ) -> float:

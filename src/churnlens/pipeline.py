@@ -17,6 +17,7 @@ import pandas as pd
 
 from churnlens.config import Config, load_config
 from churnlens.data.contract import load_tables, summarize
+from churnlens.data.io import refuse_special
 from churnlens.errors import ChurnlensError
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ def check_output(path: Path, option: str, folder: bool = False) -> None:
         raise ChurnlensError(f"{option} {path} is a file; give a folder path")
     if not folder and path.is_dir():
         raise ChurnlensError(f"{option} {path} is a folder; give a file path")
+    if not folder:
+        refuse_special(path, option)
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -365,8 +368,6 @@ def _model_card(config: Config, risk: pd.DataFrame):
 
     lineage = risk[["model_name", "model_version", "run_id"]].iloc[0].astype("str").to_dict()
     try:
-        if not tracking.store_exists(config):
-            raise ChurnlensError(f"no tracking store at {tracking.tracking_uri(config)}")
         model, _ = tracking.load_model_uri(
             config, f"models:/{lineage['model_name']}/{lineage['model_version']}"
         )

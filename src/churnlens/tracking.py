@@ -107,9 +107,10 @@ def check_store(config: Config, write: bool = False) -> None:
             )
 
 
-def store_exists(config: Config) -> bool:
+def _store_exists(config: Config) -> bool:
     """False only for a SQLite store whose database file is not there: opening it would create
-    an empty store, which a step that only reads (the report's model card) must not do."""
+    an empty store, which a step that only reads (scoring, export, the report's model card)
+    must not do."""
     database = _sqlite_file(config)
     return database is None or database.is_file()
 
@@ -142,10 +143,17 @@ def store_lock(config: Config) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _client(config: Config) -> MlflowClient:
+def _client(config: Config, create: bool = False) -> MlflowClient:
+    """The open store; only training (`create`) may create a missing one."""
     check_store(config)
-    _quiet()
     uri = tracking_uri(config)
+    if not create and not _store_exists(config):
+        raise ChurnlensError(
+            f"no tracking store at {uri}: train a model first (`churnlens train`, then "
+            "`churnlens promote`), point tracking.uri or MLFLOW_TRACKING_URI at your store, or "
+            "score an exported model with --model FOLDER"
+        )
+    _quiet()
     _use_store(uri)
     try:
         with store_lock(config):  # open (or create) both stores now, one process at a time
@@ -252,7 +260,7 @@ def log_training(
     If a version trained on the same data with the same settings exists, nothing is logged
     and that version is returned (`reused`), so a rerun does not pile up identical versions.
     """
-    client = _client(config)
+    client = _client(config, create=True)
     with store_lock(config):
         return _log_training(client, result, training_set, config, config_path, figures)
 

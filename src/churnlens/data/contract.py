@@ -802,6 +802,13 @@ def _rename(schema: TableSchema, names: list, mapping: dict[str, str], ignored: 
             f"config data.{schema.name}.columns: unknown column(s) {', '.join(unknown)}; "
             f"{schema.name} has {', '.join(schema.names)}"
         )
+    absent = {ours: yours for ours, yours in mapping.items() if yours not in set(map(str, names))}
+    if absent:  # else the file's own column of our name is read in silence, or none at all
+        pairs = ", ".join(f"{ours}: {yours}" for ours, yours in sorted(absent.items()))
+        raise ChurnlensError(
+            f"config data.{schema.name}.columns: {pairs} names no column of the file; its "
+            f"columns are {', '.join(map(str, names))}"
+        )
     repeated = sorted({n for i, n in enumerate(names) if n in names[:i]}, key=str)
     if repeated:
         raise ChurnlensError(

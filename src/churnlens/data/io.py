@@ -23,6 +23,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -106,10 +107,14 @@ def scan_table(
         raise ChurnlensError(f"table {table}: file {path} not found")
     if path.stat().st_size == 0:
         raise ChurnlensError(f"table {table}: file {path} is empty")
+    text = suffix in TEXT_SUFFIXES
+    sep = sep or DEFAULT_SEPS.get(suffix.removesuffix(".gz"))
+    # a file written with another separator is the usual reason a text table cannot be read
+    other = f"set data.{table}.sep if the file uses another"
+    hint = f" (read as {sep!r}-separated, every line a row: {other})" if sep else ""
     try:
-        if suffix in TEXT_SUFFIXES:
-            plain = suffix.removesuffix(".gz")
-            source = _read_text(path, sep or DEFAULT_SEPS.get(plain), ("", *missing), header)
+        if text:
+            source = _read_text(path, sep, ("", *missing), header)
             rows = source.data.num_rows
         else:
             source, rows = _parquet(path)
@@ -122,7 +127,13 @@ def scan_table(
         message = "; ".join(lines[:1] + why[:1])
         if any(word in message.lower() for word in ("utf8", "utf-8", "unicode")):
             message = "not UTF-8 encoded text"
+        elif text:
+            message += hint
         raise ChurnlensError(f"table {table}: cannot read {path}: {message}") from None
+    if text and header and len(source.names) == 1 and re.search(r"[,;\t|]", source.names[0]):
+        raise ChurnlensError(
+            f"table {table}: {path} reads as one column named {source.names[0]!r}{hint}"
+        )
     if not rows:
         raise ChurnlensError(f"table {table}: {path} has no rows")
     return source
@@ -145,7 +156,9 @@ def _read_text(path: Path, sep: str | None, nulls: tuple[str, ...], header: bool
         frame = pd.read_csv(path, header=None, dtype="str", encoding="utf-8", **options)
         cells = pa.Table.from_pandas(frame, preserve_index=False)
     else:
-        options = {"all_varchar": True, "header": False, "na_values": list(nulls)}
+        # skiprows=0: DuckDB's sniffer would otherwise drop leading lines that do not fit the
+        # dialect it guessed (a header and data rows, silently); the contract sees every line
+        options = {"all_varchar": True, "header": False, "na_values": list(nulls), "skiprows": 0}
         if sep is not None:
             options["sep"] = sep
         with duckdb.connect() as con:
@@ -158,20 +171,43 @@ def _read_text(path: Path, sep: str | None, nulls: tuple[str, ...], header: bool
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside `path`; on success fsync it and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~umask())
-    os.close(fd)
-    tmp = Path(tmp_name)
+def writing(path: Path, what: str = "") -> Iterator[None]:
+    """An OS error while writing `path` (a full disk, a read-only or vanished folder) is the
+    ground the output stands on, not a bug: one ChurnlensError naming the path (exit 2)."""
     try:
-        yield tmp
-        with tmp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        yield
+    except (OSError, duckdb.IOException) as error:
+        errno = getattr(error, "errno", None)  # pyarrow wraps the OS's words in its own
+        why = os.strerror(errno) if errno else (str(error).splitlines() or [""])[0]
+        raise ChurnlensError(f"cannot write {what}{path}: {why}") from None
+
+
+def refuse_special(path: Path, what: str) -> None:
+    """An output replaces what is at its path: a device, pipe or socket there (/dev/null,
+    /dev/stdout when run as root) would be removed and become a regular file."""
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise ChurnlensError(f"{what} {path} is a device, pipe or socket, not a file")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success fsync it and rename it into place. On a
+    write error nothing is left: neither the temp file nor a changed `path`."""
+    refuse_special(path, "output")
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o666 & ~umask())
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            yield tmp
+            with tmp.open("rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(OSError):  # its folder may be gone: nothing to remove
+                tmp.unlink(missing_ok=True)
 
 
 def file_sha256(path: Path) -> str:

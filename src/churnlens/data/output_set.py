@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from churnlens.data.io import file_sha256, umask
+from churnlens.data.io import file_sha256, umask, writing
 from churnlens.errors import ChurnlensError
 
 MANIFEST = "manifest.json"
@@ -47,12 +47,18 @@ def publish(out: Path, files: dict[str, Callable[[Path], object]], manifest: dic
     """Write `files` (name -> writer of that path) and then `manifest` (with `files`: each
     file's sha256) as one set at `out`; return the manifest. On any failure the previous set
     stays as it was and nothing new is left behind."""
-    try:
+    with writing(out, "outputs to "):
         _sets(out).mkdir(parents=True, exist_ok=True)
         _take_over(out)
         staging = Path(tempfile.mkdtemp(prefix="set-", dir=_sets(out)))
-    except OSError as error:
-        raise ChurnlensError(f"cannot write outputs to {out}: {error.strerror or error}") from None
+    with writing(out, "outputs to "):
+        manifest = _write_set(out, staging, files, manifest)
+    _clean(out, keep=staging)
+    return manifest
+
+
+def _write_set(out: Path, staging: Path, files: dict, manifest: dict) -> dict:
+    """Write the set into `staging` and switch `out` to it; on any failure remove it."""
     try:
         for name, write in files.items():
             write(staging / name)
@@ -68,13 +74,9 @@ def publish(out: Path, files: dict[str, Callable[[Path], object]], manifest: dic
         link = out.parent / f".{out.name}.link-{uuid.uuid4().hex[:12]}"
         os.symlink(f"{staging.parent.name}/{staging.name}", link)
         os.replace(link, out)  # the switch: one atomic rename
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise ChurnlensError(f"cannot write outputs to {out}: {error.strerror or error}") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _clean(out, keep=staging)
     return manifest
 
 

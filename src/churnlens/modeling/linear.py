@@ -68,7 +68,11 @@ class LinearPart:
             rows = sample_rows(len(frame), max_rows, seed)
             frame, y = frame.iloc[rows], y[rows]
         x = _signed_log(frame.to_numpy(np.float32))  # a fresh array, changed in place below
-        medians = np.nan_to_num(np.nanmedian(x, axis=0)) if len(x) else np.zeros(len(columns))
+        # a column with no value (none in the data, or none in the sample) takes 0: its
+        # standardised values are then all 0 and it adds nothing to the margin
+        seen = ~np.isnan(x).all(axis=0)
+        medians = np.zeros(len(columns), x.dtype)
+        medians[seen] = np.nanmedian(x if seen.all() else x[:, seen], axis=0)
         np.copyto(x, medians.astype(x.dtype), where=np.isnan(x))
         means, scales = x.mean(axis=0), x.std(axis=0)
         scales = np.where(scales > 0, scales, np.float32(1))

@@ -19,7 +19,7 @@ from churnlens.config import Config, parse_date
 from churnlens.data.contract import Tables
 from churnlens.data.io import write_csv, write_parquet
 from churnlens.data.output_set import publish
-from churnlens.drift import psi_table
+from churnlens.drift import psi_table, shift_summary
 from churnlens.economics import (
     check_budget,
     customer_value,
@@ -272,21 +272,24 @@ def rank_and_target(risk: pd.DataFrame, contacts: int | None, money: float | Non
 def check_drift(drift: pd.DataFrame, config: Config) -> tuple[float, list[str]]:
     """The worst PSI among features not exempt, and the features past the warning limit;
     raises DriftError past the stop limit."""
-    watched = drift[~drift["feature"].isin(config.scoring.drift_exempt)]  # may be none
+    exempt, warn = config.scoring.drift_exempt, config.scoring.drift_warn_psi
+    watched = drift[~drift["feature"].isin(exempt)]  # may be none
     worst = float(watched["psi"].max()) if len(watched) else 0.0
-    if worst > config.scoring.drift_stop_psi:
+    stop = config.scoring.drift_stop_psi
+    if worst > stop:
+        names = watched.loc[watched["psi"] > stop, "feature"].tolist()
+        also = f" (also {', '.join(names[1:])})" if len(names) > 1 else ""
         raise DriftError(
-            f"drift: feature {watched['feature'].iloc[0]} has PSI {worst:.3f} against "
-            f"training, above the limit scoring.drift_stop_psi = "
-            f"{config.scoring.drift_stop_psi}; nothing written"
+            f"drift: feature {names[0]} has PSI {worst:.3f} against training, above the limit "
+            f"scoring.drift_stop_psi = {stop}{also}; nothing written. If the shift is expected "
+            "(a cohort that ages, a feature that grows with the calendar), list the features in "
+            "the config's scoring.drift_exempt "
+            f"(reported, never a stop), e.g. drift_exempt: [{', '.join([*exempt, *names])}]; "
+            f"else retrain on recent data. All shifts: {shift_summary(drift, warn, exempt)}"
         )
-    warned = drift.loc[drift["psi"] > config.scoring.drift_warn_psi, "feature"].tolist()
-    for feature in warned:
-        log.warning(
-            "feature %s drifted (PSI above %s against training)",
-            feature,
-            config.scoring.drift_warn_psi,
-        )
+    warned = drift.loc[drift["psi"] > warn, "feature"].tolist()
+    if warned:
+        log.warning("drift: %s (drift.csv has every feature)", shift_summary(drift, warn, exempt))
     return worst, warned
 
 
