@@ -206,6 +206,7 @@ def test_missing_champion_is_a_clear_error(tmp_path, shop):
     config = yaml.safe_load((root / "config0.yaml").read_text())
     config["data"]["dir"] = str(root / "data")
     config["tracking"]["uri"] = f"sqlite:///{tmp_path / 'empty.db'}"
+    (tmp_path / "empty.db").touch()  # a store without models (a missing one: test_cli.py)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     result = runner.invoke(
         app, ["export", "-c", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "m")]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import mannwhitneyu
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 WEIGHTS = tuple(i / 10 for i in range(11))  # LightGBM's share of the margin
 # Newton steps on the exact Hessian: a handful of passes over the rows (6 on 134k training
@@ -32,6 +32,14 @@ MAX_ROWS = 200_000
 
 def _signed_log(x: np.ndarray) -> np.ndarray:
     return np.copysign(np.log1p(np.abs(x)), x)
+
+
+def _roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
+    """ROC-AUC as the Mann-Whitney U of the positives' scores over the others' (ties count a
+    half, as in roc_auc_score; NaN for one class): a third of its CPU, which is mostly the
+    input checks, for the weight's 11 scores on every fit."""
+    u = mannwhitneyu(score[positive], score[~positive], method="asymptotic").statistic
+    return float(u / (positive.sum() * (~positive).sum()))
 
 
 def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
@@ -116,7 +124,7 @@ class LinearPart:
     def choose_weight(self, tree_margin: np.ndarray, prepared: pd.DataFrame, y) -> dict:
         """Set the weight whose blend ranks `y` best; ties go to more LightGBM.
         Returns {weight: ROC-AUC} for the record."""
-        linear = self.margin(prepared)
-        scores = {w: float(roc_auc_score(y, w * tree_margin + (1 - w) * linear)) for w in WEIGHTS}
+        linear, positive = self.margin(prepared), np.asarray(y) == 1
+        scores = {w: _roc_auc(positive, w * tree_margin + (1 - w) * linear) for w in WEIGHTS}
         self.state["weight"] = float(max(scores, key=lambda w: (round(scores[w], 6), w)))
         return scores

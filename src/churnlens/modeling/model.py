@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import ThreadpoolController
 
@@ -80,7 +79,8 @@ def _pick_method(margin: np.ndarray, y: np.ndarray) -> str:
         losses = []
         for fit_idx, held_idx in folds.split(margin.reshape(-1, 1), y):
             calibrator = Calibrator(method).fit(margin[fit_idx], y[fit_idx])
-            losses.append(brier_score_loss(y[held_idx], calibrator.predict(margin[held_idx])))
+            held = y[held_idx] - calibrator.predict(margin[held_idx])
+            losses.append(np.mean(held**2))  # the Brier score, without its input checks
         scores[method] = float(np.mean(losses))
     return min(scores, key=lambda m: (scores[m], m != "sigmoid"))
 
@@ -116,14 +116,7 @@ class ChurnModel:
     ) -> ChurnModel:
         """Fit on `train`, stop early and calibrate on `valid` (both carry `label`); profile
         `reference` (default: `valid`) for drift, see `set_reference`."""
-        names = [c for c in train.columns if c not in NOT_FEATURES]
-        self.feature_names_ = names
-        self.dtypes_ = {n: "category" if _is_categorical(train[n]) else "float64" for n in names}
-        self.categories_ = {
-            n: sorted(str(v) for v in train[n].dropna().unique())
-            for n, kind in self.dtypes_.items()
-            if kind == "category"
-        }
+        self.freeze(train)
         x_train, x_valid = self.prepare(train), self.prepare(valid)
         y_train, y_valid = train[label].to_numpy(int), valid[label].to_numpy(int)
         params = {
@@ -167,6 +160,19 @@ class ChurnModel:
                 margin = self.linear_.blend(margin, x_valid)
             self.calibrator_ = Calibrator(self.calibration).fit(margin, y_valid)
             self.reference_ = profile.result()
+        return self
+
+    def freeze(self, train: pd.DataFrame) -> ChurnModel:
+        """Freeze the feature spec of `train` (names, dtypes, categorical levels): what
+        `prepare` applies to every later frame."""
+        names = [c for c in train.columns if c not in NOT_FEATURES]
+        self.feature_names_ = names
+        self.dtypes_ = {n: "category" if _is_categorical(train[n]) else "float64" for n in names}
+        self.categories_ = {
+            n: sorted(str(v) for v in train[n].dropna().unique())
+            for n, kind in self.dtypes_.items()
+            if kind == "category"
+        }
         return self
 
     def _choose_weight(self, y_valid, valid_cutoffs, x_valid, tree) -> None:
