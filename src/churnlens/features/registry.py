@@ -70,8 +70,8 @@ COUNTED = re.compile(r"(\+?)#([^\W\d_].+)")  # "{n:#order}", "{n:+#order}"; "{n:
 
 def counted(number: float, noun: str, sign: str = "") -> str:
     """`number` rounded, with `noun` in the singular for 1 and -1 and the plural otherwise
-    ("1 order", "0 orders", "+2 categories"); a fraction that rounds to 0 is "less than 1 day"
-    (a ticket opened this morning has not been open for "0 days")."""
+    ("1 order", "0 orders", "+2 categories"); a fraction that rounds to 0 reads "less than 1
+    day" (a ticket opened this morning has not been open for "0 days")."""
     text = f"{number:{sign}.0f}"
     if number and float(text) == 0:
         return f"less than 1 {noun}"
