@@ -218,6 +218,7 @@ def test_a_gap_under_a_day_counts_as_a_day():
         ("", "empty or not a mapping; it needs `actions:` with a 'default' entry"),
         ("- default\n", "empty or not a mapping"),
         ("actions: {}\n", "actions need a 'default' entry"),
+        ("actions: {default: 2025-13-01}\n", "actions.default: Input should be"),  # was exit 4
     ],
 )
 def test_a_playbook_without_actions_says_what_it_needs(tmp_path, text, expected):

@@ -399,13 +399,19 @@ class _Loader(yaml.SafeLoader):
     }
 
 
+def read_yaml(path: Path):
+    """A YAML file's content, with dates left as text for the reader's own validation (see
+    `_Loader`); the config and the playbook both read this way."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+
+
 def load_config(path: str | Path) -> Config:
     """Read and validate a YAML run config; every problem names its key."""
     path = Path(path)
     if not path.is_file():
         raise ChurnlensError(f"config {path}: file not found")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+        raw = read_yaml(path)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ChurnlensError(f"config {path}: not valid YAML ({exc})") from None
     if not isinstance(raw, dict):

@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from churnlens.config import read_yaml
 from churnlens.economics import expected_gain
 from churnlens.errors import ChurnlensError
 
@@ -96,14 +97,14 @@ def load_playbook(path: Path) -> Playbook:
     if not path.is_file():
         raise ChurnlensError(f"playbook {path}: file not found (config playbook.path)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path)
         if not isinstance(raw, dict):
             raise ChurnlensError(
                 f"playbook {path}: empty or not a mapping; it needs `actions:` with a "
                 f"'{DEFAULT}' entry (the package's own playbook.yaml shows the form)"
             )
         playbook = Playbook.model_validate(raw)
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ChurnlensError(f"playbook {path}: not valid YAML ({error})") from None
     except ValidationError as error:
         problems = "; ".join(
