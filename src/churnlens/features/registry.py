@@ -162,6 +162,16 @@ def _in_window(days: int) -> str:
     return f"ts >= cutoff - INTERVAL {days} DAY"
 
 
+def distinct_completed(column: str) -> str:
+    """The distinct values of `column` among the completed purchases before the cutoff. The
+    engine gives each row either its value's bit (`{column}_bit`) or whether it is the first
+    with its value (`first_{column}`), and leaves the other term empty (engine.DISTINCT_COUNTED)."""
+    return (
+        f"coalesce(bit_count(bit_or({column}_bit) FILTER (WHERE completed)), 0)"
+        f" + count(*) FILTER (WHERE completed AND first_{column})"
+    )
+
+
 def column_name(text: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
 
@@ -309,7 +319,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
         Feature(
             "categories_bought",
             "purchases",
-            "count(*) FILTER (WHERE completed AND first_category)",
+            distinct_completed("category"),
             "Bought from {categories_bought:#category}",
             "int64",
             requires=("category",),
@@ -319,7 +329,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
         Feature(
             "channels_used",
             "purchases",
-            "count(*) FILTER (WHERE completed AND first_channel)",
+            distinct_completed("channel"),
             "Bought through {channels_used:#channel}",
             "int64",
             requires=("channel",),
