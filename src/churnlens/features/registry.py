@@ -159,7 +159,9 @@ def _days_since(expr: str) -> str:
 
 
 def _in_window(days: int) -> str:
-    return f"ts >= cutoff - INTERVAL {days} DAY"
+    """The row is in the `days` before the cutoff. The times carry no time zone, so a day is
+    always DAY_US, and whole numbers compare faster than an INTERVAL's calendar arithmetic."""
+    return f"epoch_us(ts) >= epoch_us(cutoff) - {days * DAY_US}"
 
 
 def distinct_completed(column: str) -> str:
