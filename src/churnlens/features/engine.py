@@ -290,12 +290,15 @@ def _check_spine(spine: pd.DataFrame) -> list[str]:
     return [c for c in spine.columns if c not in SPINE_COLUMNS]
 
 
-def _relation(tables: Tables, spine: pd.DataFrame, config: FeatureConfig, data: DataConfig | None):
+def _active(tables: Tables, config: FeatureConfig, data: DataConfig | None) -> list[Feature]:
     data = data or DataConfig()
-    features = active_features(tables, config, data.ces_scale, data.csat_scale)
+    return active_features(tables, config, data.ces_scale, data.csat_scale)
+
+
+def _relation(tables: Tables, spine: pd.DataFrame, features: list[Feature]):
     con = duckdb.connect()
     _register(con, tables, spine)
-    return con, con.sql(feature_sql(tables, features, _check_spine(spine))), features
+    return con, con.sql(feature_sql(tables, features, _check_spine(spine)))
 
 
 def build_features(
@@ -304,14 +307,18 @@ def build_features(
     config: FeatureConfig,
     data: DataConfig | None = None,
     horizon_days: int | None = None,
+    features: list[Feature] | None = None,
 ) -> pd.DataFrame:
     """Features for each (customer_id, cutoff) row of `spine`; other spine columns ride along.
 
     With `config.btyd` (the default) the BTYD features of each cutoff are appended
     (features/btyd.py); they need the churn horizon, so `horizon_days` is then required.
+    `features`: `active_features`' list when the caller has it already (scoring explains
+    with it), so it is not made twice.
     """
     btyd = with_btyd(config, horizon_days)
-    con, relation, features = _relation(tables, spine, config, data)
+    features = features or _active(tables, config, data)
+    con, relation = _relation(tables, spine, features)
     frame = relation.df()
     con.close()
     frame = apply_dtypes(frame, features)
@@ -361,7 +368,7 @@ def write_features(
         with atomic_path(path) as tmp:
             frame.to_parquet(tmp, index=False)
         return len(frame)
-    con, relation, _ = _relation(tables, spine, config, data)
+    con, relation = _relation(tables, spine, _active(tables, config, data))
     with atomic_path(path) as tmp:
         relation.write_parquet(str(tmp))
     con.close()
