@@ -217,7 +217,9 @@ def _driver_share(share: np.ndarray, drivers: np.ndarray, silent: np.ndarray) ->
     so the playbook's default action is priced on it rather than on nothing."""
     if not drivers.any():
         return np.ones(len(share))
-    return np.where(drivers & ~silent, np.clip(share, 0, None), 0.0).sum(axis=1)
+    told = np.clip(share, 0, None)
+    np.copyto(told, 0.0, where=silent | ~drivers)  # in place: the screen's rows are many
+    return told.sum(axis=1)
 
 
 def screening_share(model: ChurnModel, frame: pd.DataFrame, registry: list[Feature]):
