@@ -316,6 +316,6 @@ def _neutralised(values: pd.Series) -> pd.Series:
 def _risky(text: pd.Series) -> pd.Series:
     """Per cell of `text` (strings or missing), whether a spreadsheet would run it."""
     risky = text.str.startswith(FORMULA_STARTS, na=False)
-    if risky.any():  # the usual column: nothing to prefix, nothing more to scan
-        risky &= ~text.str.fullmatch(PLAIN_NUMBER, na=False)
+    if risky.any():  # the usual column has none: then no second scan
+        risky &= ~text.str.fullmatch(PLAIN_NUMBER, na=False)  # -5 or +1.5 is a number
     return risky
