@@ -181,18 +181,17 @@ def _register(con: duckdb.DuckDBPyConnection, tables: Tables, spine: pd.DataFram
 def _source_cte(source: str, features: list[Feature], tables: Tables) -> str:
     frame = tables.present()[source]
     helpers = [sql for c, sql in HELPER_COLUMNS.get(source, {}).items() if c in frame.columns]
-    pending, rows, spine, match, codes = "", "", "spine s", "", ""
+    pending, rows, spine, match, bits = "", "", "spine s", "", []
     if source == "purchases":
         pending, rows, spine, match = _purchase_rows(frame.columns)
         counted = [c for c in DISTINCT_COUNTED if c in frame.columns]
         bits = [c for c in counted if _few_values(frame[c])]
         helpers += [(_BIT if c in bits else _FIRST).format(c) for c in counted]
-        codes = "".join(_codes_join(c) for c in bits)
     prepared = PREPARED[source].format(columns=", ".join(helpers) or "NULL AS _none", rows=rows)
     aggregates = ",\n    ".join(f"{f.sql} AS {_quote(f.name)}" for f in features)
     return f"""{source}_k AS (
-    SELECT k._cid, x.*{"".join(f", _code_{c}" for c in bits) if codes else ""}
-    FROM {source}_in x JOIN keys k USING (customer_id){codes}),
+    SELECT k._cid, x.*{"".join(f", _code_{c}" for c in bits)}
+    FROM {source}_in x JOIN keys k USING (customer_id){"".join(map(_codes_join, bits))}),
 {pending}{source}_p AS ({prepared}),
 agg_{source} AS (
     SELECT s._cid, s.cutoff,
