@@ -24,9 +24,9 @@ def test_weight_goes_to_the_margin_that_ranks_better_ties_to_lightgbm():
     x, y = _frame(2000, 0)
     part = LinearPart().fit(x, y, ["a", "b"])
     noise = np.random.default_rng(1).normal(size=len(y))
-    scores = part.choose_weight(noise, x, y)
+    scores = part.choose_weight(noise, part.margin(x), y)
     assert part.weight == 0.0 and scores[0.0] > scores[1.0]
-    part.choose_weight(part.margin(x), x, y)  # the same ranking at every weight: a tie
+    part.choose_weight(part.margin(x), part.margin(x), y)  # the same ranking at every weight
     assert part.weight == 1.0
 
 
