@@ -365,11 +365,11 @@ class _BestValidMargin:
     the probabilities of each round where the first metric improves, as early stopping does.
     """
 
-    order = 20
     # Beyond this probability the margin, log(p / (1 - p)), is no longer exact to 1e-7.
     MAX_PROBABILITY = 1 - 1e-9
 
     def __init__(self):
+        self.order = 20  # lgb.train sorts callbacks by it; an instance attribute, it keeps
         self.latest, self.best, self.best_round, self.best_score = None, None, -1, None
 
     def metric(self, probabilities: np.ndarray, _data) -> list:
