@@ -104,13 +104,18 @@ def load(directory: Path, names=("customers", "purchases")):
     """The cached tables as churnlens `Tables` (attributes only when the customers carry them)."""
     import pandas as pd
 
-    from churnlens.data.contract import Tables, with_ticket_times
+    from churnlens.data.contract import MAX_CODE_LEVELS, Tables, with_ticket_times
 
     frames = {name: pd.read_parquet(directory / f"{name}.parquet") for name in names}
-    for frame in frames.values():
+    for name, frame in frames.items():
         for column in frame.columns:
-            if str(frame[column].dtype).startswith("datetime64"):
-                frame[column] = frame[column].astype("datetime64[us]")
+            values = frame[column]
+            if str(values.dtype).startswith("datetime64"):
+                frame[column] = values.astype("datetime64[us]")
+            elif name != "customers" and values.dtype == "str" and not column.endswith("_id"):
+                levels = sorted(values.dropna().unique())  # few-valued text, as load_tables
+                if len(levels) <= MAX_CODE_LEVELS:  # holds it: a categorical
+                    frame[column] = values.astype(pd.CategoricalDtype(levels))
     if "tickets" in frames:  # the derived ticket times, as load_tables adds them
         frames["tickets"] = with_ticket_times(frames["tickets"])
     attributes = ATTRIBUTES if "tickets" in names else []

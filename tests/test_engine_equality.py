@@ -3,10 +3,10 @@
 The reference is the definition written out: every purchase and event joined to each later
 cutoff (`ts < cutoff`) by its text id, completion decided at that cutoff, and one aggregate
 per feature: `count(DISTINCT ...)` for categories and channels, a trend's earlier half as its
-own closed range. The engine computes some of these differently (first-occurrence markers,
-2 x the last w days less the last 2w days, an integer customer key), so every purchase and
-event feature must be identical on every row, NaN-aware; only the gap spread, which the
-reference takes from `stddev_samp`, is compared within 1e-9.
+own closed range. The engine computes some of these differently (value bits or
+first-occurrence markers, 2 x the last w days less the last 2w days, an integer customer
+key), so every purchase and event feature must be identical on every row, NaN-aware; only
+the gap spread, which the reference takes from `stddev_samp`, is compared within 1e-9.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 import churnlens as cl
 from churnlens.config import FeatureConfig
-from churnlens.features.engine import build_features
+from churnlens.features.engine import MAX_BITS, build_features
 from churnlens.features.registry import column_name
 
 WINDOWS = [30, 90, 180]
@@ -124,9 +124,10 @@ def reference(tables: cl.Tables, spine: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def simulated(refund_times: bool) -> cl.Tables:
+def simulated(refund_times: bool, many_categories: bool = False) -> cl.Tables:
     """A simulated shop with some missing values, some purchases at the same time as another
-    (ties in time, other categories and channels), and refund times on most refunds."""
+    (ties in time, other categories and channels), and refund times on most refunds. With
+    `many_categories`, more categories than the engine counts by bits (engine.MAX_BITS)."""
     shop = cl.simulate(1200, seed=11)
     shop.pop("ground_truth")
     purchases = shop["purchases"]
@@ -144,6 +145,8 @@ def simulated(refund_times: bool) -> cl.Tables:
         later = pd.to_timedelta(rng.integers(0, 120 * 24, len(purchases)), unit="h")
         timed = refunds & (rng.random(len(purchases)) < 0.8)
         purchases["refunded_at"] = (purchases["ordered_at"] + later).where(timed)
+    if many_categories:
+        purchases["category"] += "-" + (purchases.index % 10).astype(str)
     shop["purchases"] = purchases
     return cl.validate(shop)
 
@@ -157,9 +160,16 @@ def spine(tables: cl.Tables) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-@pytest.mark.parametrize("refund_times", [False, True], ids=["final status", "refund times"])
-def test_every_purchase_and_event_feature_equals_the_reference(refund_times):
-    tables = simulated(refund_times)
+@pytest.mark.parametrize(
+    ("refund_times", "many_categories"),
+    [(False, False), (True, False), (True, True)],
+    ids=["final status", "refund times", "categories past the bits"],
+)
+def test_every_purchase_and_event_feature_equals_the_reference(refund_times, many_categories):
+    tables = simulated(refund_times, many_categories)
+    categories = tables.purchases["category"].nunique()
+    assert (categories > MAX_BITS) == many_categories  # both ways of counting categories
+    assert tables.purchases["channel"].nunique() <= MAX_BITS
     rows = spine(tables)
     engine = build_features(tables, rows, CONFIG)
     expected = reference(tables, rows).sort_values(["cutoff", "customer_id"], ignore_index=True)

@@ -524,3 +524,16 @@ def test_a_named_event_kind_absent_from_the_data_is_warned_about(caplog):
     out = build_features(literal_shop(), spine(), config)
     assert (out["logn_30d"] == 0).all()
     assert "event kind(s) logn named in the config do not occur" in caplog.text
+
+
+def test_the_feature_list_a_caller_has_is_built_and_not_made_again(caplog):
+    """Scoring hands over the list it explains with: built as given, warnings said once."""
+    config = CONFIG.model_copy(update={"event_kinds": ["login", "logn"]})
+    tables = literal_shop()
+    chosen = [f for f in active_features(tables, config) if f.source != "events"]
+    assert caplog.text.count("logn named in the config") == 1
+    out = build_features(tables, spine(), config, features=chosen)
+    assert caplog.text.count("logn named in the config") == 1
+    assert [c for c in out.columns if c not in ("customer_id", "cutoff")] == [
+        f.name for f in chosen
+    ]

@@ -4,7 +4,7 @@ Each source is joined to the spine on the customer (an integer key, `KEYS`) with
 `ts < cutoff`, so a row at or after a cutoff can never reach that cutoff's features, and
 aggregated per (customer, cutoff) with the registry's SQL; the per-source results are
 left-joined back to the spine. What can be decided once per source row is decided before the
-join (flags, gaps, first occurrences), so the joined rows stay narrow and no aggregate needs
+join (flags, gaps, a category's bit), so the joined rows stay narrow and no aggregate needs
 a DISTINCT. No Python loop runs over customers or cutoffs. A purchase counts as completed
 where it is completed at the cutoff (`completed_sql`): with `refunded_at`, the few (customer,
 cutoff) pairs with a refund still pending at the cutoff read their own copy of the customer's
@@ -62,12 +62,18 @@ KEYS = """keys AS (
     SELECT customer_id, row_number() OVER (ORDER BY customer_id) AS _cid
     FROM (SELECT DISTINCT customer_id FROM spine_in)),
 spine AS (SELECT s.*, k._cid FROM spine_in s JOIN keys k USING (customer_id))"""
-# A purchase that is its customer's first completed one in its category (channel): by time,
-# so the first one before any cutoff is the earliest; counting these before the cutoff counts
-# the distinct values without a DISTINCT over the joined rows.
+# Distinct categories (channels) bought before a cutoff, without a DISTINCT over the joined
+# rows (registry.distinct_completed sums both terms). A column with at most MAX_BITS values
+# (a categorical from the contract) gives each row its value's bit, OR-ed per (customer,
+# cutoff) and counted: no sort. Otherwise each row says whether it is its customer's first
+# completed one with that value, by time (so the first one before any cutoff is the earliest):
+# a window sort per column.
+DISTINCT_COUNTED = ("category", "channel")
+MAX_BITS = 63  # a BIGINT's bits below the sign
+_BIT = "CAST(1 AS BIGINT) << _code_{0} AS {0}_bit, FALSE AS first_{0}"
 _FIRST = (
-    "{0} IS NOT NULL AND row_number() OVER (PARTITION BY _cid, version, completed, {0} "
-    "ORDER BY ordered_at, order_id) = 1"
+    "CAST(NULL AS BIGINT) AS {0}_bit, {0} IS NOT NULL AND row_number() OVER (PARTITION BY "
+    "_cid, version, completed, {0} ORDER BY ordered_at, order_id) = 1 AS first_{0}"
 )
 # Optional input columns -> what crosses the join: flags rather than text, so the joined
 # rows (one per purchase and later cutoff) stay narrow.
@@ -78,8 +84,7 @@ HELPER_COLUMNS = {
             ", ".join(f"'{status}'" for status in REFUND_STATUSES)
         ),
         "discount": "discount > 0 AS discounted",
-        "category": f"{_FIRST.format('category')} AS first_category",
-        "channel": f"channel, {_FIRST.format('channel')} AS first_channel",
+        "channel": "channel",
     },
     "tickets": {
         c: c for c in ("first_response_at", "resolved_at", "ended_at", "reopened", "reopened_since")
@@ -176,19 +181,38 @@ def _register(con: duckdb.DuckDBPyConnection, tables: Tables, spine: pd.DataFram
 def _source_cte(source: str, features: list[Feature], tables: Tables) -> str:
     frame = tables.present()[source]
     helpers = [sql for c, sql in HELPER_COLUMNS.get(source, {}).items() if c in frame.columns]
-    pending, rows, spine, match = "", "", "spine s", ""
+    pending, rows, spine, match, codes = "", "", "spine s", "", ""
     if source == "purchases":
         pending, rows, spine, match = _purchase_rows(frame.columns)
+        counted = [c for c in DISTINCT_COUNTED if c in frame.columns]
+        bits = [c for c in counted if _few_values(frame[c])]
+        helpers += [(_BIT if c in bits else _FIRST).format(c) for c in counted]
+        codes = "".join(_codes_join(c) for c in bits)
     prepared = PREPARED[source].format(columns=", ".join(helpers) or "NULL AS _none", rows=rows)
     aggregates = ",\n    ".join(f"{f.sql} AS {_quote(f.name)}" for f in features)
     return f"""{source}_k AS (
-    SELECT k._cid, x.* FROM {source}_in x JOIN keys k USING (customer_id)),
+    SELECT k._cid, x.*{"".join(f", _code_{c}" for c in bits) if codes else ""}
+    FROM {source}_in x JOIN keys k USING (customer_id){codes}),
 {pending}{source}_p AS ({prepared}),
 agg_{source} AS (
     SELECT s._cid, s.cutoff,
     {aggregates}
     FROM {spine} JOIN {source}_p x ON x._cid = s._cid AND x.ts < s.cutoff{match}
     GROUP BY s._cid, s.cutoff)"""
+
+
+def _few_values(values: pd.Series) -> bool:
+    """Whether a column's values fit a BIGINT's bits (see DISTINCT_COUNTED)."""
+    return isinstance(values.dtype, pd.CategoricalDtype) and len(values.cat.categories) <= MAX_BITS
+
+
+def _codes_join(column: str) -> str:
+    """The join giving each row its value's number (0 .. values - 1) as `_code_{column}`."""
+    return f"""
+    LEFT JOIN (SELECT {column} AS _value, CAST(row_number() OVER (ORDER BY {column}) - 1 AS
+               INTEGER) AS _code_{column}
+               FROM (SELECT DISTINCT {column} FROM purchases_in WHERE {column} IS NOT NULL))
+               AS _codes_{column} ON _codes_{column}._value = x.{column}"""
 
 
 def _purchase_rows(columns) -> tuple[str, str, str, str]:
@@ -266,12 +290,15 @@ def _check_spine(spine: pd.DataFrame) -> list[str]:
     return [c for c in spine.columns if c not in SPINE_COLUMNS]
 
 
-def _relation(tables: Tables, spine: pd.DataFrame, config: FeatureConfig, data: DataConfig | None):
+def _active(tables: Tables, config: FeatureConfig, data: DataConfig | None) -> list[Feature]:
     data = data or DataConfig()
-    features = active_features(tables, config, data.ces_scale, data.csat_scale)
+    return active_features(tables, config, data.ces_scale, data.csat_scale)
+
+
+def _relation(tables: Tables, spine: pd.DataFrame, features: list[Feature]):
     con = duckdb.connect()
     _register(con, tables, spine)
-    return con, con.sql(feature_sql(tables, features, _check_spine(spine))), features
+    return con, con.sql(feature_sql(tables, features, _check_spine(spine)))
 
 
 def build_features(
@@ -280,14 +307,18 @@ def build_features(
     config: FeatureConfig,
     data: DataConfig | None = None,
     horizon_days: int | None = None,
+    features: list[Feature] | None = None,
 ) -> pd.DataFrame:
     """Features for each (customer_id, cutoff) row of `spine`; other spine columns ride along.
 
     With `config.btyd` (the default) the BTYD features of each cutoff are appended
     (features/btyd.py); they need the churn horizon, so `horizon_days` is then required.
+    `features`: `active_features`' list when the caller has it already (scoring explains
+    with it), so it is not made twice.
     """
     btyd = with_btyd(config, horizon_days)
-    con, relation, features = _relation(tables, spine, config, data)
+    features = features or _active(tables, config, data)
+    con, relation = _relation(tables, spine, features)
     frame = relation.df()
     con.close()
     frame = apply_dtypes(frame, features)
@@ -337,7 +368,7 @@ def write_features(
         with atomic_path(path) as tmp:
             frame.to_parquet(tmp, index=False)
         return len(frame)
-    con, relation, _ = _relation(tables, spine, config, data)
+    con, relation = _relation(tables, spine, _active(tables, config, data))
     with atomic_path(path) as tmp:
         relation.write_parquet(str(tmp))
     con.close()

@@ -357,7 +357,8 @@ def score(
     if spine.empty:
         raise ChurnlensError(f"no customer is in the population at {as_of:%Y-%m-%d}")
     feature_config, registry = registry_for(model, tables, config)
-    features = build_features(tables, spine, feature_config, config.data, config.churn.horizon_days)
+    horizon = config.churn.horizon_days
+    features = build_features(tables, spine, feature_config, config.data, horizon, registry)
     drift = psi_table(model.reference_, features)
     worst, warned = check_drift(drift, config)
     risk = risk_rows(
