@@ -62,7 +62,7 @@ def _lightgbm_frames(n: int, seed: int):
     return x, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
 
 
-def _train_recording(params: dict, rounds: int = 200):
+def _train_recording(params: dict, rounds: int = 200, stopping: bool = True):
     x, y = _lightgbm_frames(4000, 7)
     dtrain = lgb.Dataset(x[:3000], y[:3000])
     recorded = _BestValidMargin()
@@ -72,7 +72,7 @@ def _train_recording(params: dict, rounds: int = 200):
         num_boost_round=rounds,
         valid_sets=[lgb.Dataset(x[3000:], y[3000:], reference=dtrain)],
         feval=recorded.metric,
-        callbacks=[lgb.early_stopping(20, verbose=False), recorded],
+        callbacks=[lgb.early_stopping(20, verbose=False)] * stopping + [recorded],
     )
     return recorded, booster, x[3000:]
 
@@ -96,3 +96,5 @@ def test_the_recorded_margin_is_refused_when_it_is_not_the_best_or_not_exact():
     booster.best_iteration += 1
     recorded.best[0] = 1 - 1e-10  # as if a margin were above 23: log(p / (1 - p)) is inexact
     assert recorded.margin(booster) is None
+    recorded, booster, _ = _train_recording({"metric": "None"}, rounds=5, stopping=False)
+    assert booster.best_iteration == 0 and recorded.margin(booster) is None  # nothing recorded

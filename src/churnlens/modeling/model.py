@@ -377,18 +377,21 @@ class _BestValidMargin:
         return []
 
     def __call__(self, env) -> None:
+        if not env.evaluation_result_list:  # no metric (params metric "None"): nothing to keep
+            return
         first = env.evaluation_result_list[0]
         score = first[2] if first[3] else -first[2]  # (data, name, value, higher is better)
         if self.best_score is None or score > self.best_score:
             self.best, self.best_round, self.best_score = self.latest, env.iteration, score
 
     def margin(self, booster: lgb.Booster) -> np.ndarray | None:
-        """The recorded margin, or None if it is not the booster's best iteration's (another
-        metric stopped training) or not exact (a probability within 1e-9 of 1)."""
+        """The recorded margin, or None if there is none for the booster's best iteration
+        (another metric stopped training, or none did) or it is not exact (a probability of 0
+        or within 1e-9 of 1)."""
         p = self.best
         if p is None or self.best_round + 1 != booster.best_iteration:
             return None
-        if p.max() > self.MAX_PROBABILITY:
+        if p.min() <= 0 or p.max() > self.MAX_PROBABILITY:
             return None
         return np.log(p) - np.log1p(-p)
 
