@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from churnlens.modeling import paths as paths_module
 from churnlens.modeling.paths import PathAttributions
 
 
@@ -72,3 +73,14 @@ def test_a_feature_off_every_path_gets_nothing(leaves):
     x = np.column_stack([x, np.zeros(len(x))])  # a constant column: LightGBM never splits it
     booster = _booster(x, y, leaves)
     assert (PathAttributions(booster)(pd.DataFrame(x))[:, 4] == 0).all()
+
+
+def test_rows_are_attributed_in_chunks_with_the_same_bits(monkeypatch):
+    """LEAF_ROWS rows at a time (a frame by position, whatever its index): the same values."""
+    x, y = _data()
+    booster = _booster(x, y, leaves=8)
+    whole = PathAttributions(booster)(x)
+    monkeypatch.setattr(paths_module, "LEAF_ROWS", 700)
+    frame = pd.DataFrame(x, index=np.arange(len(x))[::-1] * 3)
+    assert np.array_equal(PathAttributions(booster)(frame), whole)
+    assert np.array_equal(PathAttributions(booster)(x[:1]), whole[:1])

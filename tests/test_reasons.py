@@ -19,6 +19,7 @@ from churnlens.labels import data_end, population
 from churnlens.scoring.playbook import load_playbook
 from churnlens.scoring.reasons import (
     TOP_K,
+    _sentences,
     _strongest_per_family,
     feature_settings,
     reason_accuracy,
@@ -313,3 +314,41 @@ def test_reasons_are_the_strongest_driver_of_each_family_in_order():
     assert picked[1, :2].tolist() == [1, 3] and value[1, 2] == -np.inf  # the slot stays empty
     two = _strongest_per_family(values[:, [0, 3]], allowed[:, [0, 3]], families[[0, 3]], 3)
     assert two[0].shape == (2, 3) and np.isneginf(two[1][:, 2]).all()
+
+
+def test_sentences_rendered_once_per_value_read_as_row_by_row():
+    """Each feature's sentence is rendered per distinct value: the same strings as `sentence`
+    row by row, -0.0 apart from 0.0, missing values and a feature the registry lacks."""
+    known = {f.name: f for f in feature_registry(FeatureConfig(), ["login"])}
+    frame = pd.DataFrame(
+        {
+            "orders_trend_30d": [0.0, -0.0, np.nan, 2.0, 2.0, -0.0],
+            "tickets_total": [1.0, 1.0, 3.0, np.nan, 1.0, 0.0],
+            "orders_total": [2.0, 2.0, 1.0, 4.0, 2.0, 0.0],
+            "tickets_per_order": [0.5, 0.5, 3.0, np.nan, 0.5, 0.0],
+            "mystery": ["a", "a", None, "b", "a", "b"],
+        }
+    )
+    picked = np.array(
+        [
+            ["orders_trend_30d", "tickets_per_order", None],
+            ["orders_trend_30d", "tickets_per_order", "mystery"],
+            ["tickets_per_order", "orders_trend_30d", "mystery"],
+            ["orders_trend_30d", "tickets_per_order", "mystery"],
+            [None, None, "mystery"],
+            ["orders_trend_30d", "absent", "tickets_per_order"],
+        ],
+        dtype=object,
+    )
+    records = frame.to_dict("records")
+    expected = [
+        [None if n is None else sentence(known.get(n), n, row) for n in names]
+        for names, row in zip(picked, records, strict=True)
+    ]
+    got = _sentences(frame, picked, known)
+    assert got.tolist() == expected
+    assert got[0, 0].startswith("Orders changed by +0") and got[1, 0].startswith(
+        "Orders changed by -0"
+    )
+    assert got[1, 1] == "1 support ticket for 2 orders" and got[2, 2] == "No mystery on record"
+    assert got[5, 1] == "No absent on record"

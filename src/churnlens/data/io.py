@@ -289,10 +289,19 @@ def _spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     for position in range(safe.shape[1]):
         values = safe.iloc[:, position]
         if isinstance(values.dtype, pd.CategoricalDtype):
+            if _safe_levels(values.cat.categories):  # DuckDB writes their text as it is
+                continue
             values = values.astype("object")
         if pd.api.types.is_string_dtype(values) or values.dtype == object:
             safe.isetitem(position, _neutralised(values))
     return safe
+
+
+def _safe_levels(levels: pd.Index) -> bool:
+    """Whether every level of a categorical is text no spreadsheet runs: then none of its
+    values needs a prefix, and a million values need not be looked at one by one."""
+    text = pd.Series(levels, dtype="object")
+    return pd.api.types.infer_dtype(text, skipna=False) == "string" and not _risky(text).any()
 
 
 def _neutralised(values: pd.Series) -> pd.Series:
@@ -300,8 +309,13 @@ def _neutralised(values: pd.Series) -> pd.Series:
         text = values
     else:
         text = values.where(values.map(lambda v: isinstance(v, str)).astype(bool))  # strings
+    risky = _risky(text)
+    return values.where(~risky, "'" + text) if risky.any() else values
+
+
+def _risky(text: pd.Series) -> pd.Series:
+    """Per cell of `text` (strings or missing), whether a spreadsheet would run it."""
     risky = text.str.startswith(FORMULA_STARTS, na=False)
-    if not risky.any():  # the usual column: nothing to prefix, nothing more to scan
-        return values
-    risky &= ~text.str.fullmatch(PLAIN_NUMBER, na=False)
-    return values.where(~risky, "'" + text)
+    if risky.any():  # the usual column has none: then no second scan
+        risky &= ~text.str.fullmatch(PLAIN_NUMBER, na=False)  # -5 or +1.5 is a number
+    return risky

@@ -18,6 +18,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+# Rows per leaf prediction: LightGBM returns rows x trees leaf indices through a float64
+# buffer, and at 200,000 rows x 250 trees (400 MB) filling it costs more than the prediction.
+LEAF_ROWS = 50_000
+
 
 class PathAttributions:
     """The leaf table of `booster`'s first `trees` trees: one row per leaf, one column per
@@ -31,15 +35,21 @@ class PathAttributions:
             _leaf_table(tree["tree_structure"], features)
             for tree in booster.dump_model(num_iteration=self.trees)["tree_info"]
         ]
-        self.offsets = np.cumsum([0] + [len(t) for t in tables[:-1]])
-        self.table = sp.csr_matrix(np.vstack(tables))
+        self.offsets = np.cumsum([0] + [len(t) for t in tables[:-1]], dtype=np.int32)
+        self.table = sp.csr_array(np.vstack(tables))
 
-    def __call__(self, prepared: pd.DataFrame) -> np.ndarray:
+    def __call__(self, prepared: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Per row, the contributions to the raw margin (features..., base)."""
+        rows = prepared.iloc if isinstance(prepared, pd.DataFrame) else prepared
+        parts = range(0, max(len(prepared), 1), LEAF_ROWS)
+        return np.vstack([self._leaves(rows[start : start + LEAF_ROWS]) for start in parts])
+
+    def _leaves(self, prepared: pd.DataFrame | np.ndarray) -> np.ndarray:
+        # int32 leaf indices as LightGBM returns them: no int64 copy of rows x trees
         leaf = self.booster.predict(prepared, pred_leaf=True, num_iteration=self.trees)
-        leaf = np.asarray(leaf, dtype=np.int64).reshape(len(prepared), -1) + self.offsets
+        leaf = leaf.reshape(len(prepared), -1) + self.offsets
         rows, trees = leaf.shape
-        indicator = sp.csr_matrix(
+        indicator = sp.csr_array(
             (np.ones(rows * trees), leaf.ravel(), np.arange(0, rows * trees + 1, trees)),
             shape=(rows, self.table.shape[0]),
         )
