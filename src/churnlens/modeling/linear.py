@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import mannwhitneyu
+from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
 
 WEIGHTS = tuple(i / 10 for i in range(11))  # LightGBM's share of the margin
@@ -28,18 +28,38 @@ SOLVER = "newton-cholesky"
 # weight chosen on validation moved. Above the bound the sample's margin ranks like the full
 # fit's (benchmarks/results/training.md) at a fixed cost.
 MAX_ROWS = 200_000
+# Newton's method starts from the fit on every WARM_STEP-th row (an eighth of the CPU per
+# step), close enough to the optimum that two steps on all rows reach it (six from zero): the
+# same convergence test on the same rows, so the same solution to the solver's tolerance.
+WARM_STEP = 8
 
 
 def _signed_log(x: np.ndarray) -> np.ndarray:
-    return np.copysign(np.log1p(np.abs(x)), x)
+    """sign(x) * ln(1 + |x|) as a new array. `log` of 1 + |x| rather than `log1p`: numpy
+    vectorises `log` (a third of the CPU in single precision); they differ by < 1e-6 here."""
+    out = np.abs(x)
+    out += 1
+    np.log(out, out=out)
+    return np.copysign(out, x, out=out)
+
+
+def _nanmedians(x: np.ndarray) -> np.ndarray:
+    """Each column's median over its values (NaN for a column without one), as
+    `np.nanmedian(x, axis=0)` but from one sort of each column (NaN sorts last): numpy's
+    vectorised sort is twice as fast as nanmedian's column-by-column selection."""
+    ordered, counts = np.sort(x, axis=0), (~np.isnan(x)).sum(axis=0)
+    lower = ordered[np.maximum(counts - 1, 0) // 2, np.arange(x.shape[1])]
+    upper = ordered[counts // 2 - (counts == 0), np.arange(x.shape[1])]
+    return (lower + upper) / 2
 
 
 def _roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
-    """ROC-AUC as the Mann-Whitney U of the positives' scores over the others' (ties count a
-    half, as in roc_auc_score; NaN for one class): a third of its CPU, which is mostly the
-    input checks, for the weight's 11 scores on every fit."""
-    u = mannwhitneyu(score[positive], score[~positive], method="asymptotic").statistic
-    return float(u / (positive.sum() * (~positive).sum()))
+    """ROC-AUC from the ranks of `score` (the Mann-Whitney U of the positives over the others;
+    ties count a half, as in roc_auc_score; NaN for one class): one sort, without the input
+    checks that were most of roc_auc_score's CPU for the weight's 11 scores on every fit."""
+    n_positive = positive.sum()
+    u = rankdata(score)[positive].sum() - n_positive * (n_positive + 1) / 2
+    return float(u / (n_positive * (len(score) - n_positive)))
 
 
 def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
@@ -70,15 +90,17 @@ class LinearPart:
         x = _signed_log(frame.to_numpy(np.float32))  # a fresh array, changed in place below
         # a column with no value (none in the data, or none in the sample) takes 0: its
         # standardised values are then all 0 and it adds nothing to the margin
-        seen = ~np.isnan(x).all(axis=0)
-        medians = np.zeros(len(columns), x.dtype)
-        medians[seen] = np.nanmedian(x if seen.all() else x[:, seen], axis=0)
-        np.copyto(x, medians.astype(x.dtype), where=np.isnan(x))
+        medians = _nanmedians(x)
+        medians[np.isnan(medians)] = 0
+        np.copyto(x, medians, where=np.isnan(x))
         means, scales = x.mean(axis=0), x.std(axis=0)
         scales = np.where(scales > 0, scales, np.float32(1))
         x -= means
         x /= scales
-        fitted = LogisticRegression(solver=SOLVER, max_iter=100).fit(x, y)
+        fitted = LogisticRegression(solver=SOLVER, max_iter=100, warm_start=True)
+        if len(np.unique(y[::WARM_STEP])) == 2:  # the start (see WARM_STEP), if it can be fitted
+            fitted.fit(x[::WARM_STEP], y[::WARM_STEP])
+        fitted.fit(x, y)
         self.state = {
             "columns": list(columns),
             "medians": medians.tolist(),
@@ -121,10 +143,10 @@ class LinearPart:
         linear[:, -1] = self.state["intercept"]
         return w * tree + (1 - w) * linear
 
-    def choose_weight(self, tree_margin: np.ndarray, prepared: pd.DataFrame, y) -> dict:
-        """Set the weight whose blend ranks `y` best; ties go to more LightGBM.
-        Returns {weight: ROC-AUC} for the record."""
-        linear, positive = self.margin(prepared), np.asarray(y) == 1
-        scores = {w: _roc_auc(positive, w * tree_margin + (1 - w) * linear) for w in WEIGHTS}
+    def choose_weight(self, tree_margin: np.ndarray, linear_margin: np.ndarray, y) -> dict:
+        """Set the weight whose blend of the two margins ranks `y` best; ties go to more
+        LightGBM. Returns {weight: ROC-AUC} for the record."""
+        positive = np.asarray(y) == 1
+        scores = {w: _roc_auc(positive, w * tree_margin + (1 - w) * linear_margin) for w in WEIGHTS}
         self.state["weight"] = float(max(scores, key=lambda w: (round(scores[w], 6), w)))
         return scores
