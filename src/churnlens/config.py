@@ -399,10 +399,14 @@ class _Loader(yaml.SafeLoader):
     }
 
 
-def read_yaml(path: Path):
+def read_yaml(path: Path, what: str):
     """A YAML file's content, with dates left as text for the reader's own validation (see
-    `_Loader`); the config and the playbook both read this way."""
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    `_Loader`); the config and the playbook both read this way. A file that is not YAML (or
+    not UTF-8) is a ChurnlensError naming `what` and the path."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ChurnlensError(f"{what} {path}: not valid YAML ({error})") from None
 
 
 def load_config(path: str | Path) -> Config:
@@ -410,10 +414,7 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ChurnlensError(f"config {path}: file not found")
-    try:
-        raw = read_yaml(path)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ChurnlensError(f"config {path}: not valid YAML ({exc})") from None
+    raw = read_yaml(path, "config")
     if not isinstance(raw, dict):
         raise ChurnlensError(f"config {path}: expected a mapping of sections at the top level")
     try:

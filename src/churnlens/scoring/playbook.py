@@ -12,7 +12,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from churnlens.config import read_yaml
@@ -96,16 +95,14 @@ class Playbook(_Strict):
 def load_playbook(path: Path) -> Playbook:
     if not path.is_file():
         raise ChurnlensError(f"playbook {path}: file not found (config playbook.path)")
+    raw = read_yaml(path, "playbook")
+    if not isinstance(raw, dict):
+        raise ChurnlensError(
+            f"playbook {path}: empty or not a mapping; it needs `actions:` with a "
+            f"'{DEFAULT}' entry (the package's own playbook.yaml shows the form)"
+        )
     try:
-        raw = read_yaml(path)
-        if not isinstance(raw, dict):
-            raise ChurnlensError(
-                f"playbook {path}: empty or not a mapping; it needs `actions:` with a "
-                f"'{DEFAULT}' entry (the package's own playbook.yaml shows the form)"
-            )
         playbook = Playbook.model_validate(raw)
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ChurnlensError(f"playbook {path}: not valid YAML ({error})") from None
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: "
