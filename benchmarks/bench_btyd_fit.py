@@ -17,6 +17,7 @@ import datetime as dt
 import time
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -48,7 +49,9 @@ def main() -> None:
     done = purchases[purchases["status"] == "completed"][["customer_id", "ordered_at", "amount"]]
     buyers = pd.DataFrame({"customer_id": done["customer_id"].unique(), "cutoff": AS_OF})
     buyers["cutoff"] = buyers["cutoff"].astype("datetime64[us]")
-    _, summary = summaries(done, buyers)  # features.btyd's SQL summary, every buyer
+    with duckdb.connect() as con:
+        con.register("purchases_in", done)
+        _, summary = summaries(con, buyers)  # features.btyd's SQL summary, every buyer
     summary = summary.set_index(buyers["customer_id"]).dropna(subset=["frequency"])
     rfm = summary[["frequency", "recency", "T"]]
     spend = summary.rename(columns={"frequency": "x", "monetary": "m"})[["x", "m"]]

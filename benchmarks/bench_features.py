@@ -104,7 +104,8 @@ def load(directory: Path, names=("customers", "purchases")):
     """The cached tables as churnlens `Tables` (attributes only when the customers carry them)."""
     import pandas as pd
 
-    from churnlens.data.contract import MAX_CODE_LEVELS, Tables, with_ticket_times
+    from churnlens.data.contract import MAX_CODE_LEVELS, with_ticket_times
+    from churnlens.data.tables import Tables
 
     frames = {name: pd.read_parquet(directory / f"{name}.parquet") for name in names}
     for name, frame in frames.items():

@@ -194,7 +194,7 @@ def load_shop(directory: Path, every: int = 1):
     """The cached tables as churnlens `Tables`; with `every` > 1 only every k-th customer."""
     import pandas as pd
 
-    from churnlens.data.contract import Tables
+    from churnlens.data.tables import Tables
 
     customers = pd.read_parquet(directory / "customers.parquet")
     filters = None

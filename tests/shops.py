@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from churnlens.data.contract import Tables, with_ticket_times
+from churnlens.data.contract import with_ticket_times
+from churnlens.data.tables import Tables
 
 
 def ts(values) -> pd.Series:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnlens.data.contract import Tables
+from churnlens.data.tables import Tables
 from churnlens.datasets import load_cdnow
 from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
 from churnlens.modeling.bgnbd import BGNBD, rfm_summary

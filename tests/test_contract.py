@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -12,6 +10,7 @@ from churnlens.cli import app
 from churnlens.config import DataConfig, TableConfig, load_config
 from churnlens.data import contract
 from churnlens.data.contract import ContractError, load_tables, validate
+from churnlens.data.tables import Tables
 from churnlens.errors import ChurnlensError
 
 runner = CliRunner()
@@ -421,7 +420,7 @@ def test_features_labels_and_kpis_are_the_same_from_categoricals_and_text():
     shop = simulate(300, seed=2)
     shop.pop("ground_truth")
     coded = validate(shop)
-    text = copy.deepcopy(coded)
+    text = Tables(**{n: f.copy() for n, f in coded.present().items()}, attributes=coded.attributes)
     for frame in text.present().values():
         for column in frame.columns:
             if isinstance(frame[column].dtype, pd.CategoricalDtype):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import json
 
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 from churnlens.cli import app
 from churnlens.config import load_config
 from churnlens.data.contract import load_tables
+from churnlens.data.tables import Tables
 from churnlens.errors import ChurnlensError
 from churnlens.features.engine import build_features
 from churnlens.labels import data_end, population
@@ -363,7 +363,7 @@ def test_scoring_builds_the_event_kinds_the_model_learned_from(setting):
     events = tables.events[tables.events["kind"] != "newsletter_unsubscribe"]
     events = events.astype({"kind": "str"})  # a categorical takes no new value
     events.loc[events.index[::50], "kind"] = "app_crash"
-    changed = dataclasses.replace(tables, events=events)
+    changed = Tables(**{**tables.present(), "events": events}, attributes=tables.attributes)
     settings = feature_settings(model, config)
     assert settings.event_kinds == ["cart_abandoned", "login", "newsletter_unsubscribe"]
     spine = population(changed, [as_of], config.churn)

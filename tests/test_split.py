@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from churnlens.cli import app
 from churnlens.config import ChurnConfig, CutoffConfig
-from churnlens.data.contract import Tables
 from churnlens.data.io import write_parquet
+from churnlens.data.tables import Tables
 from churnlens.datasets import load_cdnow
 from churnlens.errors import ChurnlensError
 from churnlens.labels import data_end, training_cutoffs

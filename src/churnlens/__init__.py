@@ -26,7 +26,7 @@ _HOMES = {
     "simulate": "churnlens.data.simulate",
     "load_cdnow": "churnlens.datasets",
     "validate": "churnlens.data.contract",
-    "Tables": "churnlens.data.contract",
+    "Tables": "churnlens.data.tables",
     "training_set": "churnlens.features.engine",
     "build_features": "churnlens.features.engine",
     "population": "churnlens.labels",

@@ -21,8 +21,9 @@ import duckdb
 import pandas as pd
 
 from churnlens.config import ChurnConfig, CutoffConfig
-from churnlens.data.contract import SCHEMAS, Tables, completed_sql
+from churnlens.data.contract import SCHEMAS, completed_sql
 from churnlens.data.io import quote
+from churnlens.data.tables import Tables
 from churnlens.errors import ChurnlensError
 
 SPINE_COLUMNS = ["customer_id", "cutoff"]
@@ -40,19 +41,29 @@ def data_end(tables: Tables, churn_type: str = "non_contractual") -> pd.Timestam
     Not the latest row of any table: one survey answer after the last purchase would move the
     test cutoff past the purchases and label everyone in that gap as churned.
     """
-    with duckdb.connect() as con:  # one maximum, without a filtered copy of the purchases
-        con.register("purchases", tables.purchases)
-        done = completed_sql(tables.purchases.columns)
-        sql = f"SELECT max(ordered_at) FILTER (WHERE {done}) FROM purchases"
-        ends = [pd.Timestamp(con.execute(sql).fetchall()[0][0])]
-    if churn_type == "contractual" and "cancelled_at" in tables.customers.columns:
-        ends.append(tables.customers["cancelled_at"].max())
+    done = completed_sql(tables.columns("purchases"))
+    sqls = [f"SELECT max(ordered_at) FILTER (WHERE {done}) FROM purchases_in"]
+    if churn_type == "contractual" and "cancelled_at" in tables.columns("customers"):
+        sqls.append("SELECT max(cancelled_at) FROM customers_in")
+    ends = [_first_value(tables, sql) for sql in sqls]
     return max(end for end in ends if pd.notna(end))
 
 
 def data_start(tables: Tables) -> pd.Timestamp:
     """The first signup or purchase: before it no customer can be in any population."""
-    return min(tables.customers["signup_at"].min(), tables.purchases["ordered_at"].min())
+    return min(
+        _first_value(tables, "SELECT min(signup_at) FROM customers_in"), _first_purchase(tables)
+    )
+
+
+def _first_purchase(tables: Tables) -> pd.Timestamp:
+    return _first_value(tables, "SELECT min(ordered_at) FROM purchases_in")
+
+
+def _first_value(tables: Tables, sql: str) -> pd.Timestamp:
+    """The one time a query over `tables` (`Tables.connect`) gives; NaT for NULL."""
+    with tables.connect() as con:
+        return pd.Timestamp(con.execute(sql).fetchall()[0][0])
 
 
 def _refuse_before_data(tables: Tables, dates: list[pd.Timestamp]) -> list[pd.Timestamp]:
@@ -98,7 +109,7 @@ def training_cutoffs(
     else:
         test = last_allowed
         derived_test = f"data end {end:%Y-%m-%d} minus the {churn.horizon_days}-day horizon"
-    data_start = tables.purchases["ordered_at"].min().normalize()
+    data_start = _first_purchase(tables).normalize()
     if cutoffs.start:
         start = pd.Timestamp(cutoffs.start)
         derived_start = "cutoffs.start"
@@ -145,7 +156,7 @@ def label_sql(churn: ChurnConfig, tables: Tables, with_labels: bool = True) -> s
     same text on Spark."""
     horizon = f"INTERVAL {churn.horizon_days} DAY"
     if churn.type == "non_contractual":
-        columns = tables.purchases.columns
+        columns = tables.columns("purchases")
         active = f"INTERVAL {churn.active_window_days} DAY"
         sql = f"""
             WITH pop AS (
@@ -159,7 +170,7 @@ def label_sql(churn: ChurnConfig, tables: Tables, with_labels: bool = True) -> s
             SELECT pop.customer_id, pop.cutoff, bought.customer_id IS NULL AS churned
             FROM pop LEFT JOIN bought USING (customer_id, cutoff)"""
     else:
-        if "cancelled_at" not in tables.customers.columns:
+        if "cancelled_at" not in tables.columns("customers"):
             raise ChurnlensError(
                 "table customers: column cancelled_at is required for contractual churn "
                 "(config churn.type: contractual)"
@@ -175,11 +186,9 @@ def label_sql(churn: ChurnConfig, tables: Tables, with_labels: bool = True) -> s
 
 def _query(tables, cutoffs, churn: ChurnConfig, with_labels: bool) -> pd.DataFrame:
     sql = label_sql(churn, tables, with_labels)
-    con = duckdb.connect()
-    _cutoff_table(con, [pd.Timestamp(cutoff) for cutoff in cutoffs])
-    con.register("purchases_in", tables.purchases)
-    con.register("customers_in", tables.customers)
-    frame = con.sql(sql).df()
+    with tables.connect() as con:
+        _cutoff_table(con, [pd.Timestamp(cutoff) for cutoff in cutoffs])
+        frame = con.sql(sql).df()
     frame["customer_id"] = frame["customer_id"].astype("str")
     frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
     return frame
@@ -225,8 +234,11 @@ def sparse_cutoffs(
     the data's average rate gives: the rows thin out there, so churn there means little.
     `count`: see `counter`."""
     count = count or counter(tables)
-    times = tables.purchases["ordered_at"]
-    days = max((times.max() - times.min()) / pd.Timedelta(days=1), 1.0)
+    first, last = (
+        _first_value(tables, f"SELECT {bound}(ordered_at) FROM purchases_in")
+        for bound in ("min", "max")
+    )
+    days = max((last - first) / pd.Timedelta(days=1), 1.0)
     horizon = pd.Timedelta(days=horizon_days)
     windows = [
         f"ordered_at >= {_sql_time(cutoff)} AND ordered_at < {_sql_time(cutoff + horizon)}"
@@ -252,7 +264,7 @@ def rows_after_end(tables: Tables, churn_type: str, count=None) -> list[str]:
     count = count or counter(tables)
     end = data_end(tables, churn_type)
     found = []
-    for name in tables.present():
+    for name in tables.names:
         (later,) = count(name, [f"{quote(SCHEMAS[name].time_column)} > {_sql_time(end)}"])
         if later:
             found.append(
@@ -276,13 +288,12 @@ def data_warnings(tables: Tables, cutoffs: CutoffConfig, churn: ChurnConfig, cou
 
 def counter(tables: Tables):
     """`count(table, conditions)`: how many rows of a table of `tables` meet each SQL
-    condition, in DuckDB over the frames; the Spark engine counts on its own tables."""
+    condition, in DuckDB (`Tables.connect`); the Spark engine counts on its own tables."""
 
     def count(name: str, conditions: list[str]) -> list[int]:
-        with duckdb.connect() as con:
-            con.register("rows_in", tables.present()[name])
+        with tables.connect() as con:
             counted = ", ".join(f"count_if({condition})" for condition in conditions)
-            return list(con.execute(f"SELECT {counted} FROM rows_in").fetchone())
+            return list(con.execute(f"SELECT {counted} FROM {name}_in").fetchone())
 
     return count
 

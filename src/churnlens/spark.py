@@ -48,12 +48,12 @@ from churnlens.config import Config, DataConfig, FeatureConfig, SparkConfig, par
 from churnlens.data.contract import (
     COMPLETION_COLUMNS,
     SCHEMAS,
-    Tables,
     check,
     table_queries,
     table_summary,
     ticket_times_sql,
 )
+from churnlens.data.tables import Tables
 from churnlens.economics import TIERS, check_budget, customer_value
 from churnlens.errors import ChurnlensError
 from churnlens.features import btyd

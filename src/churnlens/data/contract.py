@@ -8,10 +8,10 @@ rules run before anything is returned, so one run reports every problem at once.
 The rules run as SQL, in DuckDB (`load_tables` scans the files itself; `validate` reads
 DataFrames) or transpiled on Spark (`churnlens.spark`): a conversion of each column per
 table, one aggregate query counting every rule's offending rows (and one more over the id
-column for its rules), and one small query for the first rows of the rules that fired. Only
-the checked tables come back to pandas, once, through Arrow (few-valued text as
-categoricals, see MAX_CODE_LEVELS). Dates parse as pandas' ISO 8601 reader does (a few odd
-texts aside: `-1` and `2024-01-31T14` are no dates, a year past 2262 is a date after
+column for its rules), and one small query for the first rows of the rules that fired. The
+checked tables stay in DuckDB (`churnlens.data.tables`), few-valued text as ENUMs
+(categoricals in pandas, see MAX_CODE_LEVELS). Dates parse as pandas' ISO 8601 reader does
+(a few odd texts aside: `-1` and `2024-01-31T14` are no dates, a year past 2262 is a date after
 `data.latest`).
 
 Errors are what would silently corrupt labels or features, or crash a later step:
@@ -67,10 +67,10 @@ from typing import Literal, Protocol
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from churnlens.config import DataConfig
 from churnlens.data.io import Source, quote, scan_table
+from churnlens.data.tables import Tables
 from churnlens.errors import ChurnlensError
 
 Kind = Literal["id", "datetime", "float", "int", "text", "code"]  # code: lower-case, stripped
@@ -215,24 +215,6 @@ class ContractError(ChurnlensError):
         super().__init__("\n".join(lines))
 
 
-@dataclass
-class Tables:
-    """The validated input tables with canonical column names and fixed dtypes."""
-
-    customers: pd.DataFrame
-    purchases: pd.DataFrame
-    tickets: pd.DataFrame | None = None
-    surveys: pd.DataFrame | None = None
-    events: pd.DataFrame | None = None
-    exits: pd.DataFrame | None = None  # exit survey answers: stated leaving reasons
-    attributes: list[str] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
-
-    def present(self) -> dict[str, pd.DataFrame]:
-        names = ("customers", "purchases", "tickets", "surveys", "events")
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
-
-
 # --- the checks, as SQL over each table ---------------------------------------------------
 #
 # Each input is a view `_src_{table}` (canonical column names and `_row`, its data row). From
@@ -309,11 +291,6 @@ class DuckDBEngine:
 
     def positions(self, view: str, rows: list) -> list[int]:
         return list(rows)
-
-    def frame(self, sql: str) -> pd.DataFrame:
-        """A query's result as pandas through Arrow; whole numbers as nullable Int64."""
-        table = self.con.sql(sql).to_arrow_table()
-        return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get, self_destruct=True)
 
 
 def _type_class(sql_type: str) -> str:
@@ -1089,18 +1066,28 @@ def table_queries(checked: Checked) -> dict[str, str]:
 
 
 def _checked_tables(sources: dict[str, Source], data: DataConfig) -> Tables:
-    """Check the sources in DuckDB and read the converted tables into pandas, once."""
-    with duckdb.connect() as con:
-        engine = DuckDBEngine(con, sources)
-        checked = check(engine, list(sources), data, levels=True)
-        frames = {}
-        for name, query in table_queries(checked).items():
-            derived = name == "customers" and "customers" not in sources
-            query = _coded(query, checked.levels.get(name, {}))  # exit answers: as text
-            frame = engine.frame(query + (" ORDER BY _row" if derived else ""))
-            optional = name in ("surveys", "exits")
-            frames[name] = None if optional and not len(frame) else frame
-    return Tables(**frames, attributes=checked.attributes, warnings=checked.warnings)
+    """Check the sources in DuckDB and keep the converted tables there (`Tables`)."""
+    con = duckdb.connect()
+    engine = DuckDBEngine(con, sources)
+    checked = check(engine, list(sources), data, levels=True)
+    for name, query in table_queries(checked).items():
+        derived = name == "customers" and "customers" not in sources
+        query = _coded(query, checked.levels.get(name, {}))  # exit answers: as text
+        con.execute(f"CREATE TABLE main.{name} AS {query}{' ORDER BY _row' if derived else ''}")
+        if name in ("surveys", "exits") and not con.sql(f"FROM main.{name} LIMIT 1").fetchall():
+            con.execute(f"DROP TABLE main.{name}")  # optional and empty: absent
+    _drop_temporary(con)
+    return Tables(attributes=checked.attributes, warnings=checked.warnings, database=con)
+
+
+def _drop_temporary(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop the checks' views and tables, and the inputs registered in memory with them."""
+    for kind, listing in (("VIEW", "duckdb_views()"), ("TABLE", "duckdb_tables()")):
+        found = con.execute(
+            f"SELECT {kind.lower()}_name FROM {listing} WHERE temporary AND NOT internal"
+        )
+        for (name,) in found.fetchall():
+            con.execute(f"DROP {kind} temp.main.{quote(name)}")
 
 
 def _coded(query: str, levels: dict[str, list[str]]) -> str:
@@ -1115,12 +1102,10 @@ def _coded(query: str, levels: dict[str, list[str]]) -> str:
 
 
 def summarize(tables: Tables) -> pd.DataFrame:
-    """One row per table of `tables` (`summary`), in DuckDB over the frames."""
-    shown = tables.present() | ({} if tables.exits is None else {"exits": tables.exits})
-    with duckdb.connect() as con:
-        for name, frame in shown.items():
-            con.register(f"_shown_{name}", frame)
-        relations = {name: (f"_shown_{name}", list(frame.columns)) for name, frame in shown.items()}
+    """One row per table of `tables` (`summary`), in DuckDB where they are."""
+    shown = [*tables.names, *(["exits"] if tables.columns("exits") else [])]
+    with tables.connect() as con:
+        relations = {name: (f"{name}_in", list(tables.columns(name))) for name in shown}
         return table_summary(lambda sql: con.execute(sql).fetchall(), relations, tables.warnings)
 
 

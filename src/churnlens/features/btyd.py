@@ -26,7 +26,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from churnlens.data.contract import COMPLETION_COLUMNS, Tables, completed_sql
+from churnlens.data.contract import COMPLETION_COLUMNS, completed_sql
+from churnlens.data.tables import Tables
 from churnlens.errors import ChurnlensError
 from churnlens.modeling.bgnbd import BGNBD, fit_sample_sql, rfm_sql
 from churnlens.modeling.gammagamma import GammaGamma
@@ -103,30 +104,33 @@ def expected_spend(purchases: pd.DataFrame, cutoff, customers: pd.Series) -> np.
     `purchases`' repeat purchase days before the cutoff; NaN for customers who never bought
     or a failed fit."""
     spine = pd.DataFrame({"customer_id": customers.to_numpy(), "cutoff": pd.Timestamp(cutoff)})
-    sample, rows = summaries(purchases[["customer_id", "ordered_at", "amount"]], spine)
+    with duckdb.connect() as con:
+        con.register("purchases_in", purchases[["customer_id", "ordered_at", "amount"]])
+        sample, rows = summaries(con, spine)
     return values(rows, fit_models(sample, bgnbd=False), 0)["gg_expected_spend"].to_numpy()
 
 
-def summaries(purchases: pd.DataFrame, spine: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """In DuckDB: (the fits' sample, the summary of each `spine` row in its order)."""
-    columns = [c for c in COMPLETION_COLUMNS if c in purchases.columns]
+def summaries(con: duckdb.DuckDBPyConnection, spine: pd.DataFrame):
+    """(the fits' sample, the summary of each `spine` row in its order), in DuckDB over the
+    view `purchases_in` of `con` (a connection of its own: its temp objects are left)."""
+    purchases = con.table("purchases_in").columns
+    columns = [c for c in COMPLETION_COLUMNS if c in purchases]
     keys = spine[["customer_id", "cutoff"]].assign(_at=np.arange(len(spine)))
-    with duckdb.connect() as con:
-        con.execute("SET TimeZone = 'UTC'")
-        con.register("purchases_in", purchases)
-        con.register("spine_in", keys)
-        con.execute(f"CREATE TEMP TABLE btyd_summary AS {summary_sql(columns)}")
-        sample = con.sql(sample_sql("btyd_summary")).df()
-        kept = ", ".join(f"b.{c}" for c in SUMMARY[2:])
-        rows = con.sql(
-            f"SELECT s.cutoff, {kept} FROM spine_in s LEFT JOIN btyd_summary b "
-            "ON b.customer_id = s.customer_id AND b.cutoff = s.cutoff ORDER BY s._at"
-        ).df()
+    con.execute("SET TimeZone = 'UTC'")
+    con.register("spine_in", keys)
+    con.execute(f"CREATE TEMP TABLE btyd_summary AS {summary_sql(columns)}")
+    sample = con.sql(sample_sql("btyd_summary")).df()
+    kept = ", ".join(f"b.{c}" for c in SUMMARY[2:])
+    rows = con.sql(
+        f"SELECT s.cutoff, {kept} FROM spine_in s LEFT JOIN btyd_summary b "
+        "ON b.customer_id = s.customer_id AND b.cutoff = s.cutoff ORDER BY s._at"
+    ).df()
     return sample, rows.set_index(spine.index)
 
 
 def add_btyd_features(tables: Tables, frame: pd.DataFrame, horizon_days: int) -> pd.DataFrame:
     """`frame` (customer_id, cutoff, ...) with the BTYD features of each row appended."""
-    sample, rows = summaries(tables.purchases, frame)  # DuckDB reads only the columns it needs
+    with tables.connect() as con:
+        sample, rows = summaries(con, frame)
     features = values(rows, fit_models(sample), horizon_days)
     return pd.concat([frame, features.astype("float64")], axis=1)

@@ -22,8 +22,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from churnlens.config import Config, DataConfig, FeatureConfig
-from churnlens.data.contract import REFUND_STATUSES, Tables, completed_sql
+from churnlens.data.contract import REFUND_STATUSES, completed_sql
 from churnlens.data.io import atomic_path
+from churnlens.data.tables import Tables
 from churnlens.errors import VALIDATED, ChurnlensError, expect
 from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
 from churnlens.features.registry import (
@@ -101,7 +102,7 @@ def active_features(
     counts the data's `page view`: kinds are matched by their column names), else every kind
     in the data, at most MAX_EVENT_KINDS of them (each adds a count per window and the days
     since the last)."""
-    in_data = sorted(tables.events["kind"].unique()) if tables.events is not None else []
+    in_data = _event_kinds(tables)
     if config.event_kinds is None:
         kinds = in_data
         if len(kinds) > MAX_EVENT_KINDS:
@@ -114,18 +115,27 @@ def active_features(
         written = {column_name(kind): kind for kind in in_data}
         kinds = [written.get(column_name(kind), kind) for kind in config.event_kinds]
     _check_declared(tables, config, in_data)
-    present = tables.present()
+    columns = {name: tables.columns(name) for name in tables.names}
     chosen: list[Feature] = []
     for feature in feature_registry(config, kinds, ces_scale, csat_scale):
         if feature.source == "derived":
             names = {f.name for f in chosen}
             ok = all(name in names for name in feature.requires)
         else:
-            frame = present.get(feature.source)
-            ok = frame is not None and all(col in frame.columns for col in feature.requires)
+            found = columns.get(feature.source, {})
+            ok = bool(found) and all(col in found for col in feature.requires)
         if ok:
             chosen.append(feature)
     return chosen + _attribute_features(tables, {f.name for f in chosen}, config)
+
+
+def _event_kinds(tables: Tables) -> list[str]:
+    """The event kinds in the data, sorted."""
+    if "events" not in tables.names:
+        return []
+    with tables.connect() as con:
+        found = con.execute("SELECT DISTINCT kind FROM events_in WHERE kind IS NOT NULL")
+        return sorted(str(kind) for (kind,) in found.fetchall())
 
 
 def _check_declared(tables: Tables, config: FeatureConfig, kinds_in_data: list[str]) -> None:
@@ -143,7 +153,7 @@ def _check_declared(tables: Tables, config: FeatureConfig, kinds_in_data: list[s
     named = set(config.event_kinds or []) | set(config.event_roles) | set(config.event_families)
     seen = {column_name(kind) for kind in kinds_in_data}
     absent = sorted(kind for kind in named if column_name(kind) not in seen)
-    if absent and tables.events is not None:
+    if absent and "events" in tables.names:
         log.warning(
             "features: event kind(s) %s named in the config do not occur in the events table; "
             "their counts are 0 (kinds in the data: %s)",
@@ -162,30 +172,23 @@ def _attribute_features(tables: Tables, taken: set[str], config: FeatureConfig) 
             f"built-in feature or of a column churnlens adds ({', '.join(NOT_FEATURES)}); "
             "rename them in the file or the column mapping"
         )
+    types = tables.columns("customers")
     return [
         attribute_feature(
-            name,
-            "float64" if pd.api.types.is_float_dtype(tables.customers[name]) else "category",
-            config,
+            name, "float64" if types[name].id in ("double", "float") else "category", config
         )
         for name in tables.attributes
     ]
 
 
-def _register(con: duckdb.DuckDBPyConnection, tables: Tables, spine: pd.DataFrame) -> None:
-    for name, frame in tables.present().items():
-        con.register(f"{name}_in", frame)
-    con.register("spine_in", spine)
-
-
 def _source_cte(source: str, features: list[Feature], tables: Tables) -> str:
-    frame = tables.present()[source]
-    helpers = [sql for c, sql in HELPER_COLUMNS.get(source, {}).items() if c in frame.columns]
+    types = tables.columns(source)
+    helpers = [sql for c, sql in HELPER_COLUMNS.get(source, {}).items() if c in types]
     pending, rows, spine, match, bits = "", "", "spine s", "", []
     if source == "purchases":
-        pending, rows, spine, match = _purchase_rows(frame.columns)
-        counted = [c for c in DISTINCT_COUNTED if c in frame.columns]
-        bits = [c for c in counted if _few_values(frame[c])]
+        pending, rows, spine, match = _purchase_rows(types)
+        counted = [c for c in DISTINCT_COUNTED if c in types]
+        bits = [c for c in counted if _few_values(types[c])]
         helpers += [(_BIT if c in bits else _FIRST).format(c) for c in counted]
     prepared = PREPARED[source].format(columns=", ".join(helpers) or "NULL AS _none", rows=rows)
     aggregates = ",\n    ".join(f"{f.sql} AS {_quote(f.name)}" for f in features)
@@ -200,9 +203,10 @@ agg_{source} AS (
     GROUP BY s._cid, s.cutoff)"""
 
 
-def _few_values(values: pd.Series) -> bool:
-    """Whether a column's values fit a BIGINT's bits (see DISTINCT_COUNTED)."""
-    return isinstance(values.dtype, pd.CategoricalDtype) and len(values.cat.categories) <= MAX_BITS
+def _few_values(sql_type: duckdb.DuckDBPyType) -> bool:
+    """Whether a column's values fit a BIGINT's bits (see DISTINCT_COUNTED): an ENUM (the
+    contract's few-valued text, a categorical in pandas) of at most MAX_BITS values."""
+    return sql_type.id == "enum" and len(dict(sql_type.children)["values"]) <= MAX_BITS
 
 
 def _codes_join(column: str) -> str:
@@ -295,8 +299,8 @@ def _active(tables: Tables, config: FeatureConfig, data: DataConfig | None) -> l
 
 
 def _relation(tables: Tables, spine: pd.DataFrame, features: list[Feature]):
-    con = duckdb.connect()
-    _register(con, tables, spine)
+    con = tables.connect()
+    con.register("spine_in", spine)
     return con, con.sql(feature_sql(tables, features, _check_spine(spine)))
 
 

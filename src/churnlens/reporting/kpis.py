@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from churnlens.config import ChurnConfig
-from churnlens.data.contract import REFUND_STATUSES, Tables, completed_at
+from churnlens.data.contract import REFUND_STATUSES, completed_at
+from churnlens.data.tables import Tables
 from churnlens.errors import ChurnlensError
 from churnlens.features.btyd import expected_spend
 from churnlens.labels import data_end, population

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from churnlens.config import Config, parse_date
-from churnlens.data.contract import Tables
 from churnlens.data.io import write_csv, write_parquet
 from churnlens.data.output_set import publish
+from churnlens.data.tables import Tables
 from churnlens.drift import psi_table, shift_summary
 from churnlens.economics import (
     check_budget,

@@ -1,0 +1,113 @@
+"""The validated input tables, kept where validation left them.
+
+Validation (`churnlens.data.contract`) converts every table inside DuckDB and keeps the
+result there, in one in-memory database, so the steps that are SQL (labels, features, BTYD)
+read the tables where they are (`Tables.connect`) and nothing is copied to pandas on their
+account: at 1M customers that copy cost about 12 s and 2 GB. A table becomes a pandas
+DataFrame only when it is asked for as an attribute (`tables.purchases`), once. Tables built
+from DataFrames (tests, Spark's outline) hold those frames, and SQL sees the same frames.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+NAMES = ("customers", "purchases", "tickets", "surveys", "events", "exits")
+SOURCES = NAMES[:5]  # the tables features read from (exit answers feed only the report)
+
+
+def read_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    """A query's result as pandas through Arrow: whole numbers as nullable Int64, ENUM text
+    as categoricals."""
+    table = con.sql(sql).to_arrow_table()
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get, self_destruct=True)
+
+
+def _table(name: str) -> property:
+    def read(self: Tables) -> pd.DataFrame | None:
+        if name not in self._frames and name in self._stored:
+            self._frames[name] = read_frame(self._database, f"SELECT * FROM main.{name}")
+        return self._frames.get(name)
+
+    def replace(self: Tables, frame: pd.DataFrame | None) -> None:
+        self._frames.pop(name, None)
+        self._stored.discard(name)
+        if frame is not None:
+            self._frames[name] = frame
+
+    return property(read, replace, doc=f"The {name} table as a DataFrame (None: absent).")
+
+
+class Tables:
+    """The validated input tables with canonical column names and fixed dtypes.
+
+    `database`: a DuckDB connection whose main schema holds the tables (from validation);
+    else the DataFrames given are the tables. `attributes`: the customers' extra columns;
+    `warnings`: what validation warned about.
+    """
+
+    customers = _table("customers")
+    purchases = _table("purchases")
+    tickets = _table("tickets")
+    surveys = _table("surveys")
+    events = _table("events")
+    exits = _table("exits")  # exit survey answers: stated leaving reasons
+
+    def __init__(
+        self,
+        customers: pd.DataFrame | None = None,
+        purchases: pd.DataFrame | None = None,
+        tickets: pd.DataFrame | None = None,
+        surveys: pd.DataFrame | None = None,
+        events: pd.DataFrame | None = None,
+        exits: pd.DataFrame | None = None,
+        attributes: list[str] | None = None,
+        warnings: list | None = None,
+        *,
+        database: duckdb.DuckDBPyConnection | None = None,
+    ):
+        given = zip(NAMES, (customers, purchases, tickets, surveys, events, exits), strict=True)
+        self._frames = {name: frame for name, frame in given if frame is not None}
+        self._database = database
+        self._stored: set[str] = set()
+        if database is not None:
+            found = database.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+            ).fetchall()
+            self._stored = {name for (name,) in found if name in NAMES}
+        self.attributes = list(attributes or [])
+        self.warnings = list(warnings or [])
+        if not {"customers", "purchases"} <= self._stored | set(self._frames):
+            raise TypeError("Tables: customers and purchases are required")
+
+    @property
+    def names(self) -> list[str]:
+        """The present tables features can read (customers, purchases and the optional ones
+        given), in their canonical order."""
+        return [name for name in SOURCES if name in self._stored or name in self._frames]
+
+    def present(self) -> dict[str, pd.DataFrame]:
+        """The present tables (`names`) as DataFrames."""
+        return {name: getattr(self, name) for name in self.names}
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB connection that sees each present table as the view `{name}_in`
+        (exit answers too, when there are any); close it after use."""
+        con = self._database.cursor() if self._database is not None else duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        for name in NAMES:  # a frame once read: what a user changed in it counts
+            if name in self._frames:
+                con.register(f"{name}_in", self._frames[name])
+            elif name in self._stored:
+                con.execute(f"CREATE TEMP VIEW {name}_in AS SELECT * FROM main.{name}")
+        return con
+
+    def columns(self, name: str) -> dict[str, duckdb.DuckDBPyType]:
+        """Table `name`'s columns and their SQL types ({} when absent), without reading it."""
+        if name not in self._stored and name not in self._frames:
+            return {}
+        with self.connect() as con:
+            relation = con.table(f"{name}_in")
+            return dict(zip(relation.columns, relation.types, strict=True))

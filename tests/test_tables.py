@@ -1,0 +1,61 @@
+"""Validated tables stay in DuckDB: SQL reads them there, pandas only when asked, and both
+ways see the same rows; a frame a user changed or replaced is what SQL then sees."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from churnlens.config import Config
+from churnlens.data.contract import validate
+from churnlens.data.simulate import simulate
+from churnlens.data.tables import Tables
+from churnlens.features.engine import training_set
+
+
+@pytest.fixture(scope="module")
+def shop():
+    frames = simulate(400, seed=4)
+    frames.pop("ground_truth")
+    return frames
+
+
+def _frames(tables: Tables) -> dict[str, pd.DataFrame]:
+    return {name: frame.copy() for name, frame in tables.present().items()}
+
+
+def test_validation_keeps_the_tables_in_duckdb_and_reads_pandas_only_when_asked(shop):
+    tables = validate(shop)
+    assert tables.names == ["customers", "purchases", "tickets", "surveys", "events"]
+    assert tables._frames == {}  # nothing read into pandas by validation
+    training_set(tables, Config())
+    assert tables._frames == {}  # nor by labels, features and BTYD
+    assert "status" in tables.columns("purchases")
+    assert tables.columns("absent") == {}
+    with tables.connect() as con:
+        (count,) = con.execute("SELECT count(*) FROM purchases_in").fetchone()
+    assert count == len(tables.purchases) > 0
+    assert set(tables._frames) == {"purchases"}
+
+
+def test_stored_and_pandas_tables_give_the_same_training_set(shop):
+    stored = validate(shop)
+    from_frames = Tables(**_frames(stored), attributes=stored.attributes)
+    config = Config()
+    pd.testing.assert_frame_equal(training_set(stored, config), training_set(from_frames, config))
+
+
+def test_sql_sees_a_frame_changed_or_replaced_after_reading(shop):
+    tables = validate(shop)
+    tables.purchases["amount"] = 1.0  # read, then changed in place
+    with tables.connect() as con:
+        assert con.execute("SELECT max(amount) FROM purchases_in").fetchone() == (1.0,)
+    tables.events = None
+    assert "events" not in tables.names and tables.columns("events") == {}
+    with tables.connect() as con:
+        assert "events_in" not in {name for (name,) in con.execute("SHOW TABLES").fetchall()}
+
+
+def test_customers_and_purchases_are_required():
+    with pytest.raises(TypeError, match="customers and purchases"):
+        Tables(customers=pd.DataFrame({"customer_id": ["a"]}))
