@@ -16,7 +16,7 @@ from churnlens.features.btyd import BTYD_FEATURES
 from churnlens.features.engine import active_features, build_features
 from churnlens.features.registry import attribute_feature, feature_registry
 from churnlens.labels import data_end, population
-from churnlens.scoring.playbook import load_playbook
+from churnlens.scoring.playbook import load_playbook, warn_misspelt_families
 from churnlens.scoring.reasons import (
     TOP_K,
     _sentences,
@@ -352,3 +352,18 @@ def test_sentences_rendered_once_per_value_read_as_row_by_row():
     )
     assert got[1, 1] == "1 support ticket for 2 orders" and got[2, 2] == "No mystery on record"
     assert got[5, 1] == "No absent on record"
+
+
+def test_an_action_for_a_misspelt_family_is_warned_with_the_family_meant(explained, tmp_path):
+    registry = explained[2]
+    path = tmp_path / "playbook.yaml"
+    path.write_text(
+        "actions:\n"
+        "  pricng: {action: price-lock offer, cost: 10.0, save_rate: 0.25}\n"
+        "  billing: {action: payment fix-up call, cost: 3.0, save_rate: 0.35}\n"
+        "  default: {action: retention email, cost: 0.3, save_rate: 0.05}\n"
+    )
+    found = warn_misspelt_families(load_playbook(path), registry)
+    assert len(found) == 1  # billing: a family this shop lacks, near none it has
+    assert "'pricng'" in found[0] and "did you mean 'pricing'?" in found[0]
+    assert warn_misspelt_families(load_playbook(Config().playbook.path), registry) == []

@@ -63,7 +63,7 @@ from churnlens.features.registry import Feature
 from churnlens.labels import SPINE_COLUMNS, data_warnings, label_sql, training_cutoffs
 from churnlens.modeling.model import ChurnModel
 from churnlens.scoring import columns
-from churnlens.scoring.playbook import load_playbook, value_cuts
+from churnlens.scoring.playbook import load_playbook, value_cuts, warn_misspelt_families
 from churnlens.scoring.reasons import feature_settings
 from churnlens.scoring.score import (
     _check_as_of,
@@ -422,7 +422,9 @@ def score(
     frame = frame.cache()
     worst, warned, drift = _drift(frame, active, model, config)
     values = _values(frame, active, config, windows)
-    cuts = value_cuts(load_playbook(config.playbook.path), values["value"])
+    playbook = load_playbook(config.playbook.path)
+    warn_misspelt_families(playbook, active)
+    cuts = value_cuts(playbook, values["value"])
     population_wide = (cuts, stand_in_gap(values))
     rows = frame.mapInPandas(
         _risk_partitions(

@@ -6,7 +6,9 @@ costs and save rates without touching code; this module validates it and applies
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +21,7 @@ from churnlens.economics import expected_gain
 from churnlens.errors import ChurnlensError
 
 DEFAULT = "default"
+log = logging.getLogger(__name__)
 NO_INCENTIVE, TOP_VALUE, WIN_BACK = "no_incentive", "top_value", "win_back"  # rule actions
 # Rules whose save rate holds for the whole risk: a win-back offer answers the leaving itself,
 # not a cause, so the share of the risk from drivers (`driver_share`) does not scale it.
@@ -117,6 +120,25 @@ def load_playbook(path: Path) -> Playbook:
             + (f"; no action for {', '.join(missing)}" if missing else "")
         )
     return playbook
+
+
+def warn_misspelt_families(playbook: Playbook, registry) -> list[str]:
+    """Warn of each action whose family no reason can have (none of the `registry`'s
+    features, as the playbook files them, is in it) but which is close to one that can: a
+    misspelt family (`pricng`) would otherwise never be chosen, in silence. An action for a
+    family this shop's data lack (the default playbook's `billing`) is not near any, so it
+    stays quiet. Returns the warnings."""
+    families = {playbook.family_of(feature.name, feature.family) for feature in registry}
+    found = []
+    for name in sorted(set(playbook.actions) - families - {DEFAULT}):
+        close = difflib.get_close_matches(name, sorted(families), n=1, cutoff=0.8)
+        if close:
+            found.append(
+                f"playbook: action '{name}' names no reason family of this model, so it is "
+                f"never chosen; did you mean '{close[0]}'?"
+            )
+            log.warning(found[-1])
+    return found
 
 
 def value_cuts(playbook: Playbook, value: pd.Series) -> tuple[float | None, float | None]:

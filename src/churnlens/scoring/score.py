@@ -33,7 +33,13 @@ from churnlens.features.engine import build_features
 from churnlens.labels import data_end, population
 from churnlens.modeling.model import ChurnModel
 from churnlens.scoring import columns
-from churnlens.scoring.playbook import best_gain, load_playbook, recommend, value_cuts
+from churnlens.scoring.playbook import (
+    best_gain,
+    load_playbook,
+    recommend,
+    value_cuts,
+    warn_misspelt_families,
+)
 from churnlens.scoring.reasons import (
     REASON_COLUMNS,
     TOP_K,
@@ -357,6 +363,7 @@ def score(
     if spine.empty:
         raise ChurnlensError(f"no customer is in the population at {as_of:%Y-%m-%d}")
     feature_config, registry = registry_for(model, tables, config)
+    warn_misspelt_families(playbook, registry)
     horizon = config.churn.horizon_days
     features = build_features(tables, spine, feature_config, config.data, horizon, registry)
     drift = psi_table(model.reference_, features)
