@@ -51,6 +51,7 @@ WORK = DATA / "scoring"
 RESULTS = HERE / "results" / "scoring.md"
 SEED = 0
 TABLES = ("customers", "purchases", "tickets", "surveys", "events")
+PART_CUSTOMERS = 1_000_000  # larger shops are simulated in parts (see ensure_shop)
 ATTRIBUTES = ["region", "acquisition_channel", "segment"]
 AS_OF = "2025-12-31"  # the simulated data end (2025-12-30 23:59) plus a day: the latest allowed
 FIRST_CUTOFF, STEP_DAYS = "2024-07-01", 30
@@ -173,21 +174,45 @@ def shop_dir(customers: int) -> Path:
 
 
 def ensure_shop(customers: int) -> None:
-    """Simulate the shop once and cache it as Parquet with the contract's dtypes."""
+    """Simulate the shop once and cache it as Parquet with the contract's dtypes. Past
+    PART_CUSTOMERS the shop is simulated in parts (seeds SEED, SEED + 1, ...; every id
+    prefixed with its part, so ids stay unique) that DuckDB concatenates: simulating 5M
+    customers at once would not fit in memory."""
     out = shop_dir(customers)
     if all((out / f"{name}.parquet").is_file() for name in TABLES):
         return
     from churnlens.data.simulate import simulate
 
+    parts = -(-customers // PART_CUSTOMERS)
     out.mkdir(parents=True, exist_ok=True)
-    frames = simulate(customers, SEED)
-    frames["surveys"]["score"] = frames["surveys"]["score"].astype("float64")
-    frames["tickets"]["reopened"] = frames["tickets"]["reopened"].astype("Int64")
-    for name in TABLES:
-        frame = frames.pop(name)
-        frame.to_parquet(out / f"{name}.parquet.tmp", index=False)
-        os.replace(out / f"{name}.parquet.tmp", out / f"{name}.parquet")
-        del frame
+    for part in range(parts):
+        size = min(PART_CUSTOMERS, customers - part * PART_CUSTOMERS)
+        frames = simulate(size, SEED + part)
+        frames["surveys"]["score"] = frames["surveys"]["score"].astype("float64")
+        frames["tickets"]["reopened"] = frames["tickets"]["reopened"].astype("Int64")
+        for name in TABLES:
+            frame = frames.pop(name)
+            if parts > 1:
+                for column in [c for c in frame.columns if c.endswith("_id")]:
+                    frame[column] = f"P{part}" + frame[column].astype("str")
+            frame.to_parquet(out / f"{name}.part{part}.tmp", index=False)
+            del frame
+    if parts == 1:
+        for name in TABLES:
+            os.replace(out / f"{name}.part0.tmp", out / f"{name}.parquet")
+        return
+    import duckdb
+
+    with duckdb.connect() as con:
+        for name in TABLES:
+            files = [str(out / f"{name}.part{part}.tmp") for part in range(parts)]
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet({files})) TO '{out / name}.parquet.tmp' "
+                "(FORMAT parquet)"
+            )
+            os.replace(out / f"{name}.parquet.tmp", out / f"{name}.parquet")
+            for file in files:
+                os.remove(file)
 
 
 def load_shop(directory: Path, every: int = 1):
