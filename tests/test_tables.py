@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from churnlens.config import Config
+from churnlens.data import tables as tables_module
 from churnlens.data.contract import validate
 from churnlens.data.simulate import simulate
 from churnlens.data.tables import Tables
@@ -59,3 +60,20 @@ def test_sql_sees_a_frame_changed_or_replaced_after_reading(shop):
 def test_customers_and_purchases_are_required():
     with pytest.raises(TypeError, match="customers and purchases"):
         Tables(customers=pd.DataFrame({"customer_id": ["a"]}))
+
+
+def _table_memory(tables: Tables) -> int:
+    found = tables._database.execute(
+        "SELECT sum(memory_usage_bytes) FROM duckdb_memory() WHERE tag = 'IN_MEMORY_TABLE'"
+    )
+    return found.fetchall()[0][0]
+
+
+def test_tables_past_the_memory_share_are_compressed_with_the_same_rows(shop, monkeypatch):
+    plain = validate(shop)
+    assert not tables_module.compress_if_large(plain._database)  # a small shop stays as is
+    monkeypatch.setattr(tables_module, "COMPRESS_SHARE", 0.0)
+    compressed = validate(shop)
+    assert _table_memory(compressed) < 0.7 * _table_memory(plain)
+    for name in plain.names:
+        pd.testing.assert_frame_equal(getattr(compressed, name), getattr(plain, name))

@@ -70,7 +70,7 @@ import pandas as pd
 
 from churnlens.config import DataConfig
 from churnlens.data.io import Source, quote, scan_table
-from churnlens.data.tables import Tables
+from churnlens.data.tables import STORE, Tables, compress_if_large, open_store
 from churnlens.errors import ChurnlensError
 
 Kind = Literal["id", "datetime", "float", "int", "text", "code"]  # code: lower-case, stripped
@@ -1070,13 +1070,16 @@ def _checked_tables(sources: dict[str, Source], data: DataConfig) -> Tables:
     con = duckdb.connect()
     engine = DuckDBEngine(con, sources)
     checked = check(engine, list(sources), data, levels=True)
+    open_store(con)
     for name, query in table_queries(checked).items():
         derived = name == "customers" and "customers" not in sources
         query = _coded(query, checked.levels.get(name, {}))  # exit answers: as text
-        con.execute(f"CREATE TABLE main.{name} AS {query}{' ORDER BY _row' if derived else ''}")
-        if name in ("surveys", "exits") and not con.sql(f"FROM main.{name} LIMIT 1").fetchall():
-            con.execute(f"DROP TABLE main.{name}")  # optional and empty: absent
+        stored = f"{STORE}.main.{name}"
+        con.execute(f"CREATE TABLE {stored} AS {query}{' ORDER BY _row' if derived else ''}")
+        if name in ("surveys", "exits") and not con.sql(f"FROM {stored} LIMIT 1").fetchall():
+            con.execute(f"DROP TABLE {stored}")  # optional and empty: absent
     _drop_temporary(con)
+    compress_if_large(con)
     return Tables(attributes=checked.attributes, warnings=checked.warnings, database=con)
 
 

@@ -11,12 +11,39 @@ frames, and SQL sees the same frames.
 
 from __future__ import annotations
 
+import os
+
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
 NAMES = ("customers", "purchases", "tickets", "surveys", "events", "exits")
 SOURCES = NAMES[:5]  # the tables features read from (exit answers feed only the report)
+STORE = "store"  # the attached in-memory database that holds the checked tables
+# Stored tables above this share of the machine's memory are compressed (`compress_if_large`).
+COMPRESS_SHARE = 0.25
+
+
+def open_store(con: duckdb.DuckDBPyConnection) -> None:
+    """Attach the in-memory database the checked tables are written into (STORE); it can
+    compress them (`compress_if_large`)."""
+    con.execute(f"ATTACH ':memory:' AS {STORE} (COMPRESS)")
+
+
+def compress_if_large(con: duckdb.DuckDBPyConnection) -> bool:
+    """Compress the stored tables when they take more than COMPRESS_SHARE of the machine's
+    memory; whether it did. Compressed, they take about a third of the memory, and writing
+    them takes about 2.7x as long (benchmarks/results/growth.md): worth it where memory runs
+    short (5M customers: 12 GB of tables on a 24 GB machine), not below."""
+    ((used,),) = con.execute(
+        "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
+        "WHERE tag = 'IN_MEMORY_TABLE'"
+    ).fetchall()
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if used <= COMPRESS_SHARE * memory:
+        return False
+    con.execute(f"CHECKPOINT {STORE}")
+    return True
 
 
 def read_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
@@ -29,7 +56,7 @@ def read_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
 def _table(name: str) -> property:
     def read(self: Tables) -> pd.DataFrame | None:
         if name not in self._frames and name in self._stored:
-            self._frames[name] = read_frame(self._database, f"SELECT * FROM main.{name}")
+            self._frames[name] = read_frame(self._database, f"SELECT * FROM {STORE}.main.{name}")
         return self._frames.get(name)
 
     def replace(self: Tables, frame: pd.DataFrame | None) -> None:
@@ -44,9 +71,9 @@ def _table(name: str) -> property:
 class Tables:
     """The validated input tables with canonical column names and fixed dtypes.
 
-    `database`: a DuckDB connection whose main schema holds the tables (from validation);
-    else the DataFrames given are the tables. `attributes`: the customers' extra columns;
-    `warnings`: what validation warned about.
+    `database`: a DuckDB connection whose attached STORE holds the tables (from
+    validation); else the DataFrames given are the tables. `attributes`: the customers'
+    extra columns; `warnings`: what validation warned about.
     """
 
     customers = _table("customers")
@@ -75,7 +102,7 @@ class Tables:
         self._stored: set[str] = set()
         if database is not None:
             found = database.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+                f"SELECT table_name FROM duckdb_tables() WHERE database_name = '{STORE}'"
             ).fetchall()
             self._stored = {name for (name,) in found if name in NAMES}
         self.attributes = list(attributes or [])
@@ -102,7 +129,7 @@ class Tables:
             if name in self._frames:
                 con.register(f"{name}_in", self._frames[name])
             elif name in self._stored:
-                con.execute(f"CREATE TEMP VIEW {name}_in AS SELECT * FROM main.{name}")
+                con.execute(f"CREATE TEMP VIEW {name}_in AS SELECT * FROM {STORE}.main.{name}")
         return con
 
     def columns(self, name: str) -> dict[str, duckdb.DuckDBPyType]:
