@@ -45,25 +45,24 @@ def data_end(tables: Tables, churn_type: str = "non_contractual") -> pd.Timestam
     sqls = [f"SELECT max(ordered_at) FILTER (WHERE {done}) FROM purchases_in"]
     if churn_type == "contractual" and "cancelled_at" in tables.columns("customers"):
         sqls.append("SELECT max(cancelled_at) FROM customers_in")
-    ends = [_first_value(tables, sql) for sql in sqls]
+    ends = [end for sql in sqls for end in _times(tables, sql)]
     return max(end for end in ends if pd.notna(end))
 
 
 def data_start(tables: Tables) -> pd.Timestamp:
     """The first signup or purchase: before it no customer can be in any population."""
-    return min(
-        _first_value(tables, "SELECT min(signup_at) FROM customers_in"), _first_purchase(tables)
-    )
+    firsts = "(SELECT min(signup_at) FROM customers_in), (SELECT min(ordered_at) FROM purchases_in)"
+    return min(_times(tables, f"SELECT {firsts}"))
 
 
 def _first_purchase(tables: Tables) -> pd.Timestamp:
-    return _first_value(tables, "SELECT min(ordered_at) FROM purchases_in")
+    return _times(tables, "SELECT min(ordered_at) FROM purchases_in")[0]
 
 
-def _first_value(tables: Tables, sql: str) -> pd.Timestamp:
-    """The one time a query over `tables` (`Tables.connect`) gives; NaT for NULL."""
+def _times(tables: Tables, sql: str) -> list[pd.Timestamp]:
+    """The times in the one row a query over `tables` (`Tables.connect`) gives; NaT for NULL."""
     with tables.connect() as con:
-        return pd.Timestamp(con.execute(sql).fetchall()[0][0])
+        return [pd.Timestamp(value) for value in con.execute(sql).fetchall()[0]]
 
 
 def _refuse_before_data(tables: Tables, dates: list[pd.Timestamp]) -> list[pd.Timestamp]:
@@ -234,10 +233,7 @@ def sparse_cutoffs(
     the data's average rate gives: the rows thin out there, so churn there means little.
     `count`: see `counter`."""
     count = count or counter(tables)
-    first, last = (
-        _first_value(tables, f"SELECT {bound}(ordered_at) FROM purchases_in")
-        for bound in ("min", "max")
-    )
+    first, last = _times(tables, "SELECT min(ordered_at), max(ordered_at) FROM purchases_in")
     days = max((last - first) / pd.Timedelta(days=1), 1.0)
     horizon = pd.Timedelta(days=horizon_days)
     windows = [
