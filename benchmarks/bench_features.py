@@ -641,15 +641,13 @@ def check_featuretools(reference: Path, ft_result: Path) -> list[str]:
 
 def profile(directory: Path, n_cutoffs: int, out: Path) -> str:
     """EXPLAIN ANALYZE of the engine's purchases-only statement; the costliest operators."""
-    import duckdb
-
     from churnlens.config import FeatureConfig
-    from churnlens.features.engine import _register, active_features, feature_sql
+    from churnlens.features.engine import active_features, feature_sql
 
     tables = load(directory)
     spine = make_spine(tables.customers, n_cutoffs)
-    con = duckdb.connect()
-    _register(con, tables, spine)
+    con = tables.connect()
+    con.register("spine_in", spine)
     sql = feature_sql(tables, active_features(tables, FeatureConfig(windows_days=WINDOWS)), [])
     con.execute("PRAGMA enable_profiling='json'")
     con.execute(f"PRAGMA profiling_output='{out}'")
