@@ -31,6 +31,7 @@ from churnlens.errors import ChurnlensError
 from churnlens.labels import NOT_FEATURES
 from churnlens.modeling.linear import LinearPart
 from churnlens.modeling.paths import PathAttributions
+from churnlens.modeling.treeshap import TreeSHAP
 
 BOOSTER_FILE, SPEC_FILE = "booster.txt", "model.json"
 BATCH_ROWS = 200_000
@@ -139,7 +140,8 @@ class ChurnModel:
             feval=recorded.metric,
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False), recorded],
         )
-        self.__dict__.pop("_paths", None)  # built for the previous booster
+        for built in ("_paths", "_treeshap"):  # built for the previous booster
+            self.__dict__.pop(built, None)
         self.linear_, self.blend_scores_, self.contract_ = None, {}, {}
         # The small fits after boosting run on one thread: waking BLAS and OpenMP pools for
         # them costs more than it saves (10x the CPU for the calibration on a busy 2-core
@@ -242,12 +244,14 @@ class ChurnModel:
     def _contributions(self, prepared: pd.DataFrame) -> np.ndarray:
         """Exact contributions to the raw margin (TreeSHAP, blended with the logistic terms
         when there is a logistic part); the last column is the base value."""
-        tree = self.booster_.predict(
-            prepared, pred_contrib=True, num_iteration=self.booster_.best_iteration or None
-        )
+        tree = self._treeshap(prepared)
         if self.linear_ is None:
             return tree
         return self.linear_.blend_contributions(tree, prepared, self.feature_names_)
+
+    @functools.cached_property
+    def _treeshap(self) -> TreeSHAP:
+        return TreeSHAP(self.booster_, self.booster_.best_iteration or None)
 
     @functools.cached_property
     def _paths(self) -> PathAttributions:

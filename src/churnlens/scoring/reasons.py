@@ -1,7 +1,8 @@
 """Per-customer reasons: the strongest risk-raising drivers, and apart the strongest sign.
 
-Contributions are LightGBM's exact TreeSHAP (`pred_contrib`), the same values
-`shap.TreeExplainer` returns for a LightGBM booster, on the raw margin. Log-odds mean nothing
+Contributions are LightGBM's exact TreeSHAP (`pred_contrib`, run once per pattern of split
+sides: `modeling.treeshap`), the values `shap.TreeExplainer` returns for a LightGBM booster
+(to ~1e-14), on the raw margin. Log-odds mean nothing
 to a retention team, so each reason reports its **share of the customer's risk**: the
 feature's contribution over the sum of every risk-raising contribution of that customer
 (0-1; 0.4 = "40 % of what pushes this customer above the average customer"). Shares keep
