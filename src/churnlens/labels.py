@@ -23,7 +23,7 @@ import pandas as pd
 from churnlens.config import ChurnConfig, CutoffConfig
 from churnlens.data.contract import SCHEMAS, completed_sql
 from churnlens.data.io import quote
-from churnlens.data.tables import Tables
+from churnlens.data.tables import Tables, result_frame
 from churnlens.errors import ChurnlensError
 
 SPINE_COLUMNS = ["customer_id", "cutoff"]
@@ -187,7 +187,7 @@ def _query(tables, cutoffs, churn: ChurnConfig, with_labels: bool) -> pd.DataFra
     sql = label_sql(churn, tables, with_labels)
     with tables.connect() as con:
         _cutoff_table(con, [pd.Timestamp(cutoff) for cutoff in cutoffs])
-        frame = con.sql(sql).df()
+        frame = result_frame(con.sql(sql))
     frame["customer_id"] = frame["customer_id"].astype("str")
     frame["cutoff"] = frame["cutoff"].astype("datetime64[us]")
     return frame

@@ -46,6 +46,12 @@ def compress_if_large(con: duckdb.DuckDBPyConnection) -> bool:
     return True
 
 
+def result_frame(relation: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+    """A query's result as pandas, with the dtypes of DuckDB's `df()`, through Arrow: `df()`
+    builds a text column value by value (0.8 s for a million customer ids), Arrow in bulk."""
+    return relation.to_arrow_table().to_pandas(self_destruct=True)
+
+
 def read_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
     """A query's result as pandas through Arrow: whole numbers as nullable Int64, ENUM text
     as categoricals."""

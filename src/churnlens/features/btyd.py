@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from churnlens.data.contract import COMPLETION_COLUMNS, completed_sql
-from churnlens.data.tables import Tables
+from churnlens.data.tables import Tables, result_frame
 from churnlens.errors import ChurnlensError
 from churnlens.modeling.bgnbd import BGNBD, fit_sample_sql, rfm_sql
 from churnlens.modeling.gammagamma import GammaGamma
@@ -119,12 +119,14 @@ def summaries(con: duckdb.DuckDBPyConnection, spine: pd.DataFrame):
     con.execute("SET TimeZone = 'UTC'")
     con.register("spine_in", keys)
     con.execute(f"CREATE TEMP TABLE btyd_summary AS {summary_sql(columns)}")
-    sample = con.sql(sample_sql("btyd_summary")).df()
+    sample = result_frame(con.sql(sample_sql("btyd_summary")))
     kept = ", ".join(f"b.{c}" for c in SUMMARY[2:])
-    rows = con.sql(
-        f"SELECT s.cutoff, {kept} FROM spine_in s LEFT JOIN btyd_summary b "
-        "ON b.customer_id = s.customer_id AND b.cutoff = s.cutoff ORDER BY s._at"
-    ).df()
+    rows = result_frame(
+        con.sql(
+            f"SELECT s.cutoff, {kept} FROM spine_in s LEFT JOIN btyd_summary b "
+            "ON b.customer_id = s.customer_id AND b.cutoff = s.cutoff ORDER BY s._at"
+        )
+    )
     return sample, rows.set_index(spine.index)
 
 

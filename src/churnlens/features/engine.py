@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from churnlens.config import Config, DataConfig, FeatureConfig
 from churnlens.data.contract import REFUND_STATUSES, completed_sql
 from churnlens.data.io import atomic_path
-from churnlens.data.tables import Tables
+from churnlens.data.tables import Tables, result_frame
 from churnlens.errors import VALIDATED, ChurnlensError, expect
 from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
 from churnlens.features.registry import (
@@ -322,7 +322,7 @@ def build_features(
     btyd = with_btyd(config, horizon_days)
     features = features or _active(tables, config, data)
     con, relation = _relation(tables, spine, features)
-    frame = relation.df()
+    frame = result_frame(relation)
     con.close()
     frame = apply_dtypes(frame, features)
     if btyd:
