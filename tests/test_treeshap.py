@@ -42,7 +42,7 @@ def test_equal_to_lightgbm_under_each_missing_value_rule(params):
     )
 
 
-def test_equal_to_lightgbm_on_categories_with_missing_and_unseen_levels():
+def test_equal_to_lightgbm_on_categories_missing_or_in_another_order():
     x, y = _data()
     rng = np.random.default_rng(1)
     frame = pd.DataFrame(x[:, :3], columns=["a", "b", "c"])
@@ -55,10 +55,26 @@ def test_equal_to_lightgbm_on_categories_with_missing_and_unseen_levels():
     )
     scored = frame.copy()
     scored.loc[::7, "region"] = np.nan  # missing categories go right
+    scored["region"] = scored["region"].cat.reorder_categories(levels[::-1])  # LightGBM remaps
     assert _patterned(booster, scored)
     np.testing.assert_allclose(
         TreeSHAP(booster)(scored), booster.predict(scored, pred_contrib=True), atol=1e-12
     )
+    codes = lightgbm_input(scored, booster)[:, 3]  # fractions and negatives, as LightGBM reads
+    codes[1::5], codes[2::5] = codes[1::5] + 0.6, -0.5
+    numeric = np.column_stack([scored[["a", "b", "c"]].to_numpy(), codes])
+    assert _patterned(booster, numeric)
+    np.testing.assert_allclose(
+        TreeSHAP(booster)(numeric), booster.predict(numeric, pred_contrib=True), atol=1e-12
+    )
+
+
+def test_a_tree_that_never_split():
+    """Too few rows to split: LightGBM keeps one leaf, dumped without a leaf index."""
+    x, y = _data(rows=60)
+    booster = _booster(x, y, min_data_in_leaf=50)
+    assert booster.dump_model()["tree_info"][0]["tree_structure"].get("leaf_index") is None
+    np.testing.assert_allclose(TreeSHAP(booster)(x), booster.predict(x, pred_contrib=True))
 
 
 def test_rows_share_a_trees_contributions_by_pattern():
@@ -66,7 +82,7 @@ def test_rows_share_a_trees_contributions_by_pattern():
     x, y = _data(rows=20_000)
     booster = _booster(x, y)
     shap = TreeSHAP(booster)
-    values = lightgbm_input(x)
+    values = lightgbm_input(x, booster)
     leaves = booster.predict(values, pred_leaf=True)
     first, inverse = shap.structure[0].patterns(_Columns(values), leaves[:, 0])
     assert len(first) < len(x) / 10
@@ -90,7 +106,7 @@ def test_a_split_rule_read_wrong_falls_back_to_lightgbm_row_by_row():
     shap = TreeSHAP(booster)
     split = shap.structure[0].splits[0]
     split["threshold"] += 1.0  # as if a rule of LightGBM's predictor had changed
-    values = lightgbm_input(x)
+    values = lightgbm_input(x, booster)
     leaves = booster.predict(values, pred_leaf=True)
     assert shap.structure[0].patterns(_Columns(values), leaves[:, 0]) == (None, None)
     np.testing.assert_allclose(shap(x), booster.predict(x, pred_contrib=True), atol=1e-12)
@@ -109,7 +125,7 @@ def test_the_churn_model_gives_lightgbms_treeshap(trained_shop):
 def _patterned(booster: lgb.Booster, data, trees: int | None = None) -> bool:
     """Whether every tree's sides were read right (none left to LightGBM row by row)."""
     shap = TreeSHAP(booster, trees)
-    values = lightgbm_input(data)
+    values = lightgbm_input(data, booster)
     leaves = booster.predict(values, pred_leaf=True, num_iteration=shap.trees)
     columns = _Columns(values)
     return all(

@@ -56,15 +56,22 @@ class PathAttributions:
         return (indicator @ self.table).toarray()
 
 
+def is_leaf(node: dict) -> bool:
+    """Whether a node of `Booster.dump_model` is a leaf; a tree that never split is one leaf,
+    dumped without a `leaf_index` (it is leaf 0)."""
+    return "split_feature" not in node
+
+
 def _leaf_table(root: dict, features: int) -> np.ndarray:
     """One tree's leaves x (features + base): each leaf's steps along its path."""
     leaves: dict[int, np.ndarray] = {}
 
     def walk(node: dict) -> tuple[float, float, list[int]]:
         """(mean output, row count, leaf indices) under `node`, filling `leaves`' steps."""
-        if "leaf_index" in node:
-            leaves[node["leaf_index"]] = np.zeros(features + 1)
-            return node["leaf_value"], node.get("leaf_count", 0), [node["leaf_index"]]
+        if is_leaf(node):
+            index = node.get("leaf_index", 0)
+            leaves[index] = np.zeros(features + 1)
+            return node["leaf_value"], node.get("leaf_count", 0), [index]
         left, right = walk(node["left_child"]), walk(node["right_child"])
         count = left[1] + right[1]
         mean = node["internal_value"]  # a node no training row reached

@@ -10,10 +10,12 @@ TreeSHAP once per row and tree.
 
 So each tree's patterns are found with numpy, its splits evaluated the way LightGBM's
 predictor does (`<=` with its missing-value rules, category sets); LightGBM computes that
-tree's contributions for one row per pattern, and each row takes its pattern's. The sides are
-checked against LightGBM's own leaf for every row: a tree where they disagree (a split rule
-this module does not know) is left to LightGBM for every row, so the result stays LightGBM's
-TreeSHAP. It is summed tree by tree, so it equals `pred_contrib` to ~1e-14, not bit for bit.
+tree's contributions for one row per pattern, and each row takes its pattern's. The sides on
+every row's own path are checked against LightGBM's leaf for that row: a tree where they
+disagree (a split rule this module does not know) is left to LightGBM for every row. Sides
+off a row's path cannot be checked that way; every split is on the path of the rows that
+reach it, so a rule read wrong shows there (`tests/test_treeshap.py` covers each rule). The
+result is summed tree by tree, so it equals `pred_contrib` to ~1e-14, not bit for bit.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from churnlens.modeling.paths import LEAF_ROWS, is_leaf
+
 log = logging.getLogger(__name__)
 MAX_SPLITS = 62  # a pattern is one int64 with a bit per split
-LEAF_ROWS = 50_000  # rows per leaf prediction (see modeling.paths.LEAF_ROWS)
-ZERO = 1e-35  # LightGBM's kZeroThreshold: a value this close to 0 is 0 ("missing: Zero")
+ZERO = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float): this close to 0 is 0
 
 
 class TreeSHAP:
@@ -41,7 +44,9 @@ class TreeSHAP:
         self.structure = [_Tree(tree["tree_structure"]) for tree in dumped]
 
     def __call__(self, prepared: pd.DataFrame | np.ndarray) -> np.ndarray:
-        values = lightgbm_input(prepared)
+        values = lightgbm_input(prepared, self.booster)
+        if self.booster.num_model_per_iteration() != 1:  # trees are not iterations: as is
+            return self.booster.predict(values, pred_contrib=True, num_iteration=self.trees)
         leaves = self._leaves(values)
         columns = _Columns(values)
         every_row = np.arange(len(values))
@@ -49,11 +54,10 @@ class TreeSHAP:
         for i, tree in enumerate(self.structure):
             first, inverse = tree.patterns(columns, leaves[:, i])
             if first is None:
-                log.debug("tree %d: sides disagree with LightGBM's leaves; TreeSHAP per row", i)
+                log.debug("tree %d: over %d splits, or sides unlike LightGBM's", i, MAX_SPLITS)
                 first, inverse = every_row, every_row
-            part = self.booster.predict(
-                values[first], pred_contrib=True, start_iteration=i, num_iteration=1
-            )
+            rows = values if first is every_row else values[first]
+            part = self.booster.predict(rows, pred_contrib=True, start_iteration=i, num_iteration=1)
             for column in np.flatnonzero(part.any(axis=0)):  # its features and the base value
                 out[column] += part[:, column][inverse]
         return out.T
@@ -68,15 +72,17 @@ class TreeSHAP:
         return np.concatenate(parts).reshape(len(values), -1)
 
 
-def lightgbm_input(prepared: pd.DataFrame | np.ndarray) -> np.ndarray:
-    """The float matrix LightGBM predicts on for a prepared frame (`ChurnModel.prepare`, whose
-    categoricals carry the training levels): category codes, missing as NaN."""
+def lightgbm_input(prepared: pd.DataFrame | np.ndarray, booster: lgb.Booster) -> np.ndarray:
+    """The float matrix `booster` predicts on for `prepared`, made as LightGBM makes it from a
+    frame: each categorical's codes among the levels it was trained with, missing as NaN."""
     if isinstance(prepared, np.ndarray):
         return prepared.astype(np.float64, copy=False)
+    trained = iter(booster.pandas_categorical or [])
     columns = []
     for name in prepared.columns:
         values = prepared[name]
         if isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.cat.set_categories(next(trained))
             codes = values.cat.codes.to_numpy().astype(np.float64)
             codes[codes < 0] = np.nan
             columns.append(codes)
@@ -94,8 +100,8 @@ class _Tree:
         self.leaf, masks, sides = [], [], []
 
         def walk(node: dict, mask: int, side: int) -> None:
-            if "leaf_index" in node:
-                self.leaf.append(node["leaf_index"])
+            if is_leaf(node):
+                self.leaf.append(node.get("leaf_index", 0))
                 masks.append(mask)
                 sides.append(side)
                 return
@@ -117,7 +123,7 @@ class _Tree:
             code |= goes_left(split, columns).astype(np.int64) << bit
         found, inverse = _numbered(code, len(self.splits))
         first = np.empty(len(found), dtype=np.int64)
-        first[inverse] = np.arange(len(code))  # any row of a pattern: they share its values
+        first[inverse] = np.arange(len(code))  # any row of a pattern stands for it
         on_path = (found[:, None] & self.masks[None, :]) == self.sides[None, :]
         if not np.array_equal(self.leaf[on_path.argmax(axis=1)][inverse], leaves):
             return None, None
@@ -125,9 +131,9 @@ class _Tree:
 
 
 def _numbered(code: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """(the distinct codes, each code's number among them): by a table when the codes are
-    few bits (a sort of every row costs more), else by np.unique."""
-    if bits > 20:
+    """(the distinct codes, each code's number among them): by a table when it is no larger
+    than the rows (a sort of every row costs more), else by np.unique."""
+    if 1 << bits > max(len(code), 1 << 16):
         return np.unique(code, return_inverse=True)
     seen = np.zeros(1 << bits, dtype=bool)
     seen[code] = True
@@ -164,7 +170,8 @@ def goes_left(split: dict, columns: _Columns) -> np.ndarray:
     missing = columns.missing(feature)
     if split["decision_type"] == "==":  # a set of categories goes left; NaN and < 0 go right
         left = np.array([int(c) for c in str(split["threshold"]).split("||")])
-        return ~missing & np.isin(columns.filled(feature), left[left >= 0])
+        whole = np.trunc(columns.filled(feature))  # LightGBM casts the value to int
+        return ~missing & (whole >= 0) & np.isin(whole, left)
     kind, threshold = split["missing_type"], split["threshold"]
     if kind == "NaN":
         return np.where(missing, split["default_left"], columns.values[:, feature] <= threshold)
