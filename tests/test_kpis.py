@@ -230,8 +230,14 @@ def test_bgnbd_clv_is_expected_purchases_times_order_value():
 
 
 def test_gamma_gamma_clv_is_expected_purchases_times_the_shrunk_spend():
-    days = {"a": [1, 8, 15], "b": [2, 20], "c": [3, 9, 30, 40], "d": [5], "e": [4, 12]}
-    spend = {"a": [10, 30, 50], "b": [20, 80], "c": [5, 15, 25, 35], "d": [70], "e": [40, 60]}
+    # enough customers for an interior optimum: on five, the likelihood rises along a ridge
+    # (p -> inf) and whether L-BFGS calls that converged differed between two machines
+    rng = np.random.default_rng(2)
+    days, spend = {}, {}
+    for i in range(200):
+        n, customer = int(rng.integers(1, 7)), f"c{i:03d}"
+        days[customer] = sorted(rng.choice(np.arange(1, 60), n, replace=False).tolist())
+        spend[customer] = np.round(rng.gamma(4.0, rng.gamma(3.0, 20.0) / 4.0, n), 2).tolist()
     rows = [(c, d, a) for c in days for d, a in zip(days[c], spend[c], strict=True)]
     tables = make_tables(
         customers={"customer_id": list(days), "signup_at": ["2024-01-01"] * len(days)},
