@@ -46,19 +46,18 @@ def compress_if_large(con: duckdb.DuckDBPyConnection) -> bool:
     return True
 
 
-def result_frame(relation: duckdb.DuckDBPyRelation) -> pd.DataFrame:
+def result_frame(relation: duckdb.DuckDBPyRelation, types_mapper=None) -> pd.DataFrame:
     """A query's result as pandas through Arrow, which converts text in bulk where DuckDB's
     `df()` builds it value by value (0.8 s for a million customer ids). For the numbers, text
     and timestamps it is used for, the dtypes are `df()`'s; DECIMAL, DATE and nullable
-    BOOLEAN columns would come back as Python objects."""
-    return relation.to_arrow_table().to_pandas(self_destruct=True)
+    BOOLEAN columns would come back as Python objects. `types_mapper`: as Arrow's."""
+    return relation.to_arrow_table().to_pandas(types_mapper=types_mapper, self_destruct=True)
 
 
 def read_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
-    """A query's result as pandas through Arrow: whole numbers as nullable Int64, ENUM text
-    as categoricals."""
-    table = con.sql(sql).to_arrow_table()
-    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get, self_destruct=True)
+    """A query's result as pandas (`result_frame`): whole numbers as nullable Int64, ENUM
+    text as categoricals."""
+    return result_frame(con.sql(sql), {pa.int64(): pd.Int64Dtype()}.get)
 
 
 def _table(name: str) -> property:

@@ -64,9 +64,9 @@ class TreeSHAP:
 
     def _leaves(self, values: np.ndarray) -> np.ndarray:
         parts = [
-            self.booster.predict(
+            self.booster.predict(  # int32, as LightGBM returns leaf indices
                 values[start : start + LEAF_ROWS], pred_leaf=True, num_iteration=self.trees
-            ).astype(np.int32)
+            )
             for start in range(0, max(len(values), 1), LEAF_ROWS)
         ]
         return np.concatenate(parts).reshape(len(values), -1)
