@@ -51,7 +51,8 @@ def result_frame(relation: duckdb.DuckDBPyRelation, types_mapper=None) -> pd.Dat
     `df()` builds it value by value (0.8 s for a million customer ids). For the numbers, text
     and timestamps it is used for, the dtypes are `df()`'s; DECIMAL, DATE and nullable
     BOOLEAN columns would come back as Python objects. `types_mapper`: as Arrow's."""
-    return relation.to_arrow_table().to_pandas(types_mapper=types_mapper, self_destruct=True)
+    table = relation.to_arrow_table()
+    return table.to_pandas(types_mapper=types_mapper, self_destruct=True, split_blocks=True)
 
 
 def read_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:

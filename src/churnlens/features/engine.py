@@ -33,6 +33,7 @@ from churnlens.features.registry import (
     column_name,
     feature_registry,
 )
+from churnlens.features.running import purchase_features
 from churnlens.labels import NOT_FEATURES, SPINE_COLUMNS, labels, training_cutoffs
 
 SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "category": "VARCHAR"}
@@ -78,9 +79,10 @@ _FIRST = (
 )
 # Optional input columns -> what crosses the join: flags rather than text, so the joined
 # rows (one per purchase and later cutoff) stay narrow.
+AMOUNT = "CAST(amount AS DECIMAL(18, 4))"  # exact sums, whatever the order of addition
 HELPER_COLUMNS = {
     "purchases": {
-        "amount": "CAST(amount AS DECIMAL(18, 4)) AS amount",
+        "amount": f"{AMOUNT} AS amount",
         "status": "status IN ({}) AND NOT completed AS refunded".format(
             ", ".join(f"'{status}'" for status in REFUND_STATUSES)
         ),
@@ -181,6 +183,13 @@ def _attribute_features(tables: Tables, taken: set[str], config: FeatureConfig) 
     ]
 
 
+def _keyed(source: str, bits: list[str] = ()) -> str:
+    """The source's rows of spine customers, with their key `_cid` (and value numbers)."""
+    return f"""{source}_k AS (
+    SELECT k._cid, x.*{"".join(f", _code_{c}" for c in bits)}
+    FROM {source}_in x JOIN keys k USING (customer_id){"".join(map(_codes_join, bits))})"""
+
+
 def _source_cte(source: str, features: list[Feature], tables: Tables) -> str:
     types = tables.columns(source)
     helpers = [sql for c, sql in HELPER_COLUMNS.get(source, {}).items() if c in types]
@@ -192,15 +201,38 @@ def _source_cte(source: str, features: list[Feature], tables: Tables) -> str:
         helpers += [(_BIT if c in bits else _FIRST).format(c) for c in counted]
     prepared = PREPARED[source].format(columns=", ".join(helpers) or "NULL AS _none", rows=rows)
     aggregates = ",\n    ".join(f"{f.sql} AS {_quote(f.name)}" for f in features)
-    return f"""{source}_k AS (
-    SELECT k._cid, x.*{"".join(f", _code_{c}" for c in bits)}
-    FROM {source}_in x JOIN keys k USING (customer_id){"".join(map(_codes_join, bits))}),
+    return f"""{_keyed(source, bits)},
 {pending}{source}_p AS ({prepared}),
 agg_{source} AS (
     SELECT s._cid, s.cutoff,
     {aggregates}
     FROM {spine} JOIN {source}_p x ON x._cid = s._cid AND x.ts < s.cutoff{match}
     GROUP BY s._cid, s.cutoff)"""
+
+
+def running_inputs(tables: Tables) -> tuple[str, str]:
+    """The statements giving features/running.py its purchase rows, sorted by customer,
+    version and time (running.py orders ties by order id), and its probes: the spine rows
+    with their version, in customer order so that its binary searches move forward."""
+    types = tables.columns("purchases")
+    pending, rows, spine, _ = _purchase_rows(types)
+    helpers = {**HELPER_COLUMNS["purchases"], "category": "category"}
+    helpers["amount"] = f"CAST({AMOUNT} * 10000 AS BIGINT) AS amount"  # whole units
+    columns = "".join(f", {sql}" for c, sql in helpers.items() if c in types)
+    version = "epoch_us(v.version)" if "refunded_at" in types else "CAST(NULL AS BIGINT)"
+    head = "WITH " + ",\n".join(
+        [KEYS, _keyed("purchases"), pending.rstrip().rstrip(",")][: 3 if pending else 2]
+    )
+    return (
+        f"""{head}
+SELECT _cid, epoch_us(version) AS version, epoch_us(ordered_at) AS ts, order_id, completed{columns}
+FROM ({rows}) AS purchase_rows
+ORDER BY _cid, version NULLS FIRST, ordered_at""",
+        f"""{head}
+SELECT s._cid, s.cutoff, epoch_us(s.cutoff) AS cutoff_us, {version} AS version
+FROM {spine}
+ORDER BY s._cid, s.cutoff""",
+    )
 
 
 def _few_values(sql_type: duckdb.DuckDBPyType) -> bool:
@@ -263,27 +295,31 @@ def _output_column(feature: Feature) -> str:
     return f"CAST({expr} AS {SQL_TYPES[feature.dtype]}) AS {_quote(feature.name)}"
 
 
-def feature_sql(tables: Tables, features: list[Feature], spine_extra: list[str]) -> str:
-    """The one statement: prepared sources, per-source aggregates, joined to the spine."""
+def feature_sql(
+    tables: Tables, features: list[Feature], spine_extra: list[str], given: tuple[str, ...] = ()
+) -> str:
+    """The one statement: prepared sources, per-source aggregates, joined to the spine.
+    `given`: sources whose aggregate the connection holds already as `agg_{source}`."""
     by_source: dict[str, list[Feature]] = {}
     for feature in features:
         by_source.setdefault(feature.source, []).append(feature)
     aggregated = [s for s in by_source if s not in ("customers", "derived")]
     ctes = [KEYS]
-    ctes += [_source_cte(source, by_source[source], tables) for source in aggregated]
+    ctes += [_source_cte(s, by_source[s], tables) for s in aggregated if s not in given]
     joined = [_joined_column(f) for f in features if f.source != "derived"]
     joined += [f"s.{_quote(c)}" for c in spine_extra]
     joins = "\n".join(f"LEFT JOIN agg_{s} USING (_cid, cutoff)" for s in aggregated)
     outputs = [_output_column(f) for f in features] + [_quote(c) for c in spine_extra]
     ctes.append(f"""joined AS (
-    SELECT customer_id, cutoff, {", ".join(joined)}
+    SELECT customer_id, cutoff, s._cid, {", ".join(joined)}
     FROM spine s {joins}
     LEFT JOIN customers_in c USING (customer_id))""")
     with_clause = ",\n".join(ctes)
+    # _cid numbers the customers in id order: sorting by it sorts by id without text keys
     return f"""WITH {with_clause}
 SELECT customer_id, cutoff, {", ".join(outputs)}
 FROM joined
-ORDER BY cutoff, customer_id"""
+ORDER BY cutoff, _cid"""
 
 
 def _check_spine(spine: pd.DataFrame) -> list[str]:
@@ -299,9 +335,23 @@ def _active(tables: Tables, config: FeatureConfig, data: DataConfig | None) -> l
 
 
 def _relation(tables: Tables, spine: pd.DataFrame, features: list[Feature]):
+    """The statement, over a connection holding the spine and the purchases' aggregate, which
+    features/running.py computes from running totals (the SQL's join of every purchase to
+    every later cutoff is Spark's). Its inputs come from a connection of their own: closing it
+    gives back the memory of their sort."""
+    bought = [f.name for f in features if f.source == "purchases"]
+    given = {}
+    if bought:
+        with tables.connect() as con:
+            con.register("spine_in", spine)
+            rows, probes = (con.sql(sql).to_arrow_table() for sql in running_inputs(tables))
+        given["purchases"] = purchase_features(rows, probes, bought)
+        del rows, probes
     con = tables.connect()
     con.register("spine_in", spine)
-    return con, con.sql(feature_sql(tables, features, _check_spine(spine)))
+    for source, aggregate in given.items():
+        con.register(f"agg_{source}", aggregate)
+    return con, con.sql(feature_sql(tables, features, _check_spine(spine), tuple(given)))
 
 
 def build_features(

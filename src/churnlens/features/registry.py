@@ -174,6 +174,20 @@ def distinct_completed(column: str) -> str:
     )
 
 
+def _gap_spread(done: str) -> str:
+    """The sample standard deviation of the gaps between completed purchases, in days, from
+    the gaps in whole seconds: their sums are exact in 64 bits (the contract's dates span less
+    than 68 years), so every engine and the running totals (features/running.py) give the
+    same bits from the same steps of double arithmetic. Gaps in microseconds would need
+    128-bit sums of squares."""
+    n, seconds = f"count(gap_us) {done}", "(gap_us // 1000000)"
+    s1, s2 = f"sum({seconds}) {done}", f"sum({seconds} * {seconds}) {done}"
+    return (
+        f"sqrt(greatest({n}::DOUBLE * {s2} - {s1}::DOUBLE * {s1}, 0) "
+        f"/ nullif({n} * ({n} - 1), 0)) / {DAY}"
+    )
+
+
 def column_name(text: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", text.lower()).strip("_")
 
@@ -283,9 +297,7 @@ def _purchases(windows: list[int]) -> list[Feature]:
         Feature(
             "gap_std_days",
             "purchases",
-            f"sqrt((count(gap_us) {done} * sum(gap_us::HUGEINT * gap_us) {done} "
-            f"- sum(gap_us::HUGEINT) {done} ** 2)::DOUBLE "
-            f"/ nullif(count(gap_us) {done} * (count(gap_us) {done} - 1), 0)) / {DAY_US}",
+            _gap_spread(done),
             "Irregular buyer: gaps vary by {gap_std_days:#day}",
             role="context",
             family="overdue",
