@@ -10,14 +10,15 @@ The cost grows with purchases + spine rows, not with their product.
 
 The definitions stay the registry's SQL (features/registry.py), which Spark runs as written;
 this reads the same quantities from running totals and must give the same values on every
-row (tests/test_engine_equality.py). Money is summed as whole 1/10,000 units and times as
-whole microseconds, as the SQL does, so the values are the same bits, except the gap spread,
-whose squares exceed 64 bits (within 1e-12 of the SQL's exact sum).
+row, to the bit (tests/test_engine_equality.py): money is summed as whole 1/10,000 units,
+times and gaps as whole microseconds (seconds for the gap spread), and what follows the sums
+is the SQL's own double arithmetic.
 
-`rows` are the engine's purchase rows (engine.running_inputs) sorted by customer, version,
-time and order id: `_cid`, `version` (a pending refund's copy, see engine._purchase_rows),
-`ts`, `completed`, and the optional `amount` (units), `discounted`, `refunded`, `category`,
-`channel`. `probes` are the spine rows: `_cid`, `cutoff`, `version`.
+`rows` are the engine's purchase rows (engine.running_inputs) sorted by customer, version
+and time (ties in the order of their order ids, see `_tie_order`): `_cid`, `version` (a
+pending refund's copy, see engine._purchase_rows), `ts`, `order_id`, `completed`, and the
+optional `amount` (units), `discounted`, `refunded`, `category`, `channel`. `probes` are the
+spine rows (`_cid`, `cutoff_us`, `version`), in the order of the feature statement's result.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -139,12 +141,14 @@ class Running:
         return self.end[0] - self._since(w)
 
     @cached_property
-    def _units(self) -> np.ndarray:
-        return _prefix(self.column("amount", 0, completed=True))
+    def _units(self) -> dict[int | None, np.ndarray]:
+        """Running spend read at each probe's first completed row (None) and at each end."""
+        units = _prefix(self.column("amount", 0, completed=True))
+        return {None: units[self.first]} | {w: units[end] for w, end in self.end.items()}
 
     def spend(self, w: int | None = None) -> np.ndarray:
         """Whole units (divide by UNITS), so that sums and differences are exact."""
-        return self._units[self.end[0]] - self._units[self._since(w)]
+        return self._units[0] - self._units[w]
 
     # --- times: the first and last completed rows, the gaps between them ---
 
@@ -176,7 +180,9 @@ class Running:
         squares, with the same double arithmetic."""
         n = len(self.group)
         seconds = np.diff(self.ts[:n], prepend=0) // 1_000_000
-        seconds[np.append(True, self.group[1:] != self.group[:-1])] = 0  # a group's first
+        first = np.ones(n, dtype=bool)  # a group's first completed row: no gap
+        first[1:] = self.group[1:] != self.group[:-1]
+        seconds[first] = 0
         low, high, count = self.first, self.end[0], (self.count_all - 1).astype(float)
         s1, s2 = (_prefix(x) for x in (seconds, seconds * seconds))
         s1, s2 = (s1[high] - s1[low]).astype(float), (s2[high] - s2[low]).astype(float)
@@ -198,23 +204,27 @@ class Running:
 
     def distinct(self, column: str) -> np.ndarray:
         """Distinct values among the completed rows: each row says whether it is its group's
-        first completed one with its value, and those are counted."""
+        first completed one with its value, and those are counted. A stable sort by value
+        (radix, for the few values a column has) keeps each value's rows in group and time
+        order, so a group's first row with a value starts a run."""
         code, values = self.codes(column)
-        eligible = np.flatnonzero(code >= 0)
-        pair = self.group[eligible] * (len(values) + 1) + code[eligible]
-        first = np.zeros(len(code), dtype=bool)
-        first[eligible[np.unique(pair, return_index=True)[1]]] = True
+        small = np.int16 if len(values) < np.iinfo(np.int16).max else np.int64
+        order = np.argsort(code.astype(small), kind="stable")
+        group, code = self.group[order], code[order]
+        starts = np.ones(len(order), dtype=bool)
+        starts[1:] = (group[1:] != group[:-1]) | (code[1:] != code[:-1])
+        first = np.zeros(len(order), dtype=bool)
+        first[order[starts & (code >= 0)]] = True
         first = _prefix(first)
         return first[self.end[0]] - first[self.first]
 
-    def last_value(self, column: str) -> pa.Array:
+    def last_value(self, column: str) -> pd.Categorical:
         """The value of the last completed row before the cutoff that has one."""
         code, values = self.codes(column)
         last = np.append(_last_at_or_before(code >= 0), -1)[self.end[0] - 1]
         found = (self.count_all > 0) & (last >= self.first)
-        return pa.DictionaryArray.from_arrays(
-            pa.array(np.append(code, 0)[last], mask=~found), values
-        )
+        codes = np.where(found, np.append(code, -1)[last], -1)
+        return pd.Categorical.from_codes(codes, values.to_pylist())
 
 
 def _window(name: str, prefix: str) -> int | None:
@@ -243,14 +253,11 @@ def _windows(names: list[str]) -> set[int]:
     return days
 
 
-def purchase_features(rows: pa.Table, probes: pa.Table, names: list[str]) -> pa.Table:
-    """The purchase features `names` per probe, as the registry's SQL defines them, after the
-    probe's `_cid` and `cutoff`; counts and sums over no purchase are 0, the rest NULL."""
+def purchase_features(rows: pa.Table, probes: pa.Table, names: list[str]) -> dict:
+    """The purchase features `names` per probe, as the registry's SQL defines them: counts
+    and sums over no purchase are 0, the rest missing (NaN)."""
     running = Running(rows, probes, _windows(names))
-    columns = {"_cid": probes["_cid"], "cutoff": probes["cutoff"]}
-    for name in names:
-        columns[name] = _feature(running, name)
-    return pa.table(columns)
+    return {name: _feature(running, name) for name in names}
 
 
 def _feature(r: Running, name: str):
