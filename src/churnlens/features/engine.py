@@ -213,23 +213,23 @@ def running_inputs(tables: Tables) -> tuple[str, str]:
     """The statements giving features/running.py its purchase rows, sorted by customer,
     version and time (running.py orders ties by order id), and its probes: the spine rows
     with their version, in the order of `feature_sql`'s result (by cutoff, then customer, so
-    that within a cutoff the binary searches move forward)."""
+    that within a cutoff the binary searches move forward). Without refund times no refund
+    is pending at a cutoff, and there is no version."""
     types = tables.columns("purchases")
     pending, rows, spine, _ = _purchase_rows(types)
     helpers = {**HELPER_COLUMNS["purchases"], "category": "category"}
     helpers["amount"] = f"CAST({AMOUNT} * 10000 AS BIGINT) AS amount"  # whole units
     columns = "".join(f", {sql}" for c, sql in helpers.items() if c in types)
-    version = "epoch_us(v.version)" if "refunded_at" in types else "CAST(NULL AS BIGINT)"
-    head = "WITH " + ",\n".join(
-        [KEYS, _keyed("purchases"), pending.rstrip().rstrip(",")][: 3 if pending else 2]
-    )
+    versioned = "refunded_at" in types
+    head = "WITH " + ",\n".join([KEYS, _keyed("purchases"), *([pending.rstrip(",\n")] * versioned)])
     return (
         f"""{head}
-SELECT _cid, epoch_us(version) AS version, epoch_us(ordered_at) AS ts, order_id, completed{columns}
+SELECT _cid{", epoch_us(version) AS version" * versioned}, epoch_us(ordered_at) AS ts,
+       order_id, completed{columns}
 FROM ({rows}) AS purchase_rows
-ORDER BY _cid, version NULLS FIRST, ordered_at""",
+ORDER BY _cid{", version NULLS FIRST" * versioned}, ordered_at""",
         f"""{head}
-SELECT s._cid, epoch_us(s.cutoff) AS cutoff_us, {version} AS version
+SELECT s._cid, epoch_us(s.cutoff) AS cutoff_us{", epoch_us(v.version) AS version" * versioned}
 FROM {spine}
 ORDER BY s.cutoff, s._cid""",
     )

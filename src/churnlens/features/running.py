@@ -78,21 +78,27 @@ class Running:
 
     def __init__(self, rows: pa.Table, probes: pa.Table, windows: set[int]):
         self.rows, self.cutoff_us = rows, probes["cutoff_us"].to_numpy()
-        probe_version = probes["version"].fill_null(NO_VERSION).to_numpy()
-        versions = np.unique(np.append(probe_version, NO_VERSION))
+        pending = probes["version"].drop_null() if "version" in probes.column_names else []
+        versions = np.unique(np.append(pending, NO_VERSION))
         starts = np.unique(self.cutoff_us)
         boundaries = np.unique(np.concatenate([starts - w * DAY_US for w in {0, *windows}]))
         step = len(boundaries) + 1
 
-        def group_of(cid: pa.ChunkedArray, version: np.ndarray) -> np.ndarray:
-            return cid.to_numpy() * len(versions) + np.searchsorted(versions, version)
+        def group_of(table: pa.Table) -> np.ndarray:
+            """(customer, version) as one number, in their order; the customer alone where
+            no refund is pending at any cutoff (the statements then give no version)."""
+            cid = table["_cid"].to_numpy()
+            if len(versions) == 1:
+                return cid
+            version = table["version"].fill_null(NO_VERSION).to_numpy()
+            return cid * len(versions) + np.searchsorted(versions, version)
 
-        group = group_of(rows["_cid"], rows["version"].fill_null(NO_VERSION).to_numpy())
+        group = group_of(rows)
         ts = rows["ts"].to_numpy()
         self.order = _tie_order(group, ts, rows["order_id"])
         # a row's key orders it by group, then by the boundaries at or before its time
         key = group * step + np.searchsorted(boundaries, ts, side="right")
-        probe_key = group_of(probes["_cid"], probe_version) * step
+        probe_key = group_of(probes) * step
         self.start = np.searchsorted(key, probe_key)
         stops = {}
         for w in {0, *windows}:
@@ -101,8 +107,9 @@ class Running:
             stops[w] = np.searchsorted(key, probe_key + j, side="right")
         del key, probe_key
         self.stop = stops[0]
-        done = _prefix(self.column("completed", False))
-        self.kept = np.flatnonzero(np.diff(done))  # the completed rows
+        completed = self.column("completed", False)
+        self.kept = np.flatnonzero(completed)
+        done = _prefix(completed)
         self.first = done[self.start]
         self.end = {w: done[stop] for w, stop in stops.items()}
         self.group = group[self.kept]
