@@ -1,4 +1,4 @@
-"""The feature engine: one DuckDB statement computes every feature for every (customer, cutoff).
+"""The feature engine: one DuckDB statement computes the features for every (customer, cutoff).
 
 Each source is joined to the spine on the customer (an integer key, `KEYS`) with
 `ts < cutoff`, so a row at or after a cutoff can never reach that cutoff's features, and
@@ -8,10 +8,11 @@ join (flags, gaps, a category's bit), so the joined rows stay narrow and no aggr
 a DISTINCT. No Python loop runs over customers or cutoffs. A purchase counts as completed
 where it is completed at the cutoff (`completed_sql`): with `refunded_at`, the few (customer,
 cutoff) pairs with a refund still pending at the cutoff read their own copy of the customer's
-purchases as of the cutoff (`_purchase_rows`). The result streams straight to Parquet
-(`write_features`) or comes back as a DataFrame with fixed dtypes (`build_features`).
+purchases as of the cutoff (`_purchase_rows`). Over several cutoffs the purchase features come
+from running totals instead (features/running.py, see `_frame`), with the same values; Spark
+runs the statement whole. The result comes back as a DataFrame with fixed dtypes
+(`build_features`), or is written to Parquet (`write_features`).
 """
-
 from __future__ import annotations
 
 import logging
