@@ -19,6 +19,7 @@ import pytest
 import churnlens as cl
 from churnlens.config import FeatureConfig
 from churnlens.data.tables import result_frame
+from churnlens.features import running
 from churnlens.features.engine import (
     MAX_BITS,
     active_features,
@@ -216,3 +217,17 @@ def test_running_totals_give_the_registry_sql_bit_for_bit():
     assert {"gap_std_days", "last_channel", "categories_bought", "refund_rate"} <= set(bought)
     assert running["gap_std_days"].notna().sum() > 1000
     pd.testing.assert_frame_equal(running, joined, check_exact=True)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_the_search_in_parts_finds_numpys_positions(side):
+    """running._search narrows each part of sorted needles to its slice of the haystack;
+    runs of sorted needles that restart (cutoffs) and needles past either end included."""
+    rng = np.random.default_rng(3)
+    haystack = np.sort(rng.integers(0, 10**6, 300_000))
+    needles = np.concatenate(
+        [np.sort(rng.integers(-5, 10**6 + 5, 20_000)), np.sort(rng.integers(0, 10**6, 9_000))]
+    )
+    assert len(needles) > 5 * running.SEARCH_PART
+    got = running._search(haystack, needles, side)
+    np.testing.assert_array_equal(got, np.searchsorted(haystack, needles, side))

@@ -13,6 +13,7 @@ from running totals instead (features/running.py, see `_frame`), with the same v
 runs the statement whole. The result comes back as a DataFrame with fixed dtypes
 (`build_features`), or is written to Parquet (`write_features`).
 """
+
 from __future__ import annotations
 
 import logging
