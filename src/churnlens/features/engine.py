@@ -345,9 +345,8 @@ def _frame(tables: Tables, spine: pd.DataFrame, features: list[Feature]) -> pd.D
     both give the same bits (tests/test_engine_equality.py), as Spark's copy of the join does.
     """
     extra = _check_spine(spine)
-    bought = [f for f in features if f.source == "purchases"]
-    if spine["cutoff"].nunique() < 2:
-        bought = []
+    several = spine["cutoff"].nunique() > 1
+    bought = [f for f in features if f.source == "purchases"] if several else []
     later: list[Feature] = []  # derived features that read a purchase feature
     for feature in features:
         reads = {f.name for f in bought + later}

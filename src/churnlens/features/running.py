@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from churnlens.errors import ChurnlensError
+from churnlens.features.registry import DAY, DAY_US
 
-DAY_US = 86_400_000_000
 UNITS = 10_000.0  # money as whole 1/10,000 units: DECIMAL(18, 4), as the registry sums it
 NO_VERSION = np.iinfo(np.int64).min  # a row of the export, not a pending refund's copy
 DISTINCT_COLUMNS = {"categories_bought": "category", "channels_used": "channel"}
@@ -193,7 +193,7 @@ class Running:
 
     def days_since(self, ts: np.ndarray) -> np.ndarray:
         """(epoch(cutoff) - epoch(ts)) / 86400, as the registry's SQL computes it."""
-        days = (self.cutoff_us / 1e6 - ts / 1e6) / 86400.0
+        days = (self.cutoff_us / 1e6 - ts / 1e6) / DAY
         return np.where(self.count_all > 0, days, np.nan)
 
     def recency(self) -> np.ndarray:
@@ -217,7 +217,8 @@ class Running:
     def gap_std(self) -> np.ndarray:
         """registry._gap_spread from running sums of the gaps in whole seconds and their
         squares, with the same double arithmetic."""
-        # running sums built in place (s1[i + 1]: row i's gap): each row-sized array costs
+        # the running sums are built in place (s1[i + 1]: row i's gap), as a new row-sized
+        # array costs its memory faults (see _counts)
         n = len(self.group)
         s1, s2 = np.zeros(n + 1, dtype=np.int64), np.zeros(n + 1, dtype=np.int64)
         np.subtract(self.ts[1:n], self.ts[: n - 1], out=s1[2:])
@@ -230,7 +231,7 @@ class Running:
         s1, s2 = (s1[high] - s1[low]).astype(float), (s2[high] - s2[low]).astype(float)
         with np.errstate(divide="ignore", invalid="ignore"):
             spread = np.maximum(count * s2 - s1 * s1, 0) / (count * (count - 1))
-        return np.where(count > 1, np.sqrt(spread), np.nan) / 86400.0
+        return np.where(count > 1, np.sqrt(spread), np.nan) / DAY
 
     # --- shares, distinct values, the last channel ---
 
