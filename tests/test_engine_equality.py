@@ -219,6 +219,36 @@ def test_running_totals_give_the_registry_sql_bit_for_bit():
     pd.testing.assert_frame_equal(running, joined, check_exact=True)
 
 
+def test_one_cutoff_grouped_first_gives_the_joined_statement_bit_for_bit():
+    """At one cutoff (scoring) each source is grouped per customer before it meets the spine;
+    Spark joins first. Every feature of every source must be the same bits, with refunds
+    pending at the cutoff and customers outside the spine whose rows must not leak in."""
+    shop = simulated(refund_times=True, many_categories=True)
+    purchases = shop.purchases
+    for _, at_cutoff in purchases.iloc[len(purchases) // 2 :].iterrows():
+        cutoff = at_cutoff["ordered_at"]  # a purchase at the cutoff is not counted ...
+        pending = (purchases["ordered_at"] < cutoff) & (purchases["refunded_at"] >= cutoff)
+        if at_cutoff["customer_id"] not in set(purchases.loc[pending, "customer_id"]):
+            break  # ... even by a customer whose purchases are not a pending refund's copy
+    assert pending.sum() > 5
+    customers = shop.customers.loc[shop.customers["signup_at"] < cutoff, "customer_id"]
+    customers = {*customers.iloc[::2], at_cutoff["customer_id"]}
+    rows = pd.DataFrame({"customer_id": sorted(customers), "cutoff": cutoff})
+    rows = rows.sample(frac=1, random_state=0).reset_index(drop=True)
+    rows["cutoff"] = rows["cutoff"].astype("datetime64[us]")
+    assert set(purchases.loc[pending, "customer_id"]) & set(rows["customer_id"])
+    assert at_cutoff["customer_id"] in set(rows["customer_id"])
+    features = active_features(shop, CONFIG)
+    grouped = build_features(shop, rows, CONFIG, features=features)
+    with shop.connect() as con:
+        con.register("spine_in", rows)
+        whole = result_frame(con.sql(feature_sql(shop, features, [])))
+    whole = apply_dtypes(whole, features)
+    assert {f.source for f in features} >= {"purchases", "tickets", "surveys", "events"}
+    assert len(grouped) == len(rows) and grouped["orders_total"].gt(0).sum() > 100
+    pd.testing.assert_frame_equal(grouped, whole, check_exact=True)
+
+
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_the_search_in_parts_finds_numpys_positions(side):
     """running._search narrows each part of sorted needles to its slice of the haystack;

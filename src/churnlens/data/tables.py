@@ -46,6 +46,20 @@ def compress_if_large(con: duckdb.DuckDBPyConnection) -> bool:
     return True
 
 
+def cutoffs_sql(cutoffs) -> str:
+    """A relation of the given cutoffs (column `cutoff`) written out as literals: unlike a
+    DISTINCT over the spine, the planner knows how few rows it has (1M customers, the BTYD
+    summary at one cutoff: 4.1 s instead of 5.2)."""
+    days = sorted({pd.Timestamp(cutoff) for cutoff in cutoffs})
+    values = ", ".join(f"({timestamp_sql(day)})" for day in days)
+    return f"(SELECT cutoff FROM (VALUES {values}) AS _cutoffs(cutoff))"
+
+
+def timestamp_sql(value) -> str:
+    """A time as an SQL TIMESTAMP literal, to the microsecond."""
+    return f"TIMESTAMP '{pd.Timestamp(value).isoformat(sep=' ')}'"
+
+
 def result_frame(relation: duckdb.DuckDBPyRelation, types_mapper=None) -> pd.DataFrame:
     """A query's result as pandas through Arrow, which converts text in bulk where DuckDB's
     `df()` builds it value by value (0.8 s for a million customer ids). For the numbers, text

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from churnlens.data.contract import COMPLETION_COLUMNS, completed_sql
-from churnlens.data.tables import Tables, result_frame
+from churnlens.data.tables import Tables, cutoffs_sql, result_frame
 from churnlens.errors import ChurnlensError
 from churnlens.modeling.bgnbd import BGNBD, fit_sample_sql, rfm_sql
 from churnlens.modeling.gammagamma import GammaGamma
@@ -45,10 +45,10 @@ WEEK = 7.0
 SUMMARY = ["cutoff", "customer_id", "frequency", "recency", "T", "monetary"]
 
 
-def summary_sql(columns) -> str:
-    """Every buyer's summary (SUMMARY) at each cutoff of `spine_in`, over `purchases_in`
-    (whose `columns` decide completion) completed at that cutoff; in weeks."""
-    cutoffs = "(SELECT DISTINCT cutoff FROM spine_in)"
+def summary_sql(columns, cutoffs: str = "(SELECT DISTINCT cutoff FROM spine_in)") -> str:
+    """Every buyer's summary (SUMMARY) at each cutoff of `cutoffs` (a relation; by default
+    those of `spine_in`), over `purchases_in` (whose `columns` decide completion) completed
+    at that cutoff; in weeks."""
     return rfm_sql(WEEK, cutoffs, completed_sql(columns, "c.cutoff"), monetary=True)
 
 
@@ -118,7 +118,8 @@ def summaries(con: duckdb.DuckDBPyConnection, spine: pd.DataFrame):
     keys = spine[["customer_id", "cutoff"]].assign(_at=np.arange(len(spine)))
     con.execute("SET TimeZone = 'UTC'")
     con.register("spine_in", keys)
-    con.execute(f"CREATE TEMP TABLE btyd_summary AS {summary_sql(columns)}")
+    cutoffs = cutoffs_sql(spine["cutoff"].unique())
+    con.execute(f"CREATE TEMP TABLE btyd_summary AS {summary_sql(columns, cutoffs)}")
     sample = result_frame(con.sql(sample_sql("btyd_summary")))
     kept = ", ".join(f"b.{c}" for c in SUMMARY[2:])
     rows = result_frame(

@@ -24,6 +24,7 @@ byte-identical from run to run.
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 import string
@@ -80,8 +81,18 @@ def counted(number: float, noun: str, sign: str = "") -> str:
     return f"{text} {noun}"
 
 
+@functools.cache
+def template_parts(template: str) -> tuple:
+    """`string.Formatter().parse` of a template, once per template: a million-row list
+    renders tens of thousands of sentences from a few dozen templates."""
+    return tuple(string.Formatter().parse(template))
+
+
 class _Sentence(string.Formatter):
     """str.format, plus the spec `#noun` (`+#noun` to show the sign) for a counted noun."""
+
+    def parse(self, format_string: str):
+        return template_parts(format_string)
 
     def format_field(self, value, format_spec: str) -> str:
         match = COUNTED.fullmatch(format_spec)
@@ -90,9 +101,12 @@ class _Sentence(string.Formatter):
         return counted(value, match[2], match[1])
 
 
+_SENTENCE = _Sentence()
+
+
 def render(template: str, row: dict) -> str:
     """A feature's template filled with a customer's values (see `counted` for `#noun`)."""
-    return _Sentence().vformat(template, (), row)
+    return _SENTENCE.vformat(template, (), row)
 
 
 @dataclass(frozen=True)

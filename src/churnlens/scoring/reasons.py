@@ -21,7 +21,6 @@ sentence is the feature's registry template filled with the customer's own value
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable
 
 import numpy as np
@@ -29,7 +28,13 @@ import pandas as pd
 
 from churnlens.errors import ChurnlensError
 from churnlens.features.btyd import BTYD_FEATURES
-from churnlens.features.registry import Feature, column_name, event_kinds_in, render
+from churnlens.features.registry import (
+    Feature,
+    column_name,
+    event_kinds_in,
+    render,
+    template_parts,
+)
 from churnlens.modeling.model import ChurnModel
 from churnlens.scoring.playbook import load_playbook
 
@@ -63,7 +68,7 @@ def sentence(feature: Feature | None, name: str, row: dict) -> str:
 
 
 def _field_names(template: str) -> list[str]:
-    return [field for _, field, _, _ in string.Formatter().parse(template) if field]
+    return [field for _, field, _, _ in template_parts(template) if field]
 
 
 def _strongest(values: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
