@@ -198,6 +198,16 @@ def test_every_purchase_and_event_feature_equals_the_reference(refund_times, man
         )
 
 
+def built_and_joined(shop: cl.Tables, rows: pd.DataFrame, features) -> tuple:
+    """(`build_features`' frame, the registry's statement run whole as Spark runs it: every
+    row joined to the spine at each later cutoff), both with the engine's dtypes."""
+    built = build_features(shop, rows, CONFIG, features=features)
+    with shop.connect() as con:
+        con.register("spine_in", rows)
+        joined = result_frame(con.sql(feature_sql(shop, features, [])))
+    return built, apply_dtypes(joined, features)
+
+
 def test_running_totals_give_the_registry_sql_bit_for_bit():
     """DuckDB computes purchase features from running totals (features/running.py); Spark
     runs the registry's SQL, which joins every purchase to every later cutoff. Both must give
@@ -206,13 +216,8 @@ def test_running_totals_give_the_registry_sql_bit_for_bit():
     shop = simulated(refund_times=True, many_categories=True)
     jitter = np.random.default_rng(5).integers(0, 1_000_000, len(shop.purchases))
     shop.purchases["ordered_at"] += pd.to_timedelta(jitter, unit="us")
-    rows = spine(shop)
     features = active_features(shop, CONFIG)
-    running = build_features(shop, rows, CONFIG, features=features)
-    with shop.connect() as con:
-        con.register("spine_in", rows)
-        joined = result_frame(con.sql(feature_sql(shop, features, [])))
-    joined = apply_dtypes(joined, features)
+    running, joined = built_and_joined(shop, spine(shop), features)
     bought = [f.name for f in features if f.source == "purchases"]
     assert {"gap_std_days", "last_channel", "categories_bought", "refund_rate"} <= set(bought)
     assert running["gap_std_days"].notna().sum() > 1000
@@ -239,11 +244,7 @@ def test_one_cutoff_grouped_first_gives_the_joined_statement_bit_for_bit():
     assert set(purchases.loc[pending, "customer_id"]) & set(rows["customer_id"])
     assert at_cutoff["customer_id"] in set(rows["customer_id"])
     features = active_features(shop, CONFIG)
-    grouped = build_features(shop, rows, CONFIG, features=features)
-    with shop.connect() as con:
-        con.register("spine_in", rows)
-        whole = result_frame(con.sql(feature_sql(shop, features, [])))
-    whole = apply_dtypes(whole, features)
+    grouped, whole = built_and_joined(shop, rows, features)
     assert {f.source for f in features} >= {"purchases", "tickets", "surveys", "events"}
     assert len(grouped) == len(rows) and grouped["orders_total"].gt(0).sum() > 100
     pd.testing.assert_frame_equal(grouped, whole, check_exact=True)
