@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from churnlens.config import FeatureConfig
 from churnlens.data.contract import with_ticket_times
 from churnlens.errors import ChurnlensError
+from churnlens.features.btyd import BTYD_FEATURES
 from churnlens.features.engine import active_features, build_features, write_features
 from shops import make_tables, refunded
 
@@ -247,6 +248,18 @@ def test_optional_tables_absent_means_their_features_absent():
     for name in ("tickets_total", "last_nps", "login_30d", "tickets_per_order", "high_effort"):
         assert name not in frame.columns
     assert frame.set_index("customer_id").loc["a", "orders_total"] == 3
+
+
+def test_an_empty_spine_gives_no_rows_and_every_column():
+    """No cutoff at all (a spine filtered down to nothing) is not an error: the statement
+    and the BTYD summary each get an empty relation of cutoffs."""
+    empty = spine(())
+    empty["cutoff"] = empty["cutoff"].astype("datetime64[us]")
+    config = FeatureConfig(windows_days=[30, 90])
+    out = build_features(literal_shop(), empty, config, horizon_days=90)
+    names = [f.name for f in active_features(literal_shop(), config)]
+    assert out.empty
+    assert list(out.columns) == ["customer_id", "cutoff", *names, *BTYD_FEATURES]
 
 
 def test_extra_spine_columns_ride_along_and_rows_are_sorted():
