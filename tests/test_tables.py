@@ -77,3 +77,16 @@ def test_tables_past_the_memory_share_are_compressed_with_the_same_rows(shop, mo
     assert _table_memory(compressed) < 0.7 * _table_memory(plain)
     for name in plain.names:
         pd.testing.assert_frame_equal(getattr(compressed, name), getattr(plain, name))
+
+
+def test_a_containers_memory_limit_counts_when_smaller_than_the_machine(tmp_path):
+    physical = tables_module.machine_memory(())
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    v2.write_text("8589934592\n")
+    assert tables_module.machine_memory((str(v2),)) == min(physical, 8 * 2**30)
+    v2.write_text("max\n")
+    v1.write_text("1073741824\n")
+    assert tables_module.machine_memory((str(v2), str(v1))) == physical  # v2 says: no limit
+    assert tables_module.machine_memory((str(tmp_path / "absent"), str(v1))) == 2**30
+    v1.write_text(f"{2**63 - 4096}\n")  # v1's "no limit"
+    assert tables_module.machine_memory((str(v1),)) == physical

@@ -22,6 +22,9 @@ SOURCES = NAMES[:5]  # the tables features read from (exit answers feed only the
 STORE = "store"  # the attached in-memory database that holds the checked tables
 # Stored tables above this share of the machine's memory are compressed (`compress_if_large`).
 COMPRESS_SHARE = 0.25
+# Where a container's memory limit is read: cgroup v2, then v1 (which says "no limit" with a
+# number near 2**63).
+MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
 
 def open_store(con: duckdb.DuckDBPyConnection) -> None:
@@ -32,18 +35,34 @@ def open_store(con: duckdb.DuckDBPyConnection) -> None:
 
 def compress_if_large(con: duckdb.DuckDBPyConnection) -> bool:
     """Compress the stored tables when they take more than COMPRESS_SHARE of the machine's
-    memory; whether it did. Compressed, they take about a third of the memory, and writing
-    them takes about 2.7x as long (benchmarks/results/growth.md): worth it where memory runs
-    short (5M customers: 12 GB of tables on a 24 GB machine), not below."""
+    memory (`machine_memory`); whether it did. Compressed, they take about a third of the
+    memory, and writing them takes about 2.7x as long (benchmarks/results/growth.md): worth
+    it where memory runs short (5M customers: 12 GB of tables on a 24 GB machine), not
+    below."""
     ((used,),) = con.execute(
         "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
         "WHERE tag = 'IN_MEMORY_TABLE'"
     ).fetchall()
-    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    if used <= COMPRESS_SHARE * memory:
+    if used <= COMPRESS_SHARE * machine_memory():
         return False
     con.execute(f"CHECKPOINT {STORE}")
     return True
+
+
+def machine_memory(limits: tuple[str, ...] = MEMORY_LIMITS) -> int:
+    """The bytes this process may use: the physical memory, or a container's smaller limit
+    (a scoring job in a container of 8 GB on a 64 GB host has 8)."""
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for path in limits:
+        try:
+            with open(path) as limit:
+                text = limit.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            return min(memory, int(text))
+        return memory  # "max": no limit
+    return memory
 
 
 def cutoffs_sql(cutoffs) -> str:
