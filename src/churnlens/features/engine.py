@@ -214,9 +214,7 @@ def _source_cte(source: str, features: list[Feature], tables: Tables, at: str | 
     prepared = PREPARED[source].format(columns=", ".join(helpers) or "NULL AS _none", rows=rows)
     aggregates = ",\n    ".join(f"{f.sql} AS {_quote(f.name)}" for f in features)
     if at is None:
-        spine = "spine s"
-        if pending:
-            spine += " LEFT JOIN pending v ON v._cid = s._cid AND v.version = s.cutoff"
+        spine = _versioned_spine(pending)
         rows_in = f"{spine} JOIN {source}_p x ON x._cid = s._cid AND x.ts < s.cutoff{match}"
         key = "s"
     else:
@@ -242,8 +240,7 @@ def running_inputs(tables: Tables) -> tuple[str, str]:
     is pending at a cutoff, and there is no version."""
     types = tables.columns("purchases")
     pending, rows, _ = _purchase_rows(types)
-    spine = "spine s LEFT JOIN pending v ON v._cid = s._cid AND v.version = s.cutoff"
-    spine = spine if pending else "spine s"
+    spine = _versioned_spine(pending)
     helpers = {**HELPER_COLUMNS["purchases"], "category": "category"}
     helpers["amount"] = f"CAST({AMOUNT} * 10000 AS BIGINT) AS amount"  # whole units
     columns = "".join(f", {sql}" for c, sql in helpers.items() if c in types)
@@ -307,6 +304,14 @@ def _purchase_rows(columns, at: str | None = None) -> tuple[str, str, str]:
             FROM pending v JOIN purchases_k p
             ON p._cid = v._cid AND p.ordered_at < v.version"""
     return pending, rows, " AND x.version IS NOT DISTINCT FROM v.version"
+
+
+def _versioned_spine(pending: str) -> str:
+    """The spine `s`, with each row's pending-refund version `v` when there is a `pending`
+    CTE (see `_purchase_rows`)."""
+    if not pending:
+        return "spine s"
+    return "spine s LEFT JOIN pending v ON v._cid = s._cid AND v.version = s.cutoff"
 
 
 def _quote(name: str) -> str:
