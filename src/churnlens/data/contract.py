@@ -70,7 +70,7 @@ import pandas as pd
 
 from churnlens.config import DataConfig
 from churnlens.data.io import Source, quote, scan_table
-from churnlens.data.tables import STORE, Tables, compress_if_large, open_store
+from churnlens.data.tables import STORE, Tables, compress_if_large, open_store, timestamp_sql
 from churnlens.errors import ChurnlensError
 
 Kind = Literal["id", "datetime", "float", "int", "text", "code"]  # code: lower-case, stripped
@@ -586,13 +586,13 @@ class _Table:
             self.add(
                 name,
                 f"before data.earliest ({earliest:%Y-%m-%d})",
-                f"{p} < TIMESTAMP '{earliest}'",
+                f"{p} < {timestamp_sql(earliest)}",
                 label=raw_label,
             )
             self.add(
                 name,
                 f"after data.latest ({latest:%Y-%m-%d}; default: the day of the run)",
-                f"{p} >= TIMESTAMP '{end}'",
+                f"{p} >= {timestamp_sql(end)}",
                 label=raw_label,
             )
             return _time(r, source, declared), p
