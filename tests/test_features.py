@@ -85,7 +85,7 @@ def spine(customers=("a", "b", "z"), cutoff=CUTOFF):
 @pytest.fixture(scope="module")
 def features():
     """The features at CUTOFF, built with a second, earlier cutoff: over several cutoffs the
-    purchase features come from running totals, at one from the SQL join (engine._frame);
+    purchase features come from running totals, at one from the SQL statement (engine._frame);
     tests that build at CUTOFF alone compare the two."""
     both = pd.concat([spine(), spine(cutoff=CUTOFF - pd.Timedelta(days=20))], ignore_index=True)
     out = build_features(literal_shop(), both, CONFIG)
@@ -365,7 +365,7 @@ def test_a_purchase_refunded_after_the_cutoff_is_completed_at_it(refunded_at):
 
 def test_a_purchase_refunded_before_the_cutoff_is_a_refund_at_it(features):
     out = build_features(_refunded_o4("2024-03-31 23:59:59"), spine(), CONFIG)
-    # as EXPECTED_A; at one cutoff from the SQL join, the fixture's from running totals (the
+    # as EXPECTED_A; at one cutoff from the SQL statement, the fixture's from running totals (the
     # category levels are those each frame has)
     levels = {name: "object" for name in out.select_dtypes("category")}
     pd.testing.assert_frame_equal(
