@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from churnlens.data.tables import Tables
+from churnlens.data.tables import Tables, result_frame
 from churnlens.datasets import load_cdnow
-from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
+from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features, summaries, summary_sql
 from churnlens.modeling.bgnbd import BGNBD, rfm_summary
 from churnlens.modeling.gammagamma import GammaGamma
 from shops import make_tables
@@ -78,6 +78,27 @@ def test_rows_at_or_after_the_cutoff_never_change_btyd_features(
     changed["refunded_at"] = pd.Series(refunded_at, index=changed.index).where(refund)
     changed = Tables(sample.customers, changed)
     pd.testing.assert_frame_equal(original, add_btyd_features(changed, frame, 90))
+
+
+def test_a_cutoff_with_nanoseconds_finds_the_summary_the_spines_own_cutoff_does(sample):
+    """`summaries` joins the summary over the cutoffs written as literals (`cutoffs_sql`) to
+    the spine. A pandas cutoff with nanoseconds (DuckDB keeps them) cut to the microsecond
+    joined nothing: every customer lost their BTYD features. It must find what the summary
+    over the spine's own cutoffs (Spark's call) finds."""
+    frame = _frame(sample, ["1997-07-01"])
+    frame["cutoff"] = pd.Timestamp("1997-07-01") + pd.Timedelta(nanoseconds=1)
+    with sample.connect() as con:
+        _, rows = summaries(con, frame)
+    with sample.connect() as con:
+        con.register("spine_in", frame)
+        own = result_frame(
+            con.sql(
+                "SELECT b.frequency, b.recency, b.T FROM spine_in s LEFT JOIN "
+                f"({summary_sql([])}) b USING (customer_id, cutoff) ORDER BY s.customer_id"
+            )
+        )
+    assert rows["frequency"].notna().mean() > 0.9
+    np.testing.assert_array_equal(rows[["frequency", "recency", "T"]], own)
 
 
 def test_a_failed_fit_gives_missing_features_and_a_warning(caplog):

@@ -250,6 +250,23 @@ def test_one_cutoff_grouped_first_gives_the_joined_statement_bit_for_bit():
     pd.testing.assert_frame_equal(grouped, whole, check_exact=True)
 
 
+def test_a_cutoff_with_nanoseconds_gives_the_joined_statement_bit_for_bit():
+    """A pandas spine may carry nanoseconds, which DuckDB keeps (TIMESTAMP_NS). The grouped
+    statement writes its one cutoff as a literal: cut to the microsecond, it lost every
+    aggregate (its cutoff no longer joined the spine's) and left out a purchase made in the
+    cutoff's microsecond, which the spine's own value counts."""
+    shop = simulated(refund_times=True)
+    purchase = shop.purchases.iloc[len(shop.purchases) // 2]
+    cutoff = purchase["ordered_at"].floor("us") + pd.Timedelta(nanoseconds=999)
+    customers = shop.customers.loc[shop.customers["signup_at"] < cutoff, "customer_id"]
+    rows = pd.DataFrame({"customer_id": sorted(customers), "cutoff": cutoff})
+    assert rows["cutoff"].dt.unit == "ns" and purchase["customer_id"] in set(rows["customer_id"])
+    features = active_features(shop, CONFIG)
+    grouped, whole = built_and_joined(shop, rows, features)
+    assert grouped["orders_total"].gt(0).sum() > 100
+    pd.testing.assert_frame_equal(grouped, whole, check_exact=True)
+
+
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_the_search_in_parts_finds_numpys_positions(side):
     """running._search narrows each part of sorted needles to its slice of the haystack;

@@ -77,8 +77,13 @@ def cutoffs_sql(cutoffs) -> str:
 
 
 def timestamp_sql(value) -> str:
-    """A time as an SQL TIMESTAMP literal, to the microsecond."""
-    return f"TIMESTAMP '{pd.Timestamp(value).isoformat(sep=' ')}'"
+    """A time as an SQL literal to its full precision: TIMESTAMP, or TIMESTAMP_NS when it has
+    nanoseconds (a pandas spine's cutoff may; DuckDB reads such a column as TIMESTAMP_NS). Cut
+    to the microsecond, the literal would neither compare with the rows nor join the spine's
+    own value as that column does."""
+    time = pd.Timestamp(value)
+    kind = "TIMESTAMP_NS" if time.nanosecond else "TIMESTAMP"
+    return f"{kind} '{time.isoformat(sep=' ')}'"
 
 
 def result_frame(relation: duckdb.DuckDBPyRelation, types_mapper=None) -> pd.DataFrame:
