@@ -80,13 +80,21 @@ def test_rows_at_or_after_the_cutoff_never_change_btyd_features(
     pd.testing.assert_frame_equal(original, add_btyd_features(changed, frame, 90))
 
 
-def test_a_cutoff_with_nanoseconds_finds_the_summary_the_spines_own_cutoff_does(sample):
+@pytest.mark.parametrize(
+    "cutoff",
+    [
+        pd.Timestamp("1997-07-01") + pd.Timedelta(nanoseconds=1),
+        pd.Timestamp("1997-07-01 02:00", tz="Europe/Berlin"),
+    ],
+    ids=["nanoseconds", "time zone"],
+)
+def test_a_cutoff_of_any_pandas_type_finds_the_summary_the_spines_own_cutoff_does(sample, cutoff):
     """`summaries` joins the summary over the cutoffs written as literals (`cutoffs_sql`) to
-    the spine. A pandas cutoff with nanoseconds (DuckDB keeps them) cut to the microsecond
-    joined nothing: every customer lost their BTYD features. It must find what the summary
-    over the spine's own cutoffs (Spark's call) finds."""
+    the spine. A cutoff with nanoseconds or a time zone (DuckDB keeps both) written as a plain
+    TIMESTAMP joined nothing: every customer lost their BTYD features. It must find what the
+    summary over the spine's own cutoffs (Spark's call) finds."""
     frame = _frame(sample, ["1997-07-01"])
-    frame["cutoff"] = pd.Timestamp("1997-07-01") + pd.Timedelta(nanoseconds=1)
+    frame["cutoff"] = cutoff
     with sample.connect() as con:
         _, rows = summaries(con, frame)
     with sample.connect() as con:

@@ -262,6 +262,18 @@ def test_an_empty_spine_gives_no_rows_and_every_column():
     assert list(out.columns) == ["customer_id", "cutoff", *names, *BTYD_FEATURES]
 
 
+def test_a_spine_in_a_time_zone_is_refused_with_the_way_out():
+    """The tables' times carry no time zone; a cutoff in one failed deep in pandas."""
+    frame = spine(("a",), CUTOFF)
+    frame["cutoff"] = frame["cutoff"].dt.tz_localize("Europe/Berlin")
+    with pytest.raises(
+        ChurnlensError,
+        match=r"spine: cutoff is in time zone Europe/Berlin.*"
+        r"tz_localize\(None\)",
+    ):
+        build_features(literal_shop(), frame, CONFIG)
+
+
 def test_extra_spine_columns_ride_along_and_rows_are_sorted():
     frame = spine(("z", "a"), CUTOFF)
     frame = pd.concat([frame, spine(("a",), pd.Timestamp("2024-03-01"))], ignore_index=True)

@@ -77,12 +77,12 @@ def cutoffs_sql(cutoffs) -> str:
 
 
 def timestamp_sql(value) -> str:
-    """A time as an SQL literal to its full precision: TIMESTAMP, or TIMESTAMP_NS when it has
-    nanoseconds (a pandas spine's cutoff may; DuckDB reads such a column as TIMESTAMP_NS). Cut
-    to the microsecond, the literal would neither compare with the rows nor join the spine's
-    own value as that column does."""
+    """A time as an SQL literal of the type DuckDB reads a pandas column of it as: TIMESTAMP,
+    TIMESTAMP_NS when it has nanoseconds, TIMESTAMPTZ when it has a time zone. Otherwise the
+    literal (a spine's cutoff) would neither compare with the rows nor join the spine's own
+    value as that column does."""
     time = pd.Timestamp(value)
-    kind = "TIMESTAMP_NS" if time.nanosecond else "TIMESTAMP"
+    kind = "TIMESTAMPTZ" if time.tz else "TIMESTAMP_NS" if time.nanosecond else "TIMESTAMP"
     return f"{kind} '{time.isoformat(sep=' ')}'"
 
 

@@ -360,9 +360,19 @@ ORDER BY cutoff, _cid"""
 
 
 def _check_spine(spine: pd.DataFrame) -> list[str]:
+    """The spine's extra columns; refused without its columns, or with cutoffs in a time zone:
+    the tables' times carry none (the contract reads a time with an offset as UTC)."""
     missing = [c for c in SPINE_COLUMNS if c not in spine.columns]
     if missing:
         raise ChurnlensError(f"spine: missing column(s) {', '.join(missing)}")
+    zone = getattr(spine["cutoff"].dtype, "tz", None)
+    if zone is not None:
+        raise ChurnlensError(
+            f"spine: cutoff is in time zone {zone}; the tables' times carry none (times "
+            "given with an offset are read as UTC). Give the cutoffs without one: "
+            ".dt.tz_convert('UTC').dt.tz_localize(None) where the tables' times had offsets, "
+            ".dt.tz_localize(None) where they were local times"
+        )
     return [c for c in spine.columns if c not in SPINE_COLUMNS]
 
 
