@@ -224,10 +224,14 @@ def test_running_totals_give_the_registry_sql_bit_for_bit():
     pd.testing.assert_frame_equal(running, joined, check_exact=True)
 
 
-def test_one_cutoff_grouped_first_gives_the_joined_statement_bit_for_bit():
-    """At one cutoff (scoring) each source is grouped per customer before it meets the spine;
-    Spark joins first. Every feature of every source must be the same bits, with refunds
-    pending at the cutoff and customers outside the spine whose rows must not leak in."""
+@pytest.mark.parametrize("stranger", [False, True], ids=["stored keys", "text ids"])
+def test_one_cutoff_grouped_first_gives_the_joined_statement_bit_for_bit(stranger):
+    """At one cutoff (scoring) each source is grouped per customer before it meets the spine,
+    by the key validation stored (tables.KEY), or by the text id when a spine customer has
+    none (a `stranger` the customers table does not know); Spark joins first. Every feature of
+    every source must be the same bits, with refunds pending at the cutoff and customers
+    outside the spine whose rows must not leak in. The tables are read as DataFrames only
+    from another copy: a table read as one is no longer keyed."""
     shop = simulated(refund_times=True, many_categories=True)
     purchases = shop.purchases
     for _, at_cutoff in purchases.iloc[len(purchases) // 2 :].iterrows():
@@ -238,13 +242,15 @@ def test_one_cutoff_grouped_first_gives_the_joined_statement_bit_for_bit():
     assert pending.sum() > 5
     customers = shop.customers.loc[shop.customers["signup_at"] < cutoff, "customer_id"]
     customers = {*customers.iloc[::2], at_cutoff["customer_id"]}
-    rows = pd.DataFrame({"customer_id": sorted(customers), "cutoff": cutoff})
-    rows = rows.sample(frac=1, random_state=0).reset_index(drop=True)
+    rows = pd.DataFrame({"customer_id": sorted(customers | ({"stranger"} if stranger else set()))})
+    rows = rows.assign(cutoff=cutoff).sample(frac=1, random_state=0).reset_index(drop=True)
     rows["cutoff"] = rows["cutoff"].astype("datetime64[us]")
     assert set(purchases.loc[pending, "customer_id"]) & set(rows["customer_id"])
     assert at_cutoff["customer_id"] in set(rows["customer_id"])
-    features = active_features(shop, CONFIG)
-    grouped, whole = built_and_joined(shop, rows, features)
+    fresh = simulated(refund_times=True, many_categories=True)
+    features = active_features(fresh, CONFIG)
+    grouped, whole = built_and_joined(fresh, rows, features)
+    assert fresh.keyed
     assert {f.source for f in features} >= {"purchases", "tickets", "surveys", "events"}
     assert len(grouped) == len(rows) and grouped["orders_total"].gt(0).sum() > 100
     pd.testing.assert_frame_equal(grouped, whole, check_exact=True)
@@ -261,8 +267,10 @@ def test_a_cutoff_with_nanoseconds_gives_the_joined_statement_bit_for_bit():
     customers = shop.customers.loc[shop.customers["signup_at"] < cutoff, "customer_id"]
     rows = pd.DataFrame({"customer_id": sorted(customers), "cutoff": cutoff})
     assert rows["cutoff"].dt.unit == "ns" and purchase["customer_id"] in set(rows["customer_id"])
-    features = active_features(shop, CONFIG)
-    grouped, whole = built_and_joined(shop, rows, features)
+    fresh = simulated(refund_times=True)  # never read as DataFrames: keyed
+    features = active_features(fresh, CONFIG)
+    grouped, whole = built_and_joined(fresh, rows, features)
+    assert fresh.keyed
     assert grouped["orders_total"].gt(0).sum() > 100
     pd.testing.assert_frame_equal(grouped, whole, check_exact=True)
 

@@ -90,3 +90,23 @@ def test_a_containers_memory_limit_counts_when_smaller_than_the_machine(tmp_path
     assert tables_module.machine_memory((str(tmp_path / "absent"), str(v1))) == 2**30
     v1.write_text(f"{2**63 - 4096}\n")  # v1's "no limit"
     assert tables_module.machine_memory((str(v1),)) == physical
+
+
+def test_validation_numbers_each_row_by_its_customer_inside_sql_only():
+    """Validation stores each row with its customer's number (KEY) in id order, which the
+    features group by; DataFrames and `columns` never show it, and a table read as a
+    DataFrame (served from the frame from then on) leaves the tables unkeyed."""
+    shop = simulate(300, seed=2)
+    shop.pop("ground_truth")
+    tables = validate(shop)
+    assert tables.keyed
+    key = tables_module.KEY
+    with tables.connect() as con:
+        pairs = con.sql(
+            f"SELECT p.{key}, c.{key} FROM purchases_in p JOIN customers_in c USING (customer_id)"
+        ).fetchall()
+        order = con.sql(f"SELECT customer_id FROM customers_in ORDER BY {key}").fetchall()
+    assert len(pairs) == len(shop["purchases"]) and all(p == c for p, c in pairs)
+    assert [c for (c,) in order] == sorted(shop["customers"]["customer_id"])
+    assert key not in tables.columns("purchases") and key not in tables.purchases.columns
+    assert not tables.keyed

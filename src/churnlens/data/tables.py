@@ -20,6 +20,9 @@ import pyarrow as pa
 NAMES = ("customers", "purchases", "tickets", "surveys", "events", "exits")
 SOURCES = NAMES[:5]  # the tables features read from (exit answers feed only the report)
 STORE = "store"  # the attached in-memory database that holds the checked tables
+# Beside each stored table's columns: its customer's number in id order (NULL for an id the
+# customers do not know), given by validation; the features group and sort by it.
+KEY = "_k"
 # Stored tables above this share of the machine's memory are compressed (`compress_if_large`).
 COMPRESS_SHARE = 0.25
 # Where a container's memory limit is read: cgroup v2, then v1 (which says "no limit" with a
@@ -106,7 +109,9 @@ def read_frame(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
 def _table(name: str) -> property:
     def read(self: Tables) -> pd.DataFrame | None:
         if name not in self._frames and name in self._stored:
-            self._frames[name] = read_frame(self._database, f"SELECT * FROM {STORE}.main.{name}")
+            self._frames[name] = read_frame(
+                self._database, f"SELECT * EXCLUDE ({KEY}) FROM {STORE}.main.{name}"
+            )
         return self._frames.get(name)
 
     def replace(self: Tables, frame: pd.DataFrame | None) -> None:
@@ -166,13 +171,20 @@ class Tables:
         given), in their canonical order."""
         return [name for name in SOURCES if name in self._stored or name in self._frames]
 
+    @property
+    def keyed(self) -> bool:
+        """Whether SQL sees every present table with its customer's KEY: stored (validation
+        gives it) and never read as a DataFrame (a frame has none, and `connect` shows it)."""
+        return all(name in self._stored and name not in self._frames for name in self.names)
+
     def present(self) -> dict[str, pd.DataFrame]:
         """The present tables (`names`) as DataFrames."""
         return {name: getattr(self, name) for name in self.names}
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A new DuckDB connection that sees each present table as the view `{name}_in`
-        (exit answers too, when there are any); close it after use."""
+        (exit answers too, when there are any), a stored one with its KEY; close it after
+        use."""
         con = self._database.cursor() if self._database is not None else duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
         for name in NAMES:  # a frame once read: what a user changed in it counts
@@ -188,4 +200,5 @@ class Tables:
             return {}
         with self.connect() as con:
             relation = con.table(f"{name}_in")
-            return dict(zip(relation.columns, relation.types, strict=True))
+            found = zip(relation.columns, relation.types, strict=True)
+            return {column: kind for column, kind in found if column != KEY}

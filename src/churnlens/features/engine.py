@@ -10,7 +10,8 @@ where it is completed at the cutoff (`completed_sql`): with `refunded_at`, the f
 cutoff) pairs with a refund still pending at the cutoff read their own copy of the customer's
 purchases as of the cutoff (`_purchase_rows`). Over several cutoffs the purchase features come
 from running totals instead (features/running.py, see `_frame`), with the same values; at one
-cutoff (scoring) each source is grouped per customer before the join (`TEXT_KEYS`). Spark
+cutoff (scoring) each source is grouped per customer before the join, by the customer number
+validation stored with each row (`STORED_KEYS`) or the text id (`TEXT_KEYS`). Spark
 runs the statement whole, with its join. The result comes back as a DataFrame with fixed dtypes
 (`build_features`), or is written to Parquet (`write_features`).
 """
@@ -26,7 +27,7 @@ import pandas as pd
 from churnlens.config import Config, DataConfig, FeatureConfig
 from churnlens.data.contract import REFUND_STATUSES, completed_sql
 from churnlens.data.io import atomic_path
-from churnlens.data.tables import Tables, result_frame, timestamp_sql
+from churnlens.data.tables import KEY, Tables, result_frame, timestamp_sql
 from churnlens.errors import VALIDATED, ChurnlensError, expect
 from churnlens.features.btyd import BTYD_FEATURES, add_btyd_features
 from churnlens.features.registry import (
@@ -66,10 +67,14 @@ KEYS = """keys AS (
     SELECT customer_id, row_number() OVER (ORDER BY customer_id) AS _cid
     FROM (SELECT DISTINCT customer_id FROM spine_in)),
 spine AS (SELECT s.*, k._cid FROM spine_in s JOIN keys k USING (customer_id))"""
-# At one cutoff (scoring) each source is aggregated per customer before it meets the spine, and
-# the key is the text id itself: joining every row to the keys costs more than grouping by
-# text (1M customers: the events' aggregate 3.1 s instead of 5.8).
+# At one cutoff (scoring) each source is aggregated per customer before it meets the spine, by
+# the key validation stored with every row (KEY, in id order), else by the text id itself:
+# joining every row to the keys costs more than grouping by text (1M customers: the events'
+# aggregate 3.1 s instead of 5.8), and grouping by the stored key less (the features 2 s
+# faster in `score`; benchmarks/results/growth.md).
 TEXT_KEYS = "spine AS (SELECT *, customer_id AS _cid FROM spine_in)"
+STORED_KEYS = f"""spine AS (
+    SELECT s.*, c.{KEY} AS _cid FROM spine_in s LEFT JOIN customers_in c USING (customer_id))"""
 # Distinct categories (channels) bought before a cutoff, without a DISTINCT over the joined
 # rows (registry.distinct_completed sums both terms). A column with at most MAX_BITS values
 # (a categorical from the contract) gives each row its value's bit, OR-ed per (customer,
@@ -189,20 +194,23 @@ def _attribute_features(tables: Tables, taken: set[str], config: FeatureConfig) 
     ]
 
 
-def _keyed(source: str, bits: list[str] = (), at: str | None = None) -> str:
+def _keyed(source: str, bits: list[str] = (), key: str | None = None) -> str:
     """The source's rows with their key `_cid` (and value numbers): over several cutoffs
-    the spine customers' rows with their integer key, at one cutoff (`at`) every row with
-    its text id (see TEXT_KEYS)."""
-    key, keys = ("x.customer_id", "") if at else ("k._cid", " JOIN keys k USING (customer_id)")
+    the spine customers' rows with their integer key, at one cutoff every row with `key`,
+    its stored key or text id (see TEXT_KEYS)."""
+    keys = "" if key else " JOIN keys k USING (customer_id)"
     return f"""{source}_k AS (
-    SELECT {key} AS _cid, x.*{"".join(f", _code_{c}" for c in bits)}
+    SELECT {key or "k._cid"} AS _cid, x.*{"".join(f", _code_{c}" for c in bits)}
     FROM {source}_in x{keys}{"".join(map(_codes_join, bits))})"""
 
 
-def _source_cte(source: str, features: list[Feature], tables: Tables, at: str | None) -> str:
+def _source_cte(
+    source: str, features: list[Feature], tables: Tables, at: str | None, key: str | None
+) -> str:
     """The source's keyed rows, prepared rows and aggregate per (customer, cutoff): over
     several cutoffs each row joins the spine at every later cutoff; at one cutoff (`at`, a
-    literal) the rows before it are grouped per customer, with no join."""
+    literal) the rows before it are grouped per customer by `key` (see `_keyed`), with no
+    join."""
     types = tables.columns(source)
     helpers = [sql for c, sql in HELPER_COLUMNS.get(source, {}).items() if c in types]
     pending, rows, match, bits = "", "", "", []
@@ -216,20 +224,20 @@ def _source_cte(source: str, features: list[Feature], tables: Tables, at: str | 
     if at is None:
         spine = _versioned_spine(pending)
         rows_in = f"{spine} JOIN {source}_p x ON x._cid = s._cid AND x.ts < s.cutoff{match}"
-        key = "s"
+        grouped = "s"
     else:
         rows_in = f"(SELECT *, {at} AS cutoff FROM {source}_p) x"
         if pending:
             rows_in += " LEFT JOIN pending v ON v._cid = x._cid"
         rows_in += f"\n    WHERE x.ts < x.cutoff{match}"
-        key = "x"
-    return f"""{_keyed(source, bits, at)},
+        grouped = "x"
+    return f"""{_keyed(source, bits, key)},
 {pending}{source}_p AS ({prepared}),
 agg_{source} AS (
-    SELECT {key}._cid, {key}.cutoff,
+    SELECT {grouped}._cid, {grouped}.cutoff,
     {aggregates}
     FROM {rows_in}
-    GROUP BY {key}._cid, {key}.cutoff)"""
+    GROUP BY {grouped}._cid, {grouped}.cutoff)"""
 
 
 def running_inputs(tables: Tables) -> tuple[str, str]:
@@ -331,18 +339,24 @@ def _output_column(feature: Feature) -> str:
 
 
 def feature_sql(
-    tables: Tables, features: list[Feature], spine_extra: list[str], cutoff=None
+    tables: Tables,
+    features: list[Feature],
+    spine_extra: list[str],
+    cutoff=None,
+    keyed: bool = False,
 ) -> str:
     """The one statement: prepared sources, per-source aggregates, joined to the spine.
-    With `cutoff`, the spine's only cutoff, each source is aggregated at it before the join
-    (see TEXT_KEYS); the result is the same."""
+    With `cutoff`, the spine's only cutoff, each source is aggregated at it before the join,
+    by the stored KEY when `keyed` (every spine customer has one), else by the text id (see
+    TEXT_KEYS); the result is the same."""
     by_source: dict[str, list[Feature]] = {}
     for feature in features:
         by_source.setdefault(feature.source, []).append(feature)
     aggregated = [s for s in by_source if s not in ("customers", "derived")]
     at = None if cutoff is None else timestamp_sql(cutoff)
-    ctes = [TEXT_KEYS if at else KEYS]
-    ctes += [_source_cte(source, by_source[source], tables, at) for source in aggregated]
+    key = (f"x.{KEY}" if keyed else "x.customer_id") if at else None
+    ctes = [(STORED_KEYS if keyed else TEXT_KEYS) if at else KEYS]
+    ctes += [_source_cte(source, by_source[source], tables, at, key) for source in aggregated]
     joined = [_joined_column(f) for f in features if f.source != "derived"]
     joined += [f"s.{_quote(c)}" for c in spine_extra]
     joins = "\n".join(f"LEFT JOIN agg_{s} USING (_cid, cutoff)" for s in aggregated)
@@ -414,7 +428,8 @@ def _frame(tables: Tables, spine: pd.DataFrame, features: list[Feature]) -> pd.D
     cutoff = cutoffs[0] if len(cutoffs) == 1 else None
     with tables.connect() as con:
         con.register("spine_in", spine)
-        frame = result_frame(con.sql(feature_sql(tables, rest, extra, cutoff)))
+        keyed = cutoff is not None and tables.keyed and _all_keyed(con)
+        frame = result_frame(con.sql(feature_sql(tables, rest, extra, cutoff, keyed)))
     for name, values in columns.items():
         frame[name] = values
     if later:
@@ -425,6 +440,16 @@ def _frame(tables: Tables, spine: pd.DataFrame, features: list[Feature]) -> pd.D
         for name in derived.columns:
             frame[name] = derived[name].to_numpy()
     return frame[["customer_id", "cutoff", *(f.name for f in features), *extra]]
+
+
+def _all_keyed(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether every customer of the spine has a stored KEY: one the customers table does not
+    know has none, and is aggregated by the text id instead."""
+    ((unknown,),) = con.execute(
+        f"SELECT count(*) FROM spine_in s LEFT JOIN customers_in c USING (customer_id) "
+        f"WHERE c.{KEY} IS NULL"
+    ).fetchall()
+    return unknown == 0
 
 
 def build_features(
