@@ -769,10 +769,15 @@ class _Table:
                     f"AND (score < {low} OR score > {high} OR score % 1 <> 0)",
                 )
 
+    @property
+    def joined(self) -> str:
+        """The table's checked rows joined to their customers' signups (and key)."""
+        return f"{self.view} LEFT JOIN _signups ON {self.view}.customer_id = _signups._cid"
+
     def customer_rules(self) -> None:
         """Each row's customer must exist, and its date must not be before their signup
         day: an error for purchases, a warning for the other tables."""
-        source = f"{self.view} LEFT JOIN _signups ON {self.view}.customer_id = _signups._cid"
+        source = self.joined
         for rule in self.rules:  # one scan of the table for all its counts
             if rule.source == self.view:
                 rule.source = source
@@ -909,7 +914,7 @@ def check(
     kept = {}
     if keep and complete:  # each table's scan for its counts, joined to the customers, kept
         kept = {
-            f"{b.view} LEFT JOIN _signups ON {b.view}.customer_id = _signups._cid": (
+            b.joined: (
                 name,
                 f"SELECT {', '.join(_stored_columns(name, columns[name]))}, {KEY}",
                 found.get(name, {}),
