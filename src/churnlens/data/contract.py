@@ -1117,6 +1117,11 @@ def _stored_columns(name: str, columns: list[str]) -> list[str]:
     return select
 
 
+def _exit_columns(columns: list[str]) -> list[str]:
+    """The survey columns an exit answer keeps: every one but the score."""
+    return [column for column in columns if column != "score"]
+
+
 def table_queries(checked: Checked) -> dict[str, str]:
     """The SQL of each table as `Tables` holds it, over `check`'s `_chk_` views, exit answers
     (`exits`, without a score) apart from scored surveys."""
@@ -1125,7 +1130,7 @@ def table_queries(checked: Checked) -> dict[str, str]:
         select = _stored_columns(name, columns)
         query = f"SELECT {', '.join(select)} FROM _chk_{name}"
         if name == "surveys":
-            answers = ", ".join(column for column in select if column != quote("score"))
+            answers = ", ".join(map(quote, _exit_columns(columns)))
             queries["surveys"] = f"{query} WHERE NOT {EXITS}"
             queries["exits"] = f"SELECT {answers} FROM _chk_surveys WHERE {EXITS}"
         else:
@@ -1163,8 +1168,7 @@ def _move_exits(con: duckdb.DuckDBPyConnection, checked: Checked) -> None:
     coded = checked.levels.get("surveys", {})
     answers = ", ".join(
         f"CAST({quote(c)} AS VARCHAR) AS {quote(c)}" if c in coded else quote(c)
-        for c in checked.columns["surveys"]
-        if c != "score"
+        for c in _exit_columns(checked.columns["surveys"])
     )
     con.execute(f"CREATE TABLE {exits} AS SELECT {answers}, {KEY} FROM {surveys} WHERE {EXITS}")
     con.execute(f"DELETE FROM {surveys} WHERE {EXITS}")
