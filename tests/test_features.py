@@ -274,6 +274,33 @@ def test_a_spine_in_a_time_zone_is_refused_with_the_way_out():
         build_features(literal_shop(), frame, CONFIG)
 
 
+@pytest.mark.parametrize(
+    ("cutoffs", "message"),
+    [
+        (["2024-06-01"], r"spine: cutoff must hold times, not string values \(e.g. '2024-06-01'\)"),
+        (
+            [pd.Timestamp("2024-06-01", tz="UTC"), pd.Timestamp("2024-06-01", tz="Asia/Tokyo")],
+            r"spine: cutoff is in time zone Asia/Tokyo, UTC.*tz_localize\(None\)",
+        ),
+    ],
+    ids=["text", "time zones on the values"],
+)
+def test_a_spine_whose_cutoffs_are_not_plain_times_is_refused(cutoffs, message):
+    """Text failed deep in DuckDB (a binder error on epoch(VARCHAR)), and a column of times
+    in several time zones (an object column) passed the dtype's check and failed in a
+    conversion."""
+    frame = pd.DataFrame({"customer_id": ["a"] * len(cutoffs), "cutoff": cutoffs})
+    with pytest.raises(ChurnlensError, match=message):
+        build_features(literal_shop(), frame, CONFIG)
+
+
+def test_a_spine_of_dates_gives_the_features_of_midnight_cutoffs():
+    """Date objects are midnights: the object-column check lets them through."""
+    dates = spine(("a",), CUTOFF).assign(cutoff=[CUTOFF.date()])
+    expected = build_features(literal_shop(), spine(("a",), CUTOFF), CONFIG)
+    pd.testing.assert_frame_equal(build_features(literal_shop(), dates, CONFIG), expected)
+
+
 def test_extra_spine_columns_ride_along_and_rows_are_sorted():
     frame = spine(("z", "a"), CUTOFF)
     frame = pd.concat([frame, spine(("a",), pd.Timestamp("2024-03-01"))], ignore_index=True)

@@ -374,12 +374,25 @@ ORDER BY cutoff, _cid"""
 
 
 def _check_spine(spine: pd.DataFrame) -> list[str]:
-    """The spine's extra columns; refused without its columns, or with cutoffs in a time zone:
-    the tables' times carry none (the contract reads a time with an offset as UTC)."""
+    """The spine's extra columns; refused without its columns, with cutoffs that are not
+    times (text failed deep in DuckDB), or with cutoffs in a time zone, as a dtype or on the
+    values of an object column: the tables' times carry none (the contract reads a time with
+    an offset as UTC)."""
     missing = [c for c in SPINE_COLUMNS if c not in spine.columns]
     if missing:
         raise ChurnlensError(f"spine: missing column(s) {', '.join(missing)}")
-    zone = getattr(spine["cutoff"].dtype, "tz", None)
+    cutoff = spine["cutoff"]
+    zone = getattr(cutoff.dtype, "tz", None)
+    if zone is None and not pd.api.types.is_datetime64_dtype(cutoff):
+        kind = pd.api.types.infer_dtype(cutoff, skipna=True)
+        if kind not in ("date", "datetime", "empty"):
+            example = cutoff.dropna().iloc[0] if cutoff.notna().any() else None
+            raise ChurnlensError(
+                f"spine: cutoff must hold times, not {kind} values (e.g. {example!r}); "
+                "pd.to_datetime(spine['cutoff']) converts them"
+            )
+        zones = {str(v.tzinfo) for v in cutoff.dropna() if getattr(v, "tzinfo", None) is not None}
+        zone = ", ".join(sorted(zones)) or None
     if zone is not None:
         raise ChurnlensError(
             f"spine: cutoff is in time zone {zone}; the tables' times carry none (times "
