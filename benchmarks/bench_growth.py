@@ -9,6 +9,12 @@ number. The model is trained once on every 10th customer of the 100k shop (defau
 settings) and exported as a folder, so no tracking store is timed. Budget: 10 % of the
 customers. The 5M shop is simulated in 1M parts (bench_scoring.ensure_shop, ~6 min once).
 
+This machine's speed drifts by a quarter over hours (the same `score` took 54 s and 74 s at
+1M), so each size is also timed against a peer run beside it: DuckDB reading every value of
+the five input files once (the largest hash of each column: a `min` would be answered from
+the files' statistics without reading a value), the floor of any work on them. The ratio of
+the two holds where the seconds do not.
+
     python benchmarks/bench_growth.py                      # 100k, 1M and 5M (~15 min quiet)
     python benchmarks/bench_growth.py --sizes 20000 100000 # a quicker table
 """
@@ -50,6 +56,20 @@ def run(cmd: list[str]) -> dict:
         "peak_mb": usage.ru_maxrss / 1024,
         "load": max(load, os.getloadavg()[0]),
     }
+
+
+def read_every_value(customers: int) -> dict:
+    """The peer: one process in which DuckDB decodes every column of the shop's five
+    Parquet files once (the largest hash of each), timed like a `score` run."""
+    files = [str(shop_dir(customers) / f"{name}.parquet") for name in TABLES]
+    code = (
+        "import duckdb, sys\n"
+        "con = duckdb.connect()\n"
+        "for path in sys.argv[1:]:\n"
+        "    query = f\"SELECT max(hash(COLUMNS(*))) FROM read_parquet('{path}')\"\n"
+        "    con.execute(query).fetchall()\n"
+    )
+    return run([sys.executable, "-c", code, *files])
 
 
 def export_model(customers: int) -> Path:
@@ -119,6 +139,7 @@ def main() -> None:
         cmd = [*CLI, "score", "-c", str(config_file(size)), "--as-of", AS_OF]
         cmd += ["--model", str(model), "--budget", str(size // 10), "--out", str(out)]
         rows[size] = run(cmd)
+        rows[size]["peer"] = read_every_value(size)
         manifest = json.loads((out / "manifest.json").read_text())
         rows[size].update({k: manifest[k] for k in ("customers", "targets", "reasons_for")})
         print(size, rows[size], flush=True)
@@ -132,15 +153,20 @@ def main() -> None:
         "Each row is one `churnlens score` process: wall and CPU (user + system) seconds, peak "
         f"RSS. Goal (issue 14): under {GOAL_SECONDS:.0f} s at 1M customers on 2 cores. Load: the "
         "1-minute load average around the run; above 2 the machine was shared and the wall "
-        "time is inflated by others.",
+        "time is inflated by others. Peer: DuckDB reading every value of the five input files "
+        "once, in its own process right after; 'x peer' is the score's wall time over the "
+        "peer's, which holds across the machine's changes of speed.",
         "",
-        "| customers | scored | explained | targets | wall s | CPU s | peak MB | load |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| customers | scored | explained | targets | wall s | CPU s | peak MB | load "
+        "| peer wall s | peer CPU s | x peer |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size, r in rows.items():
+        peer = r["peer"]
         lines.append(
             f"| {size:,} | {r['customers']:,} | {r['reasons_for']:,} | {r['targets']:,} | "
-            f"{r['wall']:.1f} | {r['cpu']:.1f} | {r['peak_mb']:,.0f} | {r['load']:.1f} |"
+            f"{r['wall']:.1f} | {r['cpu']:.1f} | {r['peak_mb']:,.0f} | {r['load']:.1f} | "
+            f"{peer['wall']:.1f} | {peer['cpu']:.1f} | {r['wall'] / peer['wall']:.1f} |"
         )
     lines += ["", "CLI start-up (the import cost every command pays):", ""]
     lines += ["| command | wall s | CPU s | peak MB |", "|---|---:|---:|---:|"]
