@@ -408,8 +408,11 @@ def _active(tables: Tables, config: FeatureConfig, data: DataConfig | None) -> l
     return active_features(tables, config, data.ces_scale, data.csat_scale)
 
 
-def _frame(tables: Tables, spine: pd.DataFrame, features: list[Feature]) -> pd.DataFrame:
-    """Every feature per spine row, sorted by cutoff and customer.
+def _frame(
+    tables: Tables, spine: pd.DataFrame, features: list[Feature], extra: list[str]
+) -> pd.DataFrame:
+    """Every feature per spine row, sorted by cutoff and customer; the spine's `extra`
+    columns (`_check_spine`) ride along.
 
     Over several cutoffs the purchase features come from running totals (features/running.py):
     the statement's join would repeat each purchase for every later cutoff. They are computed
@@ -421,7 +424,6 @@ def _frame(tables: Tables, spine: pd.DataFrame, features: list[Feature]) -> pd.D
     customers: 3 s less in `score`). All give the same bits (tests/test_engine_equality.py),
     as Spark's copy of the statement with its join does.
     """
-    extra = _check_spine(spine)
     cutoffs = spine["cutoff"].dropna().unique()
     several = len(cutoffs) > 1
     bought = [f for f in features if f.source == "purchases"] if several else []
@@ -482,9 +484,9 @@ def build_features(
     """
     btyd = with_btyd(config, horizon_days)
     features = features or _active(tables, config, data)
-    frame = apply_dtypes(_frame(tables, spine, features), features)
-    if btyd:
-        extra = _check_spine(spine)  # the label stays last, after the BTYD features
+    extra = _check_spine(spine)
+    frame = apply_dtypes(_frame(tables, spine, features, extra), features)
+    if btyd:  # the label stays last, after the BTYD features
         frame = add_btyd_features(tables, frame, horizon_days)
         frame = frame[[c for c in frame.columns if c not in extra] + extra]
     return frame
